@@ -1,0 +1,93 @@
+"""Events: facts in the past tense. Stored in the outbox with the state change, then delivered."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Event(BaseModel):
+    """Base of all events; `event_id` deduplicates at-least-once delivery."""
+
+    model_config = ConfigDict(frozen=True)
+    registry: ClassVar[dict[str, type["Event"]]] = {}
+
+    event_id: str = Field(default_factory=_new_id)
+    experiment_id: str
+    experiment_name: str
+    occurred_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Event.registry[cls.__name__] = cls
+
+    @property
+    def kind(self) -> str:
+        """The event's type name, as stored in the outbox."""
+        return type(self).__name__
+
+    def payload(self) -> dict[str, Any]:
+        """JSON-ready fields, for the outbox."""
+        return self.model_dump(mode="json")
+
+    @staticmethod
+    def from_stored(kind: str, payload: dict[str, Any]) -> "Event":
+        """Rebuild an event read back from the outbox."""
+        return Event.registry[kind].model_validate(payload)
+
+
+class ExperimentLaunched(Event):
+    owner: str
+    project: str
+    gpus: int
+    gpu_type: str | None
+    group: str | None = None
+
+
+class ExperimentQueued(Event):
+    reason: str
+
+
+class AttemptStarted(Event):
+    attempt: int
+    resumed_from: str | None = None
+
+
+class AttemptRunning(Event):
+    attempt: int
+
+
+class AttemptEnded(Event):
+    attempt: int
+    exit_code: int | None
+    reason: str
+    failure_class: str
+
+
+class RestartScheduled(Event):
+    next_attempt: int
+    delay_seconds: float
+    budget: str  # which budget the restart spends: user, infra or none
+    reason: str
+    resume_from: str | None = None
+
+
+class ExperimentSucceeded(Event):
+    attempts: int
+
+
+class ExperimentFailed(Event):
+    reason: str
+    exit_code: int | None = None
+    attempts: int = 0
+
+
+class ExperimentStopped(Event):
+    by: str
+    reason: str

@@ -1,0 +1,229 @@
+"""The experiment aggregate: its state machine and its attempts."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from core import events
+from core.errors import IllegalTransition
+from core.spec import ExperimentSpec
+
+
+class State(StrEnum):
+    PENDING_APPROVAL = "PENDING_APPROVAL"
+    QUEUED = "QUEUED"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    RESTARTING = "RESTARTING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    STOPPED = "STOPPED"
+    REJECTED = "REJECTED"
+
+
+TERMINAL = frozenset({State.SUCCEEDED, State.FAILED, State.STOPPED, State.REJECTED})
+ACTIVE = frozenset(State) - TERMINAL
+
+ALLOWED: dict[State, frozenset[State]] = {
+    State.PENDING_APPROVAL: frozenset({State.QUEUED, State.REJECTED, State.STOPPED}),
+    State.QUEUED: frozenset({State.STARTING, State.STOPPED, State.FAILED}),
+    # STARTING -> QUEUED: the cluster accepted the attempt but cannot place it yet.
+    State.STARTING: frozenset(
+        {State.RUNNING, State.QUEUED, State.RESTARTING, State.SUCCEEDED, State.FAILED, State.STOPPED}
+    ),
+    State.RUNNING: frozenset({State.RESTARTING, State.SUCCEEDED, State.FAILED, State.STOPPED}),
+    State.RESTARTING: frozenset({State.QUEUED, State.STARTING, State.FAILED, State.STOPPED}),
+}
+
+
+class FailureClass(StrEnum):
+    NONE = "none"  # succeeded
+    INFRA = "infra"  # preempted, evicted, node or process lost
+    USER = "user"  # the code failed
+    RETRYABLE_EXIT = "retryable-exit"  # exit code listed in retry_on_exit_codes
+    GIVE_UP = "give-up-pattern"  # the log matched a give-up pattern
+    STALL = "stall"  # no progress for stall_timeout: killed by expbot
+    MAX_RUNTIME = "max-runtime"
+    STOPPED = "stopped"  # stopped by a person
+    IDLE = "idle"  # stopped because its GPUs sat idle
+
+
+class AttemptState(StrEnum):
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    ENDED = "ENDED"
+
+
+@dataclass
+class Attempt:
+    """One run of an experiment's command."""
+
+    number: int
+    created_at: datetime
+    state: AttemptState = AttemptState.STARTING
+    started_at: datetime | None = None  # when it began running
+    ended_at: datetime | None = None
+    exit_code: int | None = None
+    reason: str = ""
+    failure_class: FailureClass | None = None
+    resumed_from: str | None = None
+
+    def running_time(self, now: datetime) -> timedelta:
+        """Wall time this attempt has spent running (so far, if it still runs)."""
+        if self.started_at is None:
+            return timedelta(0)
+        return (self.ended_at or now) - self.started_at
+
+
+@dataclass
+class Experiment:
+    """An experiment and everything needed to supervise it."""
+
+    id: str
+    spec: ExperimentSpec
+    owner: str
+    created_at: datetime
+    state: State = State.QUEUED
+    state_reason: str = ""
+    updated_at: datetime | None = None
+    idempotency_key: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    next_attempt_at: datetime | None = None
+    user_restarts: int = 0  # spent of spec.max_restarts
+    infra_restarts: int = 0  # spent of spec.max_preemptions
+    free_restarts: int = 0  # restarts on retry_on_exit_codes, not counted
+    stopped_by: str | None = None
+    version: int = 0
+    events: list[events.Event] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    @property
+    def current_attempt(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+    @property
+    def restarts(self) -> int:
+        return self.user_restarts + self.infra_restarts + self.free_restarts
+
+    def runtime(self, now: datetime) -> timedelta:
+        """Total running time over all attempts: what max_runtime limits."""
+        return sum((a.running_time(now) for a in self.attempts), timedelta(0))
+
+    def remaining_runtime(self, now: datetime) -> timedelta:
+        """How much of max_runtime is left."""
+        return max(timedelta(0), self.spec.max_runtime - self.runtime(now))
+
+    # --- transitions -------------------------------------------------------------------------
+    def _move(self, to: State, now: datetime, reason: str = "") -> None:
+        if to not in ALLOWED.get(self.state, frozenset()):
+            raise IllegalTransition(f"{self.name}: cannot go from {self.state} to {to}")
+        self.state, self.state_reason, self.updated_at = to, reason, now
+
+    def _emit(self, event_type: type[events.Event], now: datetime, **fields: object) -> None:
+        self.events.append(
+            event_type(experiment_id=self.id, experiment_name=self.name, occurred_at=now, **fields)
+        )
+
+    def launched(self, now: datetime) -> None:
+        """Record that the experiment was accepted (emits ExperimentLaunched)."""
+        self._emit(
+            events.ExperimentLaunched, now, owner=self.owner, project=self.spec.project,
+            gpus=self.spec.gpus, gpu_type=self.spec.gpu_type, group=self.spec.group,
+        )
+
+    def queue(self, reason: str, now: datetime) -> None:
+        """Wait for capacity; emits an event only when the reason changes."""
+        if self.state == State.QUEUED and self.state_reason == reason:
+            return
+        if self.state != State.QUEUED:
+            self._move(State.QUEUED, now, reason)
+        self.state_reason, self.updated_at = reason, now
+        self._emit(events.ExperimentQueued, now, reason=reason)
+
+    def start_attempt(self, resumed_from: str | None, now: datetime) -> Attempt:
+        """Record that attempt n+1 was handed to the cluster."""
+        self._move(State.STARTING, now)
+        attempt = Attempt(number=len(self.attempts) + 1, created_at=now, resumed_from=resumed_from)
+        self.attempts.append(attempt)
+        self.next_attempt_at = None
+        self._emit(events.AttemptStarted, now, attempt=attempt.number, resumed_from=resumed_from)
+        return attempt
+
+    def mark_running(self, now: datetime) -> None:
+        """The current attempt's process is running."""
+        attempt = self._require_attempt(AttemptState.STARTING)
+        if self.state == State.QUEUED:  # placed after waiting for capacity
+            self._move(State.STARTING, now)
+        self._move(State.RUNNING, now)
+        attempt.state, attempt.started_at = AttemptState.RUNNING, now
+        self._emit(events.AttemptRunning, now, attempt=attempt.number)
+
+    def end_attempt(
+        self, exit_code: int | None, reason: str, failure_class: FailureClass, now: datetime
+    ) -> Attempt:
+        """Record how the current attempt ended (the decision comes separately)."""
+        attempt = self.current_attempt
+        if attempt is None or attempt.state == AttemptState.ENDED:
+            raise IllegalTransition(f"{self.name}: no attempt is in progress")
+        if attempt.started_at is None:  # ended before it was ever seen running
+            attempt.started_at = now
+        attempt.state, attempt.ended_at = AttemptState.ENDED, now
+        attempt.exit_code, attempt.reason, attempt.failure_class = exit_code, reason, failure_class
+        self._emit(
+            events.AttemptEnded, now, attempt=attempt.number, exit_code=exit_code, reason=reason,
+            failure_class=str(failure_class),
+        )
+        return attempt
+
+    def schedule_restart(
+        self, at: datetime, budget: str, reason: str, resume_from: str | None, now: datetime
+    ) -> None:
+        """Plan the next attempt at `at`, spending the named budget (user, infra or none)."""
+        self._move(State.RESTARTING, now, reason)
+        if budget == "user":
+            self.user_restarts += 1
+        elif budget == "infra":
+            self.infra_restarts += 1
+        else:
+            self.free_restarts += 1
+        self.next_attempt_at = at
+        self._emit(
+            events.RestartScheduled, now, next_attempt=len(self.attempts) + 1,
+            delay_seconds=max(0.0, (at - now).total_seconds()), budget=budget, reason=reason,
+            resume_from=resume_from,
+        )
+
+    def succeed(self, now: datetime) -> None:
+        """The experiment finished successfully."""
+        self._move(State.SUCCEEDED, now, "succeeded")
+        self.next_attempt_at = None
+        self._emit(events.ExperimentSucceeded, now, attempts=len(self.attempts))
+
+    def fail(self, reason: str, now: datetime, exit_code: int | None = None) -> None:
+        """The experiment gave up."""
+        self._move(State.FAILED, now, reason)
+        self.next_attempt_at = None
+        self._emit(
+            events.ExperimentFailed, now, reason=reason, exit_code=exit_code,
+            attempts=len(self.attempts),
+        )
+
+    def stop(self, by: str, reason: str, now: datetime) -> None:
+        """A person (or the idle policy) stopped it; terminal, never restarted."""
+        self._move(State.STOPPED, now, reason)
+        self.stopped_by, self.next_attempt_at = by, None
+        self._emit(events.ExperimentStopped, now, by=by, reason=reason)
+
+    def _require_attempt(self, state: AttemptState) -> Attempt:
+        attempt = self.current_attempt
+        if attempt is None or attempt.state != state:
+            raise IllegalTransition(f"{self.name}: no attempt in state {state}")
+        return attempt

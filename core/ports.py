@@ -1,0 +1,166 @@
+"""Ports: what core needs from the outside world, as Protocols. Adapters implement them."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from core.events import Event
+from core.model import Experiment, State
+from core.spec import ExperimentSpec
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Current time, timezone-aware UTC."""
+        ...
+
+
+# --- store -------------------------------------------------------------------------------------
+class ExperimentRepository(Protocol):
+    def add(self, experiment: Experiment) -> None:
+        """Stage a new experiment; DuplicateLaunch on commit if its idempotency key exists."""
+        ...
+
+    def get(self, experiment_id: str) -> Experiment | None:
+        """The experiment with this id, or None."""
+        ...
+
+    def get_by_name(self, name: str) -> Experiment | None:
+        """The newest experiment with this name, or None."""
+        ...
+
+    def get_by_idempotency_key(self, key: str) -> Experiment | None:
+        """The experiment stored with exactly this idempotency key, or None."""
+        ...
+
+    def list(
+        self,
+        *,
+        states: Iterable[State] | None = None,
+        owner: str | None = None,
+        project: str | None = None,
+        group: str | None = None,
+        limit: int | None = None,
+    ) -> list[Experiment]:
+        """Experiments matching every given filter, newest first."""
+        ...
+
+    def active(self) -> list[Experiment]:
+        """Every non-terminal experiment, oldest first (the supervisor's work list)."""
+        ...
+
+
+class Outbox(Protocol):
+    def pending(self, limit: int = 100) -> list[Event]:
+        """Events not yet delivered, oldest first."""
+        ...
+
+    def mark_delivered(self, event_id: str, at: datetime) -> None:
+        """Record that an event reached its destination."""
+        ...
+
+    def for_experiment(self, experiment_id: str) -> list[Event]:
+        """Every event of one experiment, oldest first (its timeline)."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """A transaction: changes to experiments and their new events commit together, or not at all."""
+
+    experiments: ExperimentRepository
+    outbox: Outbox
+
+    def __enter__(self) -> "UnitOfWork": ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def commit(self) -> None:
+        """Save every experiment touched (ConcurrentUpdate if one changed meanwhile) and its events."""
+        ...
+
+    def rollback(self) -> None: ...
+
+    def collect_new_events(self) -> Iterator[Event]:
+        """Events committed by this unit of work, for in-process handlers."""
+        ...
+
+
+# --- cluster -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AttemptLaunch:
+    """Everything a backend needs to start one attempt."""
+
+    experiment_id: str
+    experiment_name: str
+    attempt: int
+    spec: ExperimentSpec
+    owner: str
+    resume_from: str | None
+    max_runtime: timedelta  # what is left of the experiment's max runtime
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    started: bool  # False: not placed (no capacity); nothing was created
+    reason: str = ""  # why it waits, e.g. "waiting for 2 free GPUs (1 of 2 in use)"
+
+
+class AttemptPhase(StrEnum):
+    QUEUED = "QUEUED"  # accepted but not placed (e.g. Unschedulable)
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    EXITED = "EXITED"  # ended with an exit code (or a cluster-reported termination)
+    LOST = "LOST"  # the backend lost it: process vanished, node gone
+
+
+@dataclass(frozen=True)
+class AttemptStatus:
+    """What the backend knows of one attempt right now."""
+
+    phase: AttemptPhase
+    exit_code: int | None = None
+    reason: str = ""  # e.g. "OOMKilled", "Evicted", "process vanished", scheduler message
+    infra: bool = False  # the backend knows it was preempted/evicted/lost its node
+    oom_killed: bool = False
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    last_progress_at: datetime | None = None  # newest checkpoint or heartbeat
+
+
+class ClusterBackend(Protocol):
+    def check_fits(self, spec: ExperimentSpec) -> str | None:
+        """Why this spec can never run here (e.g. more GPUs than exist), or None."""
+        ...
+
+    def submit(self, launch: AttemptLaunch) -> SubmitResult:
+        """Start the attempt; idempotent: an attempt that already exists is left as it is."""
+        ...
+
+    def status(self, experiment_id: str, attempt: int) -> AttemptStatus | None:
+        """The attempt's status, or None if it was never submitted."""
+        ...
+
+    def stop(self, experiment_id: str, attempt: int, grace: timedelta) -> None:
+        """Terminate the attempt: polite signal, then force after `grace`."""
+        ...
+
+    def latest_checkpoint(self, experiment_id: str, pattern: str) -> str | None:
+        """The newest checkpoint matching the glob, or None on a fresh start."""
+        ...
+
+    def logs(self, experiment_id: str, attempt: int, tail_lines: int | None = None) -> str:
+        """The attempt's combined output (the last `tail_lines` lines if given)."""
+        ...
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Block until some attempt changes state or `timeout` seconds pass."""
+        ...
+
+
+class Notifier(Protocol):
+    def notify(self, event: Event) -> None:
+        """Deliver one event (to Slack, the console...); raising leaves it in the outbox."""
+        ...

@@ -1,0 +1,147 @@
+"""In-memory unit of work: the fake for core's store ports (passes the same contract tests)."""
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+
+from core.errors import ConcurrentUpdate, DuplicateLaunch
+from core.events import Event
+from core.model import ACTIVE, Experiment, State
+
+
+class FakeDatabase:
+    """Shared state of every FakeUnitOfWork made from it (like one database file)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.experiments: dict[str, Experiment] = {}
+        self.events: list[Event] = []
+        self.delivered: dict[str, datetime] = {}
+
+
+class FakeRepository:
+    def __init__(self, db: FakeDatabase) -> None:
+        self._db = db
+        self.seen: dict[str, Experiment] = {}
+        self.snapshots: dict[str, Experiment] = {}  # as loaded, to tell what changed
+        self.added: list[Experiment] = []
+
+    def _load(self, stored: Experiment | None) -> Experiment | None:
+        if stored is None:
+            return None
+        if stored.id in self.seen:
+            return self.seen[stored.id]
+        loaded = copy.deepcopy(stored)
+        loaded.events = []
+        self.seen[loaded.id] = loaded
+        self.snapshots[loaded.id] = copy.deepcopy(loaded)
+        return loaded
+
+    def add(self, experiment: Experiment) -> None:
+        self.added.append(experiment)
+        self.seen[experiment.id] = experiment
+
+    def get(self, experiment_id: str) -> Experiment | None:
+        return self._load(self._db.experiments.get(experiment_id))
+
+    def get_by_name(self, name: str) -> Experiment | None:
+        matches = [e for e in self._db.experiments.values() if e.name == name]
+        return self._load(max(matches, key=lambda e: e.created_at, default=None))
+
+    def get_by_idempotency_key(self, key: str) -> Experiment | None:
+        match = next((e for e in self._db.experiments.values() if e.idempotency_key == key), None)
+        return self._load(match)
+
+    def list(
+        self,
+        *,
+        states: Iterable[State] | None = None,
+        owner: str | None = None,
+        project: str | None = None,
+        group: str | None = None,
+        limit: int | None = None,
+    ) -> list[Experiment]:
+        wanted = set(states) if states is not None else None
+        rows = [
+            e
+            for e in self._db.experiments.values()
+            if (wanted is None or e.state in wanted)
+            and (owner is None or e.owner == owner)
+            and (project is None or e.spec.project == project)
+            and (group is None or e.spec.group == group)
+        ]
+        rows.sort(key=lambda e: (e.created_at, e.id), reverse=True)
+        return [self._load(e) for e in rows[:limit]]  # type: ignore[misc]
+
+    def active(self) -> list[Experiment]:
+        return list(reversed(self.list(states=ACTIVE)))
+
+
+class FakeOutbox:
+    def __init__(self, db: FakeDatabase) -> None:
+        self._db = db
+
+    def pending(self, limit: int = 100) -> list[Event]:
+        return [e for e in self._db.events if e.event_id not in self._db.delivered][:limit]
+
+    def mark_delivered(self, event_id: str, at: datetime) -> None:
+        self._db.delivered.setdefault(event_id, at)
+
+    def for_experiment(self, experiment_id: str) -> list[Event]:
+        return [e for e in self._db.events if e.experiment_id == experiment_id]
+
+
+class FakeUnitOfWork:
+    def __init__(self, db: FakeDatabase | None = None) -> None:
+        self.db = db or FakeDatabase()
+        self.committed = 0
+        self._new_events: list[Event] = []
+
+    def __enter__(self) -> "FakeUnitOfWork":
+        self.experiments = FakeRepository(self.db)
+        self.outbox = FakeOutbox(self.db)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.rollback()
+
+    def commit(self) -> None:
+        with self.db.lock:
+            for exp in self.experiments.added:
+                if exp.id in self.db.experiments or (
+                    exp.idempotency_key
+                    and any(e.idempotency_key == exp.idempotency_key for e in self.db.experiments.values())
+                ):
+                    raise DuplicateLaunch(exp.idempotency_key or exp.id)
+            changed = [
+                exp
+                for exp in self.experiments.seen.values()
+                if exp.events or exp != self.experiments.snapshots.get(exp.id)
+            ]
+            for exp in changed:
+                stored = self.db.experiments.get(exp.id)
+                if stored is not None and stored.version != exp.version:
+                    raise ConcurrentUpdate(f"{exp.name} changed meanwhile")
+            pending: list[Event] = []
+            for exp in changed:
+                exp.version += 1
+                snapshot = copy.deepcopy(exp)
+                snapshot.events = []
+                self.db.experiments[exp.id] = snapshot
+                self.experiments.snapshots[exp.id] = copy.deepcopy(snapshot)
+                pending.extend(exp.events)
+                exp.events = []
+            self.db.events.extend(pending)
+            self._new_events.extend(pending)
+            self.experiments.added = []
+            self.committed += 1
+
+    def rollback(self) -> None:
+        self.experiments.seen.clear()
+        self.experiments.added = []
+
+    def collect_new_events(self) -> Iterator[Event]:
+        while self._new_events:
+            yield self._new_events.pop(0)
