@@ -1,0 +1,66 @@
+"""The one place that builds adapters from settings and wires them to core."""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from adapters.clock import SystemClock
+from adapters.db.engine import make_engine
+from adapters.db.migrate import upgrade
+from adapters.db.uow import SqlUnitOfWork, make_session_factory
+from adapters.local.runner import LocalRunner
+from bot.config import Settings
+from core import commands, handlers
+from core.bus import MessageBus
+from core.ports import ClusterBackend, Clock, UnitOfWork
+from core.spec import LaunchConfig
+from core.supervisor import Supervisor
+
+
+@dataclass
+class Expbot:
+    """Everything a running expbot (serve or one CLI command) is made of."""
+
+    settings: Settings
+    uow_factory: Callable[[], UnitOfWork]
+    clock: Clock
+    launch_config: LaunchConfig
+    backend: ClusterBackend
+    bus: MessageBus
+    supervisor: Supervisor
+
+
+def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
+    """Build and wire expbot from settings (upgrading the database schema first if asked)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.resolved_database_url()
+    if migrate:
+        upgrade(url)
+    engine = make_engine(url)
+    session_factory = make_session_factory(engine)
+
+    def uow_factory() -> UnitOfWork:
+        return SqlUnitOfWork(session_factory)
+
+    clock = SystemClock()
+    launch_config = settings.launch_config()
+    backend = LocalRunner(settings.runs_dir(), settings.resolved_local_gpus(), clock)
+    supervisor = Supervisor(
+        uow_factory, backend, clock, backoff=settings.backoff(),
+        stop_grace=timedelta(seconds=settings.stop_grace_seconds),
+    )
+    bus = MessageBus(
+        uow_factory,
+        {
+            commands.LaunchExperiment: functools.partial(
+                handlers.launch, config=launch_config, backend=backend, clock=clock
+            ),
+            commands.StopExperiment: functools.partial(
+                handlers.stop, backend=backend, clock=clock,
+                grace=timedelta(seconds=settings.stop_grace_seconds),
+            ),
+        },
+    )
+    return Expbot(settings, uow_factory, clock, launch_config, backend, bus, supervisor)

@@ -1,0 +1,192 @@
+"""The `expbot` command line: the same commands Slack sends, on the same store."""
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import shlex
+import sys
+import time
+import uuid
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from bot import render
+from bot.bootstrap import Expbot, bootstrap
+from bot.config import Settings
+from core import commands
+from core.errors import ExpbotError, NotFound
+from core.grammar import USAGE
+from core.model import AttemptState, State
+from core.ports import AttemptPhase
+
+app = typer.Typer(help="expbot: run, supervise and checkpoint-restart ML experiments.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+out = Console()
+err = Console(stderr=True)
+log = logging.getLogger("expbot")
+
+
+def _user() -> str:
+    return os.environ.get("EXPBOT_USER") or getpass.getuser()
+
+
+def _expbot(migrate: bool = True) -> Expbot:
+    return bootstrap(Settings(), migrate=migrate)
+
+
+def _find(bot: Expbot, name: str):
+    with bot.uow_factory() as uow:
+        exp = uow.experiments.get_by_name(name)
+        if exp is None:
+            raise NotFound(f"no experiment named {name!r} (see `expbot ls --all`)")
+        return exp, uow.outbox.for_experiment(exp.id)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, help=USAGE)
+def launch(ctx: typer.Context) -> None:
+    """Launch an experiment: expbot launch NAME [options] -- COMMAND ARGS..."""
+    bot = _expbot()
+    key = os.environ.get("EXPBOT_IDEMPOTENCY_KEY") or uuid.uuid4().hex
+    result = bot.bus.handle(commands.LaunchExperiment(text=shlex.join(ctx.args), owner=_user(), idempotency_key=key))
+    for exp in result.experiments:
+        note = " (already launched)" if result.duplicate else ""
+        out.print(f"{exp.name}: {exp.state}{note} - `expbot status {exp.name}` to follow it")
+
+
+@app.command("ls")
+def list_experiments(
+    all_: bool = typer.Option(False, "--all", "-a", help="Include finished experiments."),
+    owner: Optional[str] = typer.Option(None, help="Only this owner's."),
+    project: Optional[str] = typer.Option(None, help="Only this project's."),
+    limit: int = typer.Option(50, help="At most this many."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List experiments (active ones unless --all)."""
+    bot = _expbot()
+    states = None if all_ else [s for s in State if s not in {State.SUCCEEDED, State.FAILED, State.STOPPED, State.REJECTED}]
+    with bot.uow_factory() as uow:
+        exps = uow.experiments.list(states=states, owner=owner, project=project, limit=limit)
+    now = bot.clock.now()
+    if as_json:
+        print(json.dumps([render.experiment_dict(e, now) for e in exps], indent=2))
+    elif not exps:
+        out.print("no experiments" + ("" if all_ else " running (try --all)"))
+    else:
+        out.print(render.experiments_table(exps, now))
+
+
+@app.command()
+def status(name: str, as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Show one experiment: state, attempts, and its timeline."""
+    bot = _expbot()
+    exp, timeline = _find(bot, name)
+    now = bot.clock.now()
+    if as_json:
+        print(json.dumps(render.experiment_dict(exp, now, timeline), indent=2))
+        return
+    for table in render.status_tables(exp, timeline, now):
+        out.print(table)
+
+
+@app.command()
+def stop(name: str, reason: str = typer.Option("", help="Why, for the record.")) -> None:
+    """Stop an experiment (SIGTERM, then SIGKILL after the grace period); it is not restarted."""
+    bot = _expbot()
+    # The CLI talks to the store directly, so whoever can run it is already trusted as an admin.
+    exp = bot.bus.handle(commands.StopExperiment(name=name, by=_user(), as_admin=True, reason=reason))
+    out.print(f"{exp.name}: {exp.state} ({exp.state_reason})")
+
+
+@app.command()
+def logs(
+    name: str,
+    attempt: Optional[int] = typer.Option(None, help="Attempt number (default: the latest)."),
+    tail: Optional[int] = typer.Option(None, help="Only the last N lines."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the attempt ends."),
+) -> None:
+    """Print an attempt's output."""
+    bot = _expbot()
+    exp, _ = _find(bot, name)
+    if not exp.attempts:
+        raise ExpbotError(f"{name} has no attempts yet ({exp.state}: {exp.state_reason})")
+    number = attempt or exp.attempts[-1].number
+    if not 1 <= number <= len(exp.attempts):
+        raise ExpbotError(f"{name} has attempts 1..{len(exp.attempts)}; there is no attempt {number}")
+    text = bot.backend.logs(exp.id, number, tail)
+    sys.stdout.write(text)
+    if not follow:
+        return
+    shown = len(bot.backend.logs(exp.id, number)) if tail else len(text)
+    while True:
+        status_now = bot.backend.status(exp.id, number)
+        text = bot.backend.logs(exp.id, number)
+        sys.stdout.write(text[shown:])
+        sys.stdout.flush()
+        shown = len(text)
+        if status_now is None or status_now.phase in (AttemptPhase.EXITED, AttemptPhase.LOST):
+            return
+        time.sleep(0.5)
+
+
+@app.command()
+def serve(
+    migrate: bool = typer.Option(True, "--migrate/--no-migrate", help="Upgrade the database schema on start."),
+) -> None:
+    """Run expbot: the supervisor and the schedulers (and Slack, when configured)."""
+    from bot.serve import run_forever  # keeps plain CLI commands from importing APScheduler
+
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_forever(bootstrap(settings, migrate=migrate))
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
+    """Upgrade the database schema (Alembic) to the given revision."""
+    from adapters.db.migrate import current_revision, upgrade
+
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.resolved_database_url()
+    upgrade(url, revision)
+    out.print(f"database at revision {current_revision(url)}")
+
+
+def main() -> None:
+    """Console-script entry point: known errors become one clear line, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except ExpbotError as e:
+        err.print(f"error: {e}", markup=False, highlight=False)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except Exception as e:  # click's own usage errors arrive here too
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        error_id = uuid.uuid4().hex[:8]
+        where = _record_internal_error(error_id)
+        err.print(f"error: internal error (id {error_id}); details are in {where}", markup=False)
+        sys.exit(1)
+
+
+def _record_internal_error(error_id: str) -> str:
+    """Append the traceback to the data directory's error log (never shown to the user)."""
+    import traceback
+
+    try:
+        path = Settings().data_dir / "errors.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as f:
+            f.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} error {error_id}\n{traceback.format_exc()}\n")
+        return str(path)
+    except Exception:
+        return "the log (it could not be written)"

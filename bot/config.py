@@ -1,0 +1,88 @@
+"""Settings from EXPBOT_* environment variables plus an optional TOML file for structured parts."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import ExpbotError
+from core.policy import Backoff
+from core.spec import GpuType, LaunchConfig
+
+
+class Settings(BaseSettings):
+    """Everything expbot reads from its environment; secrets only ever come from here."""
+
+    model_config = SettingsConfigDict(env_prefix="EXPBOT_", extra="ignore")
+
+    data_dir: Path = Path.home() / ".expbot"
+    database_url: str | None = None  # default: SQLite file in data_dir
+    config_file: Path | None = None  # TOML: GPU catalog and prices, projects, launch defaults
+    backend: Literal["local"] = "local"
+    local_gpus: int | None = None  # default: what nvidia-smi lists, else 0
+    resync_interval_seconds: float = 2.0
+    backoff_base_seconds: float = 10.0
+    backoff_cap_seconds: float = 600.0
+    stop_grace_seconds: float = 30.0
+    relay_interval_seconds: float = 1.0
+    log_level: str = "INFO"
+
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data directory."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'expbot.db').resolve()}"
+
+    def runs_dir(self) -> Path:
+        """Where the local runner keeps attempts, logs and checkpoints."""
+        return (self.data_dir / "runs").resolve()
+
+    def resolved_local_gpus(self) -> int:
+        """The configured local GPU count, else the number nvidia-smi lists."""
+        return self.local_gpus if self.local_gpus is not None else detect_gpus()
+
+    def backoff(self) -> Backoff:
+        """Restart backoff from the settings."""
+        return Backoff(base=timedelta(seconds=self.backoff_base_seconds), cap=timedelta(seconds=self.backoff_cap_seconds))
+
+    def launch_config(self) -> LaunchConfig:
+        """Launch defaults and limits: built-in, overridden by the TOML file's [launch] and [gpu_types]."""
+        if self.config_file is None:
+            return LaunchConfig()
+        data = _read_toml(self.config_file)
+        fields: dict[str, Any] = dict(data.get("launch", {}))
+        if "gpu_types" in data:
+            fields["gpu_catalog"] = {
+                name: GpuType(name=name, **entry) for name, entry in data["gpu_types"].items()
+            }
+        for key in ("default_max_runtime", "max_runtime_limit", "default_stall_timeout"):
+            if key in fields and isinstance(fields[key], (int, float)):
+                fields[key] = timedelta(seconds=fields[key])
+        try:
+            return LaunchConfig(**fields)
+        except (ValidationError, TypeError) as e:
+            raise ExpbotError(f"{self.config_file}: invalid configuration: {e}") from e
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise ExpbotError(f"configuration file {path} does not exist") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ExpbotError(f"configuration file {path} is not valid TOML: {e}") from e
+
+
+def detect_gpus() -> int:
+    """How many NVIDIA GPUs this machine has (0 without nvidia-smi)."""
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))

@@ -1,0 +1,111 @@
+"""Command handlers: what Slack, the CLI and the schedulers all end up calling."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from core import commands
+from core.errors import CapacityError, DuplicateLaunch, ExpbotError, NameInUse, NotAllowed, NotFound
+from core.grammar import parse_launch
+from core.model import AttemptState, Experiment, FailureClass, State
+from core.ports import ClusterBackend, Clock, UnitOfWork
+from core.spec import LaunchConfig
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    experiments: list[Experiment]
+    duplicate: bool = False  # True: this request was seen before; nothing new was launched
+
+
+def member_key(idempotency_key: str, index: int) -> str:
+    """The idempotency key stored for member `index` (1-based) of one launch request."""
+    return f"{idempotency_key}#{index}"
+
+
+def launch(
+    cmd: commands.LaunchExperiment,
+    uow: UnitOfWork,
+    *,
+    config: LaunchConfig,
+    backend: ClusterBackend,
+    clock: Clock,
+    new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+) -> LaunchResult:
+    """Parse, check and store a launch; the supervisor starts it."""
+    request = parse_launch(cmd.text, config)
+    for spec in request.specs:
+        problem = backend.check_fits(spec)
+        if problem:
+            raise CapacityError(f"{spec.name}: {problem}")
+    with uow:
+        if cmd.idempotency_key:
+            earlier = _already_launched(uow, cmd.idempotency_key, len(request.specs))
+            if earlier:
+                return LaunchResult(earlier, duplicate=True)
+        now = clock.now()
+        created = []
+        for index, spec in enumerate(request.specs, start=1):
+            existing = uow.experiments.get_by_name(spec.name)
+            if existing is not None and not existing.is_terminal:
+                raise NameInUse(
+                    f"an experiment named {spec.name!r} is already {existing.state}; "
+                    "stop it first or pick another name"
+                )
+            key = member_key(cmd.idempotency_key, index) if cmd.idempotency_key else None
+            experiment = Experiment(
+                id=new_id(), spec=spec, owner=cmd.owner, created_at=now, updated_at=now,
+                state=State.QUEUED, state_reason="waiting to start", idempotency_key=key,
+            )
+            experiment.launched(now)
+            uow.experiments.add(experiment)
+            created.append(experiment)
+        try:
+            uow.commit()
+        except DuplicateLaunch:
+            # The same request raced us (e.g. a Slack retry handled by another replica).
+            uow.rollback()
+            earlier = _already_launched(uow, cmd.idempotency_key or "", len(request.specs))
+            if not earlier:
+                raise
+            return LaunchResult(earlier, duplicate=True)
+    return LaunchResult(created)
+
+
+def _already_launched(uow: UnitOfWork, key: str, count: int) -> list[Experiment]:
+    found = [uow.experiments.get_by_idempotency_key(member_key(key, i)) for i in range(1, count + 1)]
+    return [e for e in found if e is not None]
+
+
+def stop(
+    cmd: commands.StopExperiment,
+    uow: UnitOfWork,
+    *,
+    backend: ClusterBackend,
+    clock: Clock,
+    grace: timedelta,
+) -> Experiment:
+    """Stop an experiment: recorded first (so nothing restarts it), then its process is ended."""
+    with uow:
+        experiment = uow.experiments.get_by_name(cmd.name)
+        if experiment is None:
+            raise NotFound(f"no experiment named {cmd.name!r}")
+        if not cmd.as_admin and cmd.by != experiment.owner:
+            raise NotAllowed(
+                f"only {experiment.owner} (the owner) or an admin may stop {experiment.name}"
+            )
+        if experiment.is_terminal:
+            raise ExpbotError(f"{experiment.name} has already ended ({experiment.state})")
+        now = clock.now()
+        reason = cmd.reason or f"stopped by {cmd.by}"
+        attempt = experiment.current_attempt
+        live = attempt is not None and attempt.state != AttemptState.ENDED
+        if live:
+            experiment.end_attempt(None, reason, FailureClass.STOPPED, now)
+        experiment.stop(cmd.by, reason, now)
+        uow.commit()
+    if live and attempt is not None:
+        backend.stop(experiment.id, attempt.number, grace)
+    return experiment

@@ -1,0 +1,41 @@
+"""Human sentences for events: what a thread reply or a log line says."""
+from __future__ import annotations
+
+from core import events as ev
+from core.durations import format_duration
+
+
+def _resume(where: str | None) -> str:
+    return f"from checkpoint {where}" if where else "from scratch"
+
+
+def describe(event: ev.Event) -> str:
+    """One line describing the event, e.g. 'attempt 2 started, resuming from checkpoint ...'."""
+    match event:
+        case ev.ExperimentLaunched():
+            gpus = f"{event.gpus}x {event.gpu_type}" if event.gpus else "no GPUs"
+            group = f" (sweep {event.group})" if event.group else ""
+            return f"launched by {event.owner} in project {event.project} with {gpus}{group}"
+        case ev.ExperimentQueued():
+            return f"queued: {event.reason}"
+        case ev.AttemptStarted():
+            return f"attempt {event.attempt} started, {_resume(event.resumed_from)}"
+        case ev.AttemptRunning():
+            return f"attempt {event.attempt} is running"
+        case ev.AttemptEnded():
+            code = "no exit code" if event.exit_code is None else f"exit code {event.exit_code}"
+            return f"attempt {event.attempt} ended ({code}, {event.failure_class}): {event.reason}"
+        case ev.RestartScheduled():
+            wait = format_duration(event.delay_seconds) if event.delay_seconds >= 1 else "now"
+            spends = {"user": "spends a restart", "infra": "infrastructure restart", "none": "not counted"}
+            return (
+                f"restarting as attempt {event.next_attempt} in {wait} "
+                f"({spends.get(event.budget, event.budget)}), {_resume(event.resume_from)}"
+            )
+        case ev.ExperimentSucceeded():
+            return f"succeeded after {event.attempts} attempt{'s' if event.attempts != 1 else ''}"
+        case ev.ExperimentFailed():
+            return f"failed after {event.attempts} attempt{'s' if event.attempts != 1 else ''}: {event.reason}"
+        case ev.ExperimentStopped():
+            return f"stopped by {event.by}: {event.reason}"
+    return event.kind

@@ -1,0 +1,29 @@
+"""Delivers stored events (the outbox) to a notifier: at least once, in order, never lost."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from core.ports import Clock, Notifier, UnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+def deliver_pending(
+    uow_factory: Callable[[], UnitOfWork], notifier: Notifier, clock: Clock, limit: int = 100
+) -> int:
+    """Deliver undelivered events oldest first; stop at the first failure so order is kept."""
+    delivered = 0
+    with uow_factory() as uow:
+        pending = uow.outbox.pending(limit)
+    for event in pending:
+        try:
+            notifier.notify(event)
+        except Exception:
+            log.warning("delivering %s %s failed; will retry", event.kind, event.event_id, exc_info=True)
+            break
+        with uow_factory() as uow:
+            uow.outbox.mark_delivered(event.event_id, clock.now())
+            uow.commit()
+        delivered += 1
+    return delivered

@@ -1,0 +1,184 @@
+"""The supervisor: watches every active experiment's attempt and carries out the policy."""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from core.errors import ConcurrentUpdate
+from core.model import AttemptState, Experiment, State
+from core.policy import Action, AttemptOutcome, Backoff, Cause, classify, decide
+from core.ports import AttemptLaunch, AttemptPhase, AttemptStatus, ClusterBackend, Clock, UnitOfWork
+
+log = logging.getLogger(__name__)
+
+_LOG_TAIL_LINES = 200
+
+
+class Supervisor:
+    """Reconciles stored experiments with what the backend reports; one pass at a time."""
+
+    def __init__(
+        self,
+        uow_factory: Callable[[], UnitOfWork],
+        backend: ClusterBackend,
+        clock: Clock,
+        *,
+        backoff: Backoff = Backoff(),
+        stop_grace: timedelta = timedelta(seconds=30),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.uow_factory = uow_factory
+        self.backend = backend
+        self.clock = clock
+        self.backoff = backoff
+        self.stop_grace = stop_grace
+        self.rng = rng or random.Random()
+        self._to_stop: list[tuple[str, int]] = []
+
+    def run(self, stop: threading.Event, resync_interval: float = 2.0) -> None:
+        """Reconcile until `stop` is set: on every backend change, when a restart is due, and periodically."""
+        while not stop.is_set():
+            try:
+                next_due = self.reconcile_once()
+            except Exception:  # the loop must outlive any one bad pass (e.g. database briefly locked)
+                log.exception("supervisor pass failed")
+                next_due = None
+            timeout = resync_interval
+            if next_due is not None:
+                until_due = (next_due - self.clock.now()).total_seconds()
+                timeout = min(resync_interval, max(0.01, until_due))
+            self.backend.wait_for_change(timeout)
+
+    def reconcile_once(self) -> datetime | None:
+        """One pass over every active experiment; returns when the next restart is due, if any."""
+        with self.uow_factory() as uow:
+            ids = [e.id for e in uow.experiments.active()]
+        next_due: datetime | None = None
+        for experiment_id in ids:
+            try:
+                due = self._reconcile_with_retry(experiment_id)
+            except Exception:
+                log.exception("supervising experiment %s failed", experiment_id)
+                continue
+            if due is not None and (next_due is None or due < next_due):
+                next_due = due
+        return next_due
+
+    def _reconcile_with_retry(self, experiment_id: str) -> datetime | None:
+        for _ in range(3):
+            try:
+                return self.reconcile(experiment_id)
+            except ConcurrentUpdate:
+                continue  # somebody (a stop from Slack or the CLI) changed it: look again
+        return None
+
+    def reconcile(self, experiment_id: str) -> datetime | None:
+        """Bring one experiment up to date; returns its pending restart time, if any."""
+        self._to_stop = []
+        uow = self.uow_factory()
+        with uow:
+            experiment = uow.experiments.get(experiment_id)
+            if experiment is None or experiment.is_terminal or experiment.state == State.PENDING_APPROVAL:
+                return None
+            now = self.clock.now()
+            attempt = experiment.current_attempt
+            if attempt is not None and attempt.state != AttemptState.ENDED:
+                self._observe(experiment, now)
+            # An attempt expbot is about to kill must be gone before the next one shares its checkpoints.
+            can_start = not self._to_stop and not self._has_live_attempt(experiment)
+            if can_start and experiment.state in (State.QUEUED, State.RESTARTING):
+                if experiment.next_attempt_at is None or experiment.next_attempt_at <= now:
+                    self._start_next(experiment, now)
+            uow.commit()
+        self._stop_pending()
+        return experiment.next_attempt_at if experiment.state == State.RESTARTING else None
+
+    # --- steps -------------------------------------------------------------------------------
+    @staticmethod
+    def _has_live_attempt(experiment: Experiment) -> bool:
+        attempt = experiment.current_attempt
+        return attempt is not None and attempt.state != AttemptState.ENDED
+
+    def _start_next(self, experiment: Experiment, now: datetime) -> None:
+        resume = self.backend.latest_checkpoint(experiment.id, experiment.spec.checkpoint_glob)
+        launch = AttemptLaunch(
+            experiment_id=experiment.id, experiment_name=experiment.name,
+            attempt=len(experiment.attempts) + 1, spec=experiment.spec, owner=experiment.owner,
+            resume_from=resume, max_runtime=experiment.remaining_runtime(now),
+        )
+        result = self.backend.submit(launch)
+        if result.started:
+            experiment.start_attempt(resume, now)
+        else:
+            experiment.queue(result.reason or "waiting for capacity", now)
+
+    def _observe(self, experiment: Experiment, now: datetime) -> None:
+        attempt = experiment.current_attempt
+        assert attempt is not None
+        status = self.backend.status(experiment.id, attempt.number)
+        if status is None:
+            # Recorded as submitted but unknown to the backend (deleted behind our back).
+            status = AttemptStatus(AttemptPhase.LOST, reason="attempt vanished from the cluster", infra=True)
+        if status.phase == AttemptPhase.QUEUED:
+            if attempt.state == AttemptState.STARTING:
+                experiment.queue(status.reason or "waiting for capacity", now)
+            return
+        if status.phase == AttemptPhase.RUNNING and attempt.state == AttemptState.STARTING:
+            experiment.mark_running(min(status.started_at or now, now))
+        if status.phase in (AttemptPhase.EXITED, AttemptPhase.LOST):
+            self._finish_attempt(experiment, self._outcome(experiment, status), status.ended_at or now, now)
+            return
+        if status.phase == AttemptPhase.RUNNING:
+            cause = self._expbot_should_end(experiment, status, now)
+            if cause is not None:
+                self._to_stop.append((experiment.id, attempt.number))
+                self._finish_attempt(experiment, AttemptOutcome(exit_code=None, cause=cause), now, now)
+
+    def _expbot_should_end(self, experiment: Experiment, status: AttemptStatus, now: datetime) -> Cause | None:
+        if experiment.runtime(now) >= experiment.spec.max_runtime:
+            return Cause.MAX_RUNTIME
+        stall_timeout = experiment.spec.stall_timeout
+        attempt = experiment.current_attempt
+        if stall_timeout and attempt is not None and attempt.started_at is not None:
+            last = max(status.last_progress_at or attempt.started_at, attempt.started_at)
+            if now - last > stall_timeout:
+                return Cause.STALL
+        return None
+
+    def _outcome(self, experiment: Experiment, status: AttemptStatus) -> AttemptOutcome:
+        tail = ""
+        if status.exit_code not in (0, None) and experiment.spec.give_up_patterns:
+            tail = self.backend.logs(experiment.id, experiment.current_attempt.number, _LOG_TAIL_LINES)  # type: ignore[union-attr]
+        return AttemptOutcome(
+            exit_code=status.exit_code, reason=status.reason, infra=status.infra,
+            lost=status.phase == AttemptPhase.LOST, oom_killed=status.oom_killed, log_tail=tail,
+        )
+
+    def _finish_attempt(
+        self, experiment: Experiment, outcome: AttemptOutcome, ended_at: datetime, now: datetime
+    ) -> None:
+        failure_class, reason = classify(experiment, outcome)
+        experiment.end_attempt(outcome.exit_code, reason, failure_class, min(ended_at, now))
+        decision = decide(experiment, outcome, now, self.rng, self.backoff)
+        if decision.action == Action.SUCCEED:
+            experiment.succeed(now)
+        elif decision.action == Action.FAIL:
+            experiment.fail(decision.reason, now, exit_code=outcome.exit_code)
+        elif decision.action == Action.STOP:
+            experiment.stop("expbot", decision.reason, now)
+        else:
+            resume = self.backend.latest_checkpoint(experiment.id, experiment.spec.checkpoint_glob)
+            experiment.schedule_restart(now + decision.delay, decision.budget or "none", decision.reason, resume, now)
+
+    def _stop_pending(self) -> None:
+        # Ended by expbot (stall, max runtime): the decision is committed first, so the dying
+        # process's exit can never be mistaken for a fresh failure.
+        while self._to_stop:
+            experiment_id, number = self._to_stop.pop(0)
+            try:
+                self.backend.stop(experiment_id, number, self.stop_grace)
+            except Exception:
+                log.exception("stopping %s attempt %s failed", experiment_id, number)
