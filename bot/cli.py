@@ -47,15 +47,28 @@ def _find(bot: Expbot, name: str):
         return exp, uow.outbox.for_experiment(exp.id)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, help=USAGE)
+# No help option: `-- python train.py --help` belongs to the training command, not to expbot.
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
 def launch(ctx: typer.Context) -> None:
-    """Launch an experiment: expbot launch NAME [options] -- COMMAND ARGS..."""
+    """Launch an experiment: NAME [options] -- COMMAND ARGS... (`expbot launch --help` lists the options)."""
+    words = _launch_words(ctx.args)
+    if not words or words[0] in ("-h", "--help"):
+        out.print("expbot " + USAGE, markup=False, highlight=False)
+        return
     bot = _expbot()
     key = os.environ.get("EXPBOT_IDEMPOTENCY_KEY") or uuid.uuid4().hex
-    result = bot.bus.handle(commands.LaunchExperiment(text=shlex.join(ctx.args), owner=_user(), idempotency_key=key))
+    result = bot.bus.handle(commands.LaunchExperiment(text=shlex.join(words), owner=_user(), idempotency_key=key))
     for exp in result.experiments:
         note = " (already launched)" if result.duplicate else ""
         out.print(f"{exp.name}: {exp.state}{note} - `expbot status {exp.name}` to follow it")
+
+
+def _launch_words(click_args: list[str]) -> list[str]:
+    """The words after `launch`, with the `--` that click swallows put back."""
+    argv = sys.argv[1:]
+    if "launch" in argv:
+        return argv[argv.index("launch") + 1 :]
+    return click_args  # invoked programmatically: click_args is all there is
 
 
 @app.command("ls")
