@@ -1,0 +1,114 @@
+"""Benchmark: 50 concurrent toy experiments on the local runner, each killed once at a random point.
+
+Prints how many succeeded and two latencies: kill -> failure detected, and failure detected ->
+next attempt started (the configured backoff, zero here, is excluded either way).
+Run: .venv/bin/python benchmarks/local_supervision.py [--experiments 50]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bot.bootstrap import bootstrap  # noqa: E402
+from bot.config import Settings  # noqa: E402
+from core import commands  # noqa: E402
+from core.events import RestartScheduled  # noqa: E402
+from core.model import TERMINAL, State  # noqa: E402
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--experiments", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--step-seconds", type=float, default=0.05)
+    parser.add_argument("--timeout", type=float, default=300)
+    args = parser.parse_args()
+    os.chdir(REPO)
+    data = Path(tempfile.mkdtemp(prefix="expbot-bench-"))
+    settings = Settings(
+        data_dir=data, local_gpus=0, backoff_base_seconds=0, backoff_cap_seconds=0,
+        resync_interval_seconds=1.0, stop_grace_seconds=2,
+    )
+    bot = bootstrap(settings)
+    rng = random.Random(42)
+    names = [f"bench-{i}" for i in range(args.experiments)]
+    for name in names:
+        bot.bus.handle(commands.LaunchExperiment(
+            text=f"{name} --max-restarts 0 -- {sys.executable} examples/train_toy.py "
+                 f"--steps {args.steps} --step-seconds {args.step_seconds} --checkpoint-every 5",
+            owner="bench",
+        ))
+    stop = threading.Event()
+    supervisor = threading.Thread(target=bot.supervisor.run, args=(stop, settings.resync_interval_seconds))
+    started = time.monotonic()
+    supervisor.start()
+
+    killed_at: dict[str, datetime] = {}
+    run_seconds = args.steps * args.step_seconds
+    kill_plan = {name: rng.uniform(0.1, 0.8) * run_seconds for name in names}
+    first_running: dict[str, float] = {}
+    try:
+        while time.monotonic() - started < args.timeout:
+            with bot.uow_factory() as uow:
+                exps = {e.name: e for e in uow.experiments.list(limit=len(names) * 2)}
+            for name, exp in exps.items():
+                if name in killed_at or not exp.attempts or exp.attempts[0].state != "RUNNING":
+                    continue
+                first_running.setdefault(name, time.monotonic())
+                if time.monotonic() - first_running[name] >= kill_plan[name]:
+                    pid = json.loads((data / "runs" / exp.id / "attempt-1" / "launch.json").read_text())["pid"]
+                    killed_at[name] = datetime.now(timezone.utc)
+                    try:
+                        os.killpg(pid, signal.SIGKILL)  # a lost node
+                    except ProcessLookupError:
+                        pass
+            if len(exps) == len(names) and all(e.state in TERMINAL for e in exps.values()):
+                break
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        supervisor.join(timeout=30)
+
+    detect, restart = [], []
+    with bot.uow_factory() as uow:
+        final = uow.experiments.list(limit=len(names) * 2)
+        for exp in final:
+            if exp.name not in killed_at or len(exp.attempts) < 2:
+                continue
+            first, second = exp.attempts[0], exp.attempts[1]
+            delay = next((e.delay_seconds for e in uow.outbox.for_experiment(exp.id) if isinstance(e, RestartScheduled)), 0.0)
+            detect.append((first.ended_at - killed_at[exp.name]).total_seconds())
+            restart.append((second.created_at - first.ended_at).total_seconds() - delay)
+    succeeded = sum(1 for e in final if e.state == State.SUCCEEDED)
+    resumed = sum(1 for e in final if len(e.attempts) > 1 and e.attempts[1].resumed_from)
+    print(f"experiments: {len(names)}  killed once: {len(killed_at)}  succeeded: {succeeded}/{len(names)}  "
+          f"attempt 2 resumed from a checkpoint: {resumed}")
+    if detect:
+        print(f"kill -> failure detected:        p50 {statistics.median(detect)*1000:7.1f} ms  "
+              f"p99 {percentile(detect, 0.99)*1000:7.1f} ms")
+        print(f"failure detected -> next start:  p50 {statistics.median(restart)*1000:7.1f} ms  "
+              f"p99 {percentile(restart, 0.99)*1000:7.1f} ms  (backoff excluded)")
+    print(f"wall time: {time.monotonic() - started:.1f} s  (data in {data})")
+    return 0 if succeeded == len(names) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

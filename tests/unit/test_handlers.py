@@ -1,0 +1,89 @@
+"""Launch and stop, through the message bus, on fakes."""
+from __future__ import annotations
+
+import pytest
+
+from core import commands
+from core.errors import CapacityError, ExpbotError, NameInUse, NotAllowed, NotFound, SpecError
+from core.model import State
+
+
+def test_launch_stores_a_queued_experiment_with_its_event(world):
+    result = world.launch("train --gpus 2 --gpu-type a100 -- python train.py", key="k1")
+    [exp] = result.experiments
+    assert not result.duplicate and exp.state == State.QUEUED and exp.owner == "ana"
+    stored = world.get("train")
+    assert stored.spec.gpus == 2 and stored.spec.command == ("python", "train.py")
+    assert world.events("train") == ["ExperimentLaunched"]
+
+
+def test_same_request_three_times_launches_once(world):
+    ids = {world.launch("once -- true", key="slack-trigger-1").experiments[0].id for _ in range(3)}
+    assert len(ids) == 1 and len(world.db.experiments) == 1
+    assert world.launch("once -- true", key="slack-trigger-1").duplicate
+
+
+def test_sweep_launches_a_group_and_is_idempotent_as_a_whole(world):
+    result = world.launch("sw --sweep lr=1,2 --sweep bs=8,16 -- python t.py --lr {lr}", key="k")
+    assert [e.name for e in result.experiments] == ["sw-1", "sw-2", "sw-3", "sw-4"]
+    again = world.launch("sw --sweep lr=1,2 --sweep bs=8,16 -- python t.py --lr {lr}", key="k")
+    assert again.duplicate and [e.id for e in again.experiments] == [e.id for e in result.experiments]
+    assert len(world.db.experiments) == 4
+
+
+def test_bad_text_raises_a_spec_error_and_stores_nothing(world):
+    with pytest.raises(SpecError) as e:
+        world.launch("train --gpus four -- true")
+    assert e.value.option == "--gpus"
+    assert world.db.experiments == {}
+
+
+def test_more_gpus_than_the_cluster_has_is_refused_at_launch(world):
+    with pytest.raises(CapacityError, match="8 GPUs"):
+        world.launch("big --gpus 8 -- true")
+    assert world.db.experiments == {}
+
+
+def test_active_names_are_unique_but_ended_names_can_be_reused(world):
+    world.launch("dup -- true")
+    with pytest.raises(NameInUse):
+        world.launch("dup -- true")
+    world.bus.handle(commands.StopExperiment(name="dup", by="ana"))
+    world.clock.advance(seconds=1)
+    second = world.launch("dup -- true").experiments[0]
+    assert world.get("dup").id == second.id
+
+
+def test_only_the_owner_or_an_admin_may_stop(world):
+    world.launch("mine -- true", owner="ana")
+    with pytest.raises(NotAllowed):
+        world.bus.handle(commands.StopExperiment(name="mine", by="bob"))
+    assert world.get("mine").state == State.QUEUED
+    world.bus.handle(commands.StopExperiment(name="mine", by="carol", as_admin=True))
+    exp = world.get("mine")
+    assert exp.state == State.STOPPED and exp.stopped_by == "carol"
+
+
+def test_stop_of_a_running_attempt_records_first_then_kills(world):
+    world.launch("run -- true")
+    world.supervisor.reconcile_once()
+    exp = world.get("run")
+    world.backend.run(exp.id, 1)
+    world.supervisor.reconcile_once()
+    world.bus.handle(commands.StopExperiment(name="run", by="ana", reason="wrong lr"))
+    exp = world.get("run")
+    assert exp.state == State.STOPPED and exp.state_reason == "wrong lr"
+    assert exp.attempts[0].failure_class == "stopped"
+    assert [(s[0], s[1]) for s in world.backend.stops] == [(exp.id, 1)]
+    # The process's death (exit 143) afterwards never turns into a restart.
+    world.supervisor.reconcile_once()
+    assert world.get("run").state == State.STOPPED and len(world.get("run").attempts) == 1
+
+
+def test_stop_unknown_or_ended(world):
+    with pytest.raises(NotFound):
+        world.bus.handle(commands.StopExperiment(name="ghost", by="ana"))
+    world.launch("x -- true")
+    world.bus.handle(commands.StopExperiment(name="x", by="ana"))
+    with pytest.raises(ExpbotError, match="already ended"):
+        world.bus.handle(commands.StopExperiment(name="x", by="ana"))
