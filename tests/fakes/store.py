@@ -109,12 +109,15 @@ class FakeUnitOfWork:
 
     def commit(self) -> None:
         with self.db.lock:
+            # Like a unique constraint: also two launches with one key in the same commit.
+            ids = set(self.db.experiments)
+            keys = {e.idempotency_key for e in self.db.experiments.values() if e.idempotency_key}
             for exp in self.experiments.added:
-                if exp.id in self.db.experiments or (
-                    exp.idempotency_key
-                    and any(e.idempotency_key == exp.idempotency_key for e in self.db.experiments.values())
-                ):
+                if exp.id in ids or (exp.idempotency_key and exp.idempotency_key in keys):
                     raise DuplicateLaunch(exp.idempotency_key or exp.id)
+                ids.add(exp.id)
+                if exp.idempotency_key:
+                    keys.add(exp.idempotency_key)
             changed = [
                 exp
                 for exp in self.experiments.seen.values()

@@ -47,6 +47,7 @@ class Expbot:
 
     def serve(self) -> subprocess.Popen:
         """Start `expbot serve` in the background."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / f"serve-{time.monotonic_ns()}.log", "w")
         self.serve_proc = subprocess.Popen(
             [*EXPBOT, "serve"], cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT

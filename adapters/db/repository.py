@@ -1,0 +1,254 @@
+"""The SQL experiment repository: rows in, detached domain objects out, changes written on commit."""
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.orm import Session
+
+from adapters.db.rows import AttemptRow, ExperimentRow
+from core.errors import ConcurrentUpdate
+from core.model import ACTIVE, Attempt, AttemptState, Experiment, FailureClass, State
+from core.spec import ExperimentSpec
+
+EXPERIMENT = ExperimentRow.__table__
+ATTEMPT = AttemptRow.__table__
+_ATTEMPT_PREFIX = "attempt_"
+
+
+# --- mapping -----------------------------------------------------------------------------------
+def experiment_values(exp: Experiment, version: int) -> dict[str, Any]:
+    """The experiment's columns, stamped with `version`."""
+    return {
+        "id": exp.id,
+        "name": exp.spec.name,
+        "group_name": exp.spec.group,
+        "owner": exp.owner,
+        "project": exp.spec.project,
+        "state": str(exp.state),
+        "state_reason": exp.state_reason,
+        "spec": exp.spec.model_dump(mode="json"),
+        "idempotency_key": exp.idempotency_key,
+        "created_at": exp.created_at,
+        "updated_at": exp.updated_at,
+        "next_attempt_at": exp.next_attempt_at,
+        "user_restarts": exp.user_restarts,
+        "infra_restarts": exp.infra_restarts,
+        "free_restarts": exp.free_restarts,
+        "stopped_by": exp.stopped_by,
+        "version": version,
+    }
+
+
+def attempt_values(experiment_id: str, attempt: Attempt) -> dict[str, Any]:
+    """One attempt's columns."""
+    return {
+        "experiment_id": experiment_id,
+        "number": attempt.number,
+        "state": str(attempt.state),
+        "created_at": attempt.created_at,
+        "started_at": attempt.started_at,
+        "ended_at": attempt.ended_at,
+        "exit_code": attempt.exit_code,
+        "reason": attempt.reason,
+        "failure_class": None if attempt.failure_class is None else str(attempt.failure_class),
+        "resumed_from": attempt.resumed_from,
+    }
+
+
+def _experiment_from_row(row: RowMapping) -> Experiment:
+    return Experiment(
+        id=row["id"],
+        spec=ExperimentSpec.model_validate(row["spec"]),
+        owner=row["owner"],
+        created_at=row["created_at"],
+        state=State(row["state"]),
+        state_reason=row["state_reason"],
+        updated_at=row["updated_at"],
+        idempotency_key=row["idempotency_key"],
+        next_attempt_at=row["next_attempt_at"],
+        user_restarts=row["user_restarts"],
+        infra_restarts=row["infra_restarts"],
+        free_restarts=row["free_restarts"],
+        stopped_by=row["stopped_by"],
+        version=row["version"],
+    )
+
+
+def _attempt_from_row(row: RowMapping) -> Attempt:
+    def col(name: str) -> Any:
+        return row[_ATTEMPT_PREFIX + name]
+
+    failure = col("failure_class")
+    return Attempt(
+        number=col("number"),
+        created_at=col("created_at"),
+        state=AttemptState(col("state")),
+        started_at=col("started_at"),
+        ended_at=col("ended_at"),
+        exit_code=col("exit_code"),
+        reason=col("reason"),
+        failure_class=None if failure is None else FailureClass(failure),
+        resumed_from=col("resumed_from"),
+    )
+
+
+# --- repository --------------------------------------------------------------------------------
+class SqlRepository:
+    """core.ports.ExperimentRepository over one session; tracks what it loaded and added."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self.seen: dict[str, Experiment] = {}
+        self.snapshots: dict[str, Experiment] = {}  # as loaded or last saved, to tell what changed
+        self.added: list[Experiment] = []
+
+    def add(self, experiment: Experiment) -> None:
+        """Stage a new experiment; DuplicateLaunch on commit if its idempotency key exists."""
+        self.added.append(experiment)
+        self.seen[experiment.id] = experiment
+
+    def get(self, experiment_id: str) -> Experiment | None:
+        """The experiment with this id, or None."""
+        return self._first(EXPERIMENT.c.id == experiment_id)
+
+    def get_by_name(self, name: str) -> Experiment | None:
+        """The newest experiment with this name, or None."""
+        return self._first(EXPERIMENT.c.name == name)
+
+    def get_by_idempotency_key(self, key: str) -> Experiment | None:
+        """The experiment stored with exactly this idempotency key, or None."""
+        return self._first(EXPERIMENT.c.idempotency_key == key)
+
+    def list(
+        self,
+        *,
+        states: Iterable[State] | None = None,
+        owner: str | None = None,
+        project: str | None = None,
+        group: str | None = None,
+        limit: int | None = None,
+    ) -> list[Experiment]:
+        """Experiments matching every given filter, newest first."""
+        where: list[sa.ColumnElement[bool]] = []
+        if states is not None:
+            where.append(EXPERIMENT.c.state.in_([str(s) for s in states]))
+        if owner is not None:
+            where.append(EXPERIMENT.c.owner == owner)
+        if project is not None:
+            where.append(EXPERIMENT.c.project == project)
+        if group is not None:
+            where.append(EXPERIMENT.c.group_name == group)
+        return self._query(where, newest_first=True, limit=limit)
+
+    def active(self) -> list[Experiment]:
+        """Every non-terminal experiment, oldest first (the supervisor's work list)."""
+        return self._query([EXPERIMENT.c.state.in_([str(s) for s in ACTIVE])], newest_first=False)
+
+    # --- loading -------------------------------------------------------------------------------
+    def _first(self, condition: sa.ColumnElement[bool]) -> Experiment | None:
+        found = self._query([condition], newest_first=True, limit=1)
+        return found[0] if found else None
+
+    def _query(
+        self, where: Sequence[sa.ColumnElement[bool]], *, newest_first: bool, limit: int | None = None
+    ) -> list[Experiment]:
+        # One statement for the experiments and all their attempts: no N+1 queries, and on
+        # PostgreSQL one statement is one consistent snapshot (rows and attempts agree).
+        order = [EXPERIMENT.c.created_at, EXPERIMENT.c.id]
+        inner = (
+            sa.select(EXPERIMENT)
+            .where(*where)
+            .order_by(*(c.desc() if newest_first else c.asc() for c in order))
+            .limit(limit)
+            .subquery("e")
+        )
+        outer_order = [inner.c.created_at, inner.c.id]
+        stmt = (
+            sa.select(inner, *(c.label(_ATTEMPT_PREFIX + c.name) for c in ATTEMPT.c))
+            .select_from(inner.outerjoin(ATTEMPT, ATTEMPT.c.experiment_id == inner.c.id))
+            .order_by(*(c.desc() if newest_first else c.asc() for c in outer_order), ATTEMPT.c.number)
+        )
+        loaded: dict[str, Experiment] = {}
+        fresh: set[str] = set()
+        for row in self._session.execute(stmt).mappings():
+            exp_id = row["id"]
+            if exp_id not in loaded:
+                known = self.seen.get(exp_id)  # loaded before: keep that object (identity map)
+                loaded[exp_id] = known if known is not None else _experiment_from_row(row)
+                if known is None:
+                    fresh.add(exp_id)
+            if exp_id in fresh and row[_ATTEMPT_PREFIX + "number"] is not None:
+                loaded[exp_id].attempts.append(_attempt_from_row(row))
+        for exp_id in fresh:
+            self._track(loaded[exp_id])
+        return list(loaded.values())
+
+    def _track(self, experiment: Experiment) -> None:
+        self.seen[experiment.id] = experiment
+        self.snapshots[experiment.id] = copy.deepcopy(experiment)
+
+    # --- saving (called by the unit of work inside its write transaction) ----------------------
+    def changed(self) -> list[Experiment]:
+        """Experiments to save: new ones, ones that differ from their snapshot, ones with events."""
+        return [
+            exp
+            for exp in self.seen.values()
+            if exp.events or exp != self.snapshots.get(exp.id)
+        ]
+
+    def insert(self, conn: sa.Connection, exp: Experiment) -> None:
+        """Insert a new experiment and its attempts (IntegrityError if its id or key exists)."""
+        conn.execute(sa.insert(EXPERIMENT), experiment_values(exp, exp.version + 1))
+        if exp.attempts:
+            conn.execute(sa.insert(ATTEMPT), [attempt_values(exp.id, a) for a in exp.attempts])
+
+    def update(self, conn: sa.Connection, exp: Experiment) -> None:
+        """Save a loaded experiment if nobody saved it since it was loaded, else ConcurrentUpdate."""
+        values = experiment_values(exp, exp.version + 1)
+        del values["id"]
+        result = conn.execute(
+            sa.update(EXPERIMENT)
+            .where(EXPERIMENT.c.id == exp.id, EXPERIMENT.c.version == exp.version)
+            .values(values)
+        )
+        if result.rowcount != 1:
+            raise ConcurrentUpdate(f"{exp.name} changed meanwhile; reload it and try again")
+        self._save_attempts(conn, exp, self.snapshots[exp.id].attempts)
+
+    def _save_attempts(self, conn: sa.Connection, exp: Experiment, before: list[Attempt]) -> None:
+        # The version check above makes this experiment's attempts ours to write: only the
+        # rows that differ from the snapshot are touched.
+        old = {a.number: a for a in before}
+        new = {a.number: a for a in exp.attempts}
+        inserts = [attempt_values(exp.id, a) for n, a in new.items() if n not in old]
+        if inserts:
+            conn.execute(sa.insert(ATTEMPT), inserts)
+        for number, attempt in new.items():
+            if number in old and old[number] != attempt:
+                values = attempt_values(exp.id, attempt)
+                conn.execute(
+                    sa.update(ATTEMPT)
+                    .where(ATTEMPT.c.experiment_id == exp.id, ATTEMPT.c.number == number)
+                    .values({k: v for k, v in values.items() if k not in ("experiment_id", "number")})
+                )
+        gone = [n for n in old if n not in new]
+        if gone:
+            conn.execute(
+                sa.delete(ATTEMPT).where(ATTEMPT.c.experiment_id == exp.id, ATTEMPT.c.number.in_(gone))
+            )
+
+    def saved(self, exp: Experiment) -> None:
+        """After the transaction committed: bump the version and take a new snapshot."""
+        exp.version += 1
+        exp.events = []
+        self._track(exp)
+
+    def clear(self) -> None:
+        """Forget everything loaded and added."""
+        self.seen.clear()
+        self.snapshots.clear()
+        self.added = []

@@ -1,0 +1,126 @@
+"""SQLModel table rows: the database schema.
+
+Imports nothing from core, so that migrations (which may import only these rows) stay
+independent of the domain; repository.py maps rows to and from domain objects.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+# Named constraints: Alembic's batch mode on SQLite can only drop or alter what has a name.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """A timestamp that goes in timezone-aware and comes out timezone-aware UTC."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        """Normalise to UTC; refuse naive datetimes (they would be stored ambiguously)."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: expbot stores timezone-aware times only")
+        value = value.astimezone(timezone.utc)
+        # SQLite has no zone type: store UTC wall time so that text order is time order.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        """Attach UTC where the database dropped the zone (SQLite); convert otherwise."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def _ts(**kwargs: Any) -> Any:
+    return Field(sa_type=UtcDateTime, **kwargs)
+
+
+class ExperimentRow(SQLModel, table=True):
+    """One experiment; `version` guards against lost updates (optimistic concurrency)."""
+
+    __tablename__ = "experiment"
+    __table_args__ = (sa.UniqueConstraint("idempotency_key"),)
+
+    id: str = Field(primary_key=True, sa_type=sa.String)
+    name: str = Field(index=True, sa_type=sa.String)
+    group_name: str | None = Field(default=None, index=True, sa_type=sa.String)
+    owner: str = Field(index=True, sa_type=sa.String)
+    project: str = Field(index=True, sa_type=sa.String)
+    state: str = Field(index=True, sa_type=sa.String)
+    state_reason: str = Field(default="", sa_type=sa.String)
+    spec: dict[str, Any] = Field(sa_type=sa.JSON)  # ExperimentSpec.model_dump(mode="json")
+    idempotency_key: str | None = Field(default=None, sa_type=sa.String)
+    created_at: datetime = _ts(index=True)  # lists are ordered by it
+    updated_at: datetime | None = _ts(default=None)
+    next_attempt_at: datetime | None = _ts(default=None)
+    user_restarts: int = 0
+    infra_restarts: int = 0
+    free_restarts: int = 0
+    stopped_by: str | None = Field(default=None, sa_type=sa.String)
+    version: int = 0
+
+
+class AttemptRow(SQLModel, table=True):
+    """One attempt of an experiment, keyed by (experiment, number)."""
+
+    __tablename__ = "attempt"
+
+    experiment_id: str = Field(
+        primary_key=True, sa_type=sa.String, foreign_key="experiment.id", ondelete="CASCADE"
+    )
+    number: int = Field(primary_key=True, sa_type=sa.Integer, sa_column_kwargs={"autoincrement": False})
+    state: str = Field(sa_type=sa.String)
+    created_at: datetime = _ts()
+    started_at: datetime | None = _ts(default=None)
+    ended_at: datetime | None = _ts(default=None)
+    exit_code: int | None = None
+    reason: str = Field(default="", sa_type=sa.String)
+    failure_class: str | None = Field(default=None, sa_type=sa.String)
+    resumed_from: str | None = Field(default=None, sa_type=sa.String)
+
+
+class OutboxEventRow(SQLModel, table=True):
+    """An event stored with the state change that caused it, until delivered.
+
+    `seq` gives the insertion order: events of one commit often share `occurred_at`, and
+    delivery must keep their order (launched before attempt started).
+    """
+
+    __tablename__ = "outbox_event"
+    __table_args__ = (
+        # The relay's query (undelivered, oldest first) reads only this small partial index.
+        sa.Index(
+            "ix_outbox_event_pending",
+            "seq",
+            sqlite_where=sa.text("delivered_at IS NULL"),
+            postgresql_where=sa.text("delivered_at IS NULL"),
+        ),
+    )
+
+    seq: int | None = Field(
+        default=None,
+        primary_key=True,
+        # INTEGER on SQLite: only an INTEGER PRIMARY KEY autoincrements there.
+        sa_type=sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+    )
+    event_id: str = Field(unique=True, sa_type=sa.String)
+    experiment_id: str = Field(index=True, sa_type=sa.String)
+    kind: str = Field(sa_type=sa.String)
+    payload: dict[str, Any] = Field(sa_type=sa.JSON)
+    occurred_at: datetime = _ts()
+    delivered_at: datetime | None = _ts(default=None)
