@@ -14,6 +14,7 @@ class LaunchExperiment(Command):
     text: str
     owner: str
     idempotency_key: str | None = None  # same key again -> the experiments already launched
+    channel: str | None = None  # where its updates should go (the Slack channel it came from)
 
 
 class StopExperiment(Command):

@@ -46,6 +46,7 @@ def launch(
             if earlier:
                 return LaunchResult(earlier, duplicate=True)
         now = clock.now()
+        launch_id = new_id()
         created = []
         for index, spec in enumerate(request.specs, start=1):
             existing = uow.experiments.get_by_name(spec.name)
@@ -58,6 +59,7 @@ def launch(
             experiment = Experiment(
                 id=new_id(), spec=spec, owner=cmd.owner, created_at=now, updated_at=now,
                 state=State.QUEUED, state_reason="waiting to start", idempotency_key=key,
+                launch_id=launch_id, channel=cmd.channel,
             )
             experiment.launched(now)
             uow.experiments.add(experiment)

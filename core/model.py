@@ -94,8 +94,13 @@ class Experiment:
     infra_restarts: int = 0  # spent of spec.max_preemptions
     free_restarts: int = 0  # restarts on retry_on_exit_codes, not counted
     stopped_by: str | None = None
+    launch_id: str = ""  # shared by every experiment of one launch request (a sweep group)
+    channel: str | None = None  # where its updates go (e.g. the Slack channel it was launched from)
     version: int = 0
     events: list[events.Event] = field(default_factory=list, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.launch_id = self.launch_id or self.id
 
     @property
     def name(self) -> str:

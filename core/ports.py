@@ -36,6 +36,10 @@ class ExperimentRepository(Protocol):
         """The experiment stored with exactly this idempotency key, or None."""
         ...
 
+    def by_launch(self, launch_id: str) -> list[Experiment]:
+        """Every experiment of one launch request (a sweep group), in launch order."""
+        ...
+
     def list(
         self,
         *,

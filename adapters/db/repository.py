@@ -39,6 +39,8 @@ def experiment_values(exp: Experiment, version: int) -> dict[str, Any]:
         "infra_restarts": exp.infra_restarts,
         "free_restarts": exp.free_restarts,
         "stopped_by": exp.stopped_by,
+        "launch_id": exp.launch_id,
+        "channel": exp.channel,
         "version": version,
     }
 
@@ -74,6 +76,8 @@ def _experiment_from_row(row: RowMapping) -> Experiment:
         infra_restarts=row["infra_restarts"],
         free_restarts=row["free_restarts"],
         stopped_by=row["stopped_by"],
+        launch_id=row["launch_id"],
+        channel=row["channel"],
         version=row["version"],
     )
 
@@ -122,6 +126,11 @@ class SqlRepository:
     def get_by_idempotency_key(self, key: str) -> Experiment | None:
         """The experiment stored with exactly this idempotency key, or None."""
         return self._first(EXPERIMENT.c.idempotency_key == key)
+
+    def by_launch(self, launch_id: str) -> list[Experiment]:
+        """Every experiment of one launch request (a sweep group), in launch order."""
+        found = self._query([EXPERIMENT.c.launch_id == launch_id], newest_first=False)
+        return sorted(found, key=lambda e: (e.created_at, len(e.name), e.name))  # sweep-2 before sweep-10
 
     def list(
         self,

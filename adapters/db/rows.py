@@ -72,6 +72,8 @@ class ExperimentRow(SQLModel, table=True):
     infra_restarts: int = 0
     free_restarts: int = 0
     stopped_by: str | None = Field(default=None, sa_type=sa.String)
+    launch_id: str = Field(index=True, sa_type=sa.String)
+    channel: str | None = Field(default=None, sa_type=sa.String)
     version: int = 0
 
 
@@ -124,3 +126,14 @@ class OutboxEventRow(SQLModel, table=True):
     payload: dict[str, Any] = Field(sa_type=sa.JSON)
     occurred_at: datetime = _ts()
     delivered_at: datetime | None = _ts(default=None)
+
+
+class SlackThreadRow(SQLModel, table=True):
+    """The Slack parent message of one launch (an experiment or a sweep group)."""
+
+    __tablename__ = "slack_thread"
+
+    launch_id: str = Field(primary_key=True, sa_type=sa.String)
+    channel: str = Field(sa_type=sa.String)
+    ts: str = Field(sa_type=sa.String)
+    created_at: datetime = _ts()

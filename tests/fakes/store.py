@@ -54,6 +54,11 @@ class FakeRepository:
         match = next((e for e in self._db.experiments.values() if e.idempotency_key == key), None)
         return self._load(match)
 
+    def by_launch(self, launch_id: str) -> list[Experiment]:
+        rows = [e for e in self._db.experiments.values() if e.launch_id == launch_id]
+        rows.sort(key=lambda e: (e.created_at, len(e.name), e.name))  # sweep-2 before sweep-10
+        return [self._load(e) for e in rows]  # type: ignore[misc]
+
     def list(
         self,
         *,

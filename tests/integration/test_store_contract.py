@@ -82,6 +82,21 @@ def test_get_by_idempotency_key(store: Store) -> None:
         assert uow.experiments.get_by_idempotency_key("k-3") is None
 
 
+def test_by_launch_returns_a_sweep_group_in_member_order(store: Store) -> None:
+    members = [new_experiment(f"sw-{i}", group="sw") for i in (1, 2, 10, 3)]
+    for member in members:
+        member.launch_id, member.channel = "launch-1", "C123"
+    loner = new_experiment("solo")
+    store.save(*members, loner)
+    with store.new_uow() as uow:
+        group = uow.experiments.by_launch("launch-1")
+        assert [e.name for e in group] == ["sw-1", "sw-2", "sw-3", "sw-10"]
+        assert {e.channel for e in group} == {"C123"}
+        # An experiment launched alone is its own launch, reachable by its id.
+        assert [e.name for e in uow.experiments.by_launch(loner.id)] == ["solo"]
+        assert uow.experiments.get(loner.id).channel is None
+
+
 def test_list_filters_newest_first(store: Store) -> None:
     a = new_experiment("a", created=at(0), owner="alice", project="nlp")
     b = new_experiment("b", created=at(1), owner="bob", project="nlp", group="g1")
@@ -313,7 +328,7 @@ def test_migrations_build_exactly_the_declared_schema(db_url: str) -> None:
     assert current_revision(db_url) is None
     upgrade(db_url)
     upgrade(db_url)  # idempotent: already at head
-    assert current_revision(db_url) == head_revision() == "0001"
+    assert current_revision(db_url) == head_revision() == "0002"
     engine = make_engine(db_url)
     try:
         with engine.connect() as conn:
@@ -321,6 +336,25 @@ def test_migrations_build_exactly_the_declared_schema(db_url: str) -> None:
     finally:
         engine.dispose()
     assert diffs == []
+
+
+def test_upgrade_from_0001_keeps_rows_and_backfills_launch_ids(db_url: str) -> None:
+    upgrade(db_url, "0001")
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO experiment (id, name, owner, project, state, state_reason, spec, created_at, "
+                "user_restarts, infra_restarts, free_restarts, version) VALUES ('old-1', 'old', 'ana', "
+                "'default', 'SUCCEEDED', '', :spec, :created, 0, 0, 0, 1)"),
+                {"spec": '{"name": "old", "command": ["true"], "image": "img"}', "created": at(0)},
+            )
+        upgrade(db_url)
+        with engine.connect() as conn:
+            row = conn.execute(sa.text("SELECT launch_id, channel FROM experiment WHERE id = 'old-1'")).one()
+        assert tuple(row) == ("old-1", None)
+    finally:
+        engine.dispose()
 
 
 def test_in_memory_sqlite_migrated_through_its_engine() -> None:
