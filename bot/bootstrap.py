@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from adapters.clock import SystemClock
+from adapters.console_notifier import ConsoleNotifier
 from adapters.db.engine import make_engine
 from adapters.db.migrate import upgrade
 from adapters.db.uow import SqlUnitOfWork, make_session_factory
@@ -14,7 +16,7 @@ from adapters.local.runner import LocalRunner
 from bot.config import Settings
 from core import commands, handlers
 from core.bus import MessageBus
-from core.ports import ClusterBackend, Clock, UnitOfWork
+from core.ports import ClusterBackend, Clock, Notifier, UnitOfWork
 from core.spec import LaunchConfig
 from core.supervisor import Supervisor
 
@@ -30,6 +32,8 @@ class Expbot:
     backend: ClusterBackend
     bus: MessageBus
     supervisor: Supervisor
+    notifier: Notifier
+    slack_client: Any = None  # slack_sdk WebClient when Slack is configured
 
 
 def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
@@ -63,4 +67,24 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
             ),
         },
     )
-    return Expbot(settings, uow_factory, clock, launch_config, backend, bus, supervisor)
+    notifier: Notifier = ConsoleNotifier()
+    slack_client = None
+    if settings.slack_enabled:
+        notifier, slack_client = _slack_notifier(settings, uow_factory, session_factory, clock)
+    return Expbot(settings, uow_factory, clock, launch_config, backend, bus, supervisor, notifier, slack_client)
+
+
+def _slack_notifier(settings: Settings, uow_factory: Callable[[], UnitOfWork], session_factory: Any, clock: Clock):
+    # Imported here so CLI commands without Slack configured never load slack_sdk's machinery.
+    from adapters.db.slack_threads import SlackThreads
+    from adapters.slack_client import SlackNotifier, make_web_client
+    from bot.slack import blocks
+
+    assert settings.slack_bot_token is not None
+    client = make_web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+    notifier = SlackNotifier(
+        client, uow_factory, SlackThreads(session_factory), clock,
+        render_parent=blocks.experiment_parent, render_reply=blocks.thread_reply,
+        default_channel=settings.slack_default_channel,
+    )
+    return notifier, client

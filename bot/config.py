@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ExpbotError
@@ -32,6 +32,26 @@ class Settings(BaseSettings):
     stop_grace_seconds: float = 30.0
     relay_interval_seconds: float = 1.0
     log_level: str = "INFO"
+
+    # Slack (all optional: without a bot token expbot runs without Slack)
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None  # HTTP mode: verifies every request
+    slack_app_token: SecretStr | None = None  # xapp-...: Socket Mode instead of HTTP
+    slack_api_url: str | None = None  # Web API base URL; tests point it at a local server
+    slack_default_channel: str | None = None  # for CLI launches, and when a channel refuses the bot
+    slack_admins: str = ""  # comma-separated Slack user ids who may stop anyone's experiment
+    slack_admin_group: str | None = None  # a user group id (S...) whose members are admins too
+    http_host: str = "0.0.0.0"
+    http_port: int = 3000
+
+    @property
+    def slack_enabled(self) -> bool:
+        """Slack is on when a bot token is configured."""
+        return self.slack_bot_token is not None
+
+    def slack_admin_ids(self) -> frozenset[str]:
+        """The configured admin user ids."""
+        return frozenset(part.strip() for part in self.slack_admins.split(",") if part.strip())
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data directory."""

@@ -1,44 +1,61 @@
-"""`expbot serve`: the supervisor loop plus the scheduled jobs, until SIGTERM/SIGINT."""
+"""`expbot serve`: the supervisor loop, the outbox relay and Slack (when configured), until SIGTERM."""
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from adapters.console_notifier import ConsoleNotifier
 from bot.bootstrap import Expbot
 from core.relay import deliver_pending
 
 log = logging.getLogger("expbot.serve")
 
 
-def run_forever(bot: Expbot, stop: threading.Event | None = None) -> None:
-    """Supervise and relay events until stopped; running attempts keep running across restarts."""
+def run_forever(bot: Expbot, stop: threading.Event | None = None, on_ready: Callable[[dict], None] | None = None) -> None:
+    """Supervise, relay events and serve Slack until stopped; running attempts outlive a restart."""
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-    notifier = ConsoleNotifier()
+    settings = bot.settings
     scheduler = BackgroundScheduler(timezone="UTC")
-    scheduler.add_job(
-        deliver_pending, "interval", seconds=bot.settings.relay_interval_seconds,
-        args=(bot.uow_factory, notifier, bot.clock), id="outbox-relay",
-        max_instances=1, coalesce=True,
+    relay = scheduler.add_job(
+        deliver_pending, "interval", seconds=settings.relay_interval_seconds,
+        args=(bot.uow_factory, bot.notifier, bot.clock), id="outbox-relay", max_instances=1, coalesce=True,
     )
     scheduler.start()
-    settings = bot.settings
+
+    def relay_now(_event: object = None) -> None:
+        # A launch from Slack should reach its thread at once, not at the next tick.
+        relay.modify(next_run_time=datetime.now(timezone.utc))
+
+    bot.bus.subscribe_all(relay_now)
+    stop_slack = _start_slack(bot) if settings.slack_enabled else None
     log.info(
-        "expbot serving: database %s, local runner in %s with %d GPU(s)",
+        "expbot serving: database %s, local runner in %s with %d GPU(s), Slack %s",
         _redact(settings.resolved_database_url()), settings.runs_dir(), settings.resolved_local_gpus(),
+        "on" if stop_slack else "off (no EXPBOT_SLACK_BOT_TOKEN)",
     )
+    if on_ready:
+        on_ready({"http_port": getattr(stop_slack, "port", None)})
     try:
         bot.supervisor.run(stop, settings.resync_interval_seconds)
     finally:
+        if stop_slack:
+            stop_slack()
         scheduler.shutdown(wait=True)
-        deliver_pending(bot.uow_factory, notifier, bot.clock)
+        deliver_pending(bot.uow_factory, bot.notifier, bot.clock)
         log.info("expbot stopped; running attempts carry on and are adopted on the next start")
+
+
+def _start_slack(bot: Expbot):
+    from bot.slack.runtime import start_slack  # Slack's libraries load only when Slack is on
+
+    return start_slack(bot)
 
 
 def _redact(url: str) -> str:

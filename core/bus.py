@@ -30,6 +30,7 @@ class MessageBus:
         self.command_handlers = command_handlers
         self.event_handlers = event_handlers or {}
         self.conflict_retries = conflict_retries
+        self._all_handlers: list[EventHandler] = []
 
     def handle(self, command: Command) -> Any:
         """Run the command's handler (retrying lost optimistic-lock races), then its events."""
@@ -48,9 +49,13 @@ class MessageBus:
             self.publish(event)
         return result
 
+    def subscribe_all(self, handler: EventHandler) -> None:
+        """Run `handler` for every event (e.g. to wake the outbox relay)."""
+        self._all_handlers.append(handler)
+
     def publish(self, event: Event) -> None:
         """Run every in-process handler of an event; one failing does not stop the others."""
-        for handler in self.event_handlers.get(type(event), []):
+        for handler in [*self.event_handlers.get(type(event), []), *self._all_handlers]:
             try:
                 handler(event)
             except Exception:

@@ -1,0 +1,139 @@
+"""Slack's Web API: a retrying WebClient, and the notifier that turns events into threads."""
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+
+from adapters.db.slack_threads import SlackThreads
+from core import events as ev
+from core.model import Experiment
+from core.ports import Clock, UnitOfWork
+
+log = logging.getLogger(__name__)
+
+Rendered = tuple[str, Sequence[Any]]  # fallback text, Block Kit blocks
+ParentRenderer = Callable[[list[Experiment], datetime], Rendered]
+ReplyRenderer = Callable[[ev.Event, str], Rendered]
+
+# Errors that no retry can fix: the event is logged and dropped rather than blocking the outbox.
+_PERMANENT = frozenset({
+    "invalid_blocks", "invalid_arguments", "msg_too_long", "no_text", "message_not_found",
+    "cant_update_message", "edit_window_closed", "user_not_found", "users_not_found",
+    "cannot_dm_bot", "not_authed", "invalid_auth", "account_inactive", "token_revoked",
+    "missing_scope", "restricted_action",
+})
+# Errors that mean "this channel will not take the message": fall back to another place.
+_CHANNEL_REFUSED = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
+_SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]+$")
+
+
+def make_web_client(token: str, base_url: str | None = None) -> WebClient:
+    """A WebClient that retries 429s (honouring Retry-After), 5xx and dropped connections."""
+    client = WebClient(token=token, base_url=base_url or WebClient.BASE_URL, timeout=15)
+    client.retry_handlers.extend([
+        RateLimitErrorRetryHandler(max_retry_count=3),
+        ServerErrorRetryHandler(max_retry_count=2),
+        ConnectionErrorRetryHandler(max_retry_count=2),
+    ])
+    return client
+
+
+def is_slack_user(owner: str) -> bool:
+    """Whether an owner is a Slack user id (launched from Slack) rather than a CLI login name."""
+    return bool(_SLACK_USER_ID.match(owner))
+
+
+class SlackNotifier:
+    """core.ports.Notifier: one parent message per launch, edited in place; events as thread replies."""
+
+    # Shown in the parent message only: these would be noise as replies.
+    _PARENT_ONLY = (ev.ExperimentLaunched, ev.AttemptRunning)
+
+    def __init__(
+        self,
+        client: WebClient,
+        uow_factory: Callable[[], UnitOfWork],
+        threads: SlackThreads,
+        clock: Clock,
+        render_parent: ParentRenderer,
+        render_reply: ReplyRenderer,
+        default_channel: str | None = None,
+    ) -> None:
+        self.client = client
+        self.uow_factory = uow_factory
+        self.threads = threads
+        self.clock = clock
+        self.render_parent = render_parent
+        self.render_reply = render_reply
+        self.default_channel = default_channel
+
+    def notify(self, event: ev.Event) -> None:
+        """Deliver one event: post or edit the parent, reply in its thread (permanent errors dropped)."""
+        try:
+            self._deliver(event)
+        except SlackApiError as e:
+            error = e.response.get("error", "")
+            if error not in _PERMANENT:
+                raise  # transient: the relay keeps the event and tries again later
+            log.error("dropping %s for %s: Slack refused it (%s)", event.kind, event.experiment_name, error)
+
+    def _deliver(self, event: ev.Event) -> None:
+        with self.uow_factory() as uow:
+            experiment = uow.experiments.get(event.experiment_id)
+            if experiment is None:
+                return
+            members = uow.experiments.by_launch(experiment.launch_id)
+        now = self.clock.now()
+        thread = self.threads.get(experiment.launch_id)
+        if thread is None:
+            thread = self._post_parent(experiment, members, now)
+            if thread is None:
+                return  # nowhere to post (a CLI launch and no default channel)
+            posted_now = True
+        else:
+            posted_now = False
+        channel, ts = thread
+        if not self._is_parent_only(event):
+            text, blocks = self.render_reply(event, experiment.owner)
+            self.client.chat_postMessage(channel=channel, thread_ts=ts, text=text, blocks=blocks)
+        if not posted_now:
+            text, blocks = self.render_parent(members, now)
+            self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+
+    def _is_parent_only(self, event: ev.Event) -> bool:
+        if isinstance(event, self._PARENT_ONLY):
+            return True
+        # A successful or stopped attempt is told by ExperimentSucceeded / ExperimentStopped.
+        return isinstance(event, ev.AttemptEnded) and event.failure_class in ("none", "stopped")
+
+    def _post_parent(self, experiment: Experiment, members: list[Experiment], now: datetime) -> tuple[str, str] | None:
+        text, blocks = self.render_parent(members, now)
+        for channel in self._channels_for(experiment):
+            try:
+                response = self.client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+            except SlackApiError as e:
+                if e.response.get("error") in _CHANNEL_REFUSED:
+                    log.warning("channel %s refused the thread of %s; trying the next place", channel, experiment.name)
+                    continue
+                raise
+            return self.threads.save(experiment.launch_id, response["channel"], response["ts"], now)
+        return None
+
+    def _channels_for(self, experiment: Experiment):
+        """Where a parent may go, in order: its channel, the default channel, the owner's DM."""
+        for channel in (experiment.channel, self.default_channel):
+            if channel:
+                yield channel
+        if is_slack_user(experiment.owner):
+            yield self.client.conversations_open(users=experiment.owner)["channel"]["id"]

@@ -1,0 +1,54 @@
+"""expbot's HTTP endpoint under a production WSGI server (waitress): Slack requests and probes."""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from waitress.server import create_server
+
+log = logging.getLogger(__name__)
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def routes(slack: WsgiApp | None) -> WsgiApp:
+    """Dispatch /healthz and /readyz to a probe answer and everything else to the Slack handler."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") in ("/healthz", "/readyz"):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok"]
+        if slack is None:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found"]
+        return slack(environ, start_response)
+
+    return app
+
+
+class HttpServer:
+    """A waitress server on a background thread; port 0 picks a free port."""
+
+    def __init__(self, app: WsgiApp, host: str, port: int, threads: int = 16) -> None:
+        # Bolt acks from the request thread while lazy listeners run on their own pool, so a
+        # modest thread count keeps acks fast even when launches are busy.
+        self._server = create_server(app, host=host, port=port, threads=threads, ident="expbot")
+        self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The port actually bound."""
+        return int(self._server.effective_port)
+
+    def start(self) -> "HttpServer":
+        """Serve in the background."""
+        self._thread.start()
+        log.info("listening for Slack on port %d (/slack/events)", self.port)
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting and close the socket."""
+        self._server.close()
+        self._thread.join(timeout=5)

@@ -1,0 +1,1 @@
+"""Slack-facing presentation: ids, Block Kit message builders, modals and the App Home view."""

@@ -1,0 +1,165 @@
+"""The Bolt app factory: listeners ack at once; slow work runs in lazy listeners after the ack."""
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from bot.bootstrap import Expbot
+from bot.slack import blocks, slash
+from bot.slack.auth import Admins
+from bot.slack.dedupe import SeenEvents, dedupe_middleware
+from bot.slack.home import app_home
+from bot.slack.ids import ActionId, CallbackId
+from bot.slack.modals import launch_modal, launch_text_from_modal, modal_errors
+from core import commands
+from core.errors import ExpbotError, SpecError
+from core.grammar import parse_launch
+from core.model import ACTIVE, TERMINAL
+
+log = logging.getLogger(__name__)
+
+
+def user_facing(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a lazy listener; its failures reach the user as one ephemeral line, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(respond, **kwargs: Any) -> None:
+        try:
+            fn(respond=respond, **kwargs)
+        except ExpbotError as e:
+            respond(text=blocks.error_text(str(e)), response_type="ephemeral", replace_original=False)
+        except Exception:
+            error_id = uuid.uuid4().hex[:8]
+            log.exception("error %s in %s", error_id, fn.__name__)
+            respond(text=blocks.error_text("Something went wrong on expbot's side.", error_id),
+                    response_type="ephemeral", replace_original=False)
+
+    return wrapper
+
+
+def create_app(bot: Expbot, client: WebClient, *, socket_mode: bool = False) -> App:
+    """Build the Slack app for one expbot (HTTP requests verified by signing secret unless Socket Mode)."""
+    settings = bot.settings
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    if not socket_mode and not secret:
+        raise ExpbotError("EXPBOT_SLACK_SIGNING_SECRET is required to serve Slack over HTTP")
+    app = App(
+        client=client,
+        signing_secret=secret,
+        request_verification_enabled=not socket_mode,
+        token_verification_enabled=False,  # no Web API call at start-up; auth errors surface on use
+        process_before_response=False,
+    )
+    admins = Admins(client, settings.slack_admin_ids(), settings.slack_admin_group)
+    app.middleware(dedupe_middleware(SeenEvents()))
+    handlers = slash.SlashCommands(bot, admins)
+
+    # --- /experiment -----------------------------------------------------------------------------
+    def ack_experiment(ack, body, client: WebClient) -> None:
+        sub, rest = slash.split_subcommand(body.get("text", ""))
+        if sub == "launch" and not rest:
+            # The trigger id lives 3 s: open the modal before anything else.
+            client.views_open(trigger_id=body["trigger_id"], view=_modal(bot, body.get("channel_id", "")))
+            ack()
+        elif sub == "launch":
+            try:
+                request = parse_launch(rest, bot.launch_config)
+            except SpecError as e:
+                ack(text=blocks.error_text(str(e)))
+                return
+            names = ", ".join(s.name for s in request.specs[:5]) + ("…" if len(request.specs) > 5 else "")
+            ack(text=f":rocket: Launching {blocks.escape(names)}…")
+        elif sub in slash.SUBCOMMANDS:
+            ack()
+        else:
+            text, help_blocks = blocks.help_blocks(
+                slash.USAGE, unknown=sub or None, suggestion=slash.closest_subcommand(sub) if sub else None
+            )
+            ack(text=text, blocks=help_blocks)
+
+    app.command("/experiment")(ack=ack_experiment, lazy=[user_facing(handlers.run)])
+
+    # --- launch modal ----------------------------------------------------------------------------
+    def ack_launch_modal(ack, view) -> None:
+        try:
+            parse_launch(launch_text_from_modal(view["state"]["values"]), bot.launch_config)
+        except SpecError as e:
+            ack(response_action="errors", errors=modal_errors(e))
+            return
+        ack()
+
+    def launch_from_modal(body, view, client: WebClient) -> None:
+        user = body["user"]["id"]
+        channel = view.get("private_metadata") or None
+        try:
+            result = bot.bus.handle(commands.LaunchExperiment(
+                text=launch_text_from_modal(view["state"]["values"]), owner=user,
+                idempotency_key=f"view:{view['id']}", channel=channel,
+            ))
+        except ExpbotError as e:
+            _tell(client, user, channel, blocks.error_text(str(e)))
+            return
+        if not result.duplicate:
+            names = ", ".join(e.name for e in result.experiments[:5])
+            _tell(client, user, channel, f":rocket: Launched {blocks.escape(names)}; updates follow in its thread.")
+
+    app.view(CallbackId.LAUNCH_MODAL.value)(ack=ack_launch_modal, lazy=[launch_from_modal])
+
+    # --- buttons ---------------------------------------------------------------------------------
+    def ack_only(ack) -> None:
+        ack()
+
+    @user_facing
+    def stop_pressed(respond, body, action) -> None:
+        name = action.get("value") or (action.get("selected_option") or {}).get("value", "")
+        user = body["user"]["id"]
+        exp = bot.bus.handle(commands.StopExperiment(name=name, by=user, as_admin=admins.is_admin(user)))
+        respond(text=f":octagonal_sign: Stopped {blocks.escape(exp.name)}.", response_type="ephemeral",
+                replace_original=False)
+
+    @user_facing
+    def logs_pressed(respond, body, action, client: WebClient) -> None:
+        handlers.send_logs(respond, client, body["user"]["id"], action["value"], attempt=None)
+
+    app.action(ActionId.STOP.value)(ack=ack_only, lazy=[stop_pressed])
+    app.action(ActionId.STOP_MEMBER.value)(ack=ack_only, lazy=[stop_pressed])
+    app.action(ActionId.LOGS.value)(ack=ack_only, lazy=[logs_pressed])
+
+    # --- App Home --------------------------------------------------------------------------------
+    @app.event("app_home_opened")
+    def home_opened(event, client: WebClient) -> None:
+        user = event["user"]
+        with bot.uow_factory() as uow:
+            active = uow.experiments.list(states=ACTIVE, owner=user, limit=50)
+            recent = uow.experiments.list(states=TERMINAL, owner=user, limit=20)
+        client.views_publish(user_id=user, view=app_home(active, recent, bot.clock.now()))
+
+    @app.error
+    def on_error(error: Exception, body: dict, logger) -> None:
+        error_id = uuid.uuid4().hex[:8]
+        logger.error("error %s handling a Slack request", error_id, exc_info=error)
+
+    return app
+
+
+def _modal(bot: Expbot, channel: str):
+    config = bot.launch_config
+    return launch_modal(list(config.gpu_catalog), list(config.projects), config, private_metadata=channel)
+
+
+def _tell(client: WebClient, user: str, channel: str | None, text: str) -> None:
+    """An ephemeral note in the channel the user launched from, else a DM."""
+    if channel:
+        try:
+            client.chat_postEphemeral(channel=channel, user=user, text=text)
+            return
+        except Exception:
+            log.info("could not post ephemerally in %s; sending a DM instead", channel)
+    dm = client.conversations_open(users=user)["channel"]["id"]
+    client.chat_postMessage(channel=dm, text=text)

@@ -1,0 +1,170 @@
+"""`/experiment` subcommands after the ack: launch, list, status, stop, logs, help."""
+from __future__ import annotations
+
+import difflib
+import shlex
+from typing import Any
+
+from slack_sdk import WebClient
+
+from bot.bootstrap import Expbot
+from bot.slack import blocks
+from bot.slack.auth import Admins
+from core import commands
+from core.errors import ExpbotError, NotFound
+from core.grammar import USAGE as LAUNCH_USAGE
+from core.model import ACTIVE, Experiment
+
+SUBCOMMANDS = ("launch", "list", "status", "stop", "logs", "help")
+USAGE = "/experiment " + LAUNCH_USAGE
+LOG_LINES_INLINE = 40
+LOG_LINES_FILE = 5000
+
+
+def split_subcommand(text: str) -> tuple[str, str]:
+    """('launch', 'train --gpus 2 -- python t.py') from the slash command's text."""
+    parts = text.strip().split(maxsplit=1)
+    if not parts:
+        return "help", ""
+    return parts[0].lower(), parts[1] if len(parts) > 1 else ""
+
+
+def closest_subcommand(word: str) -> str | None:
+    """The subcommand a typo most likely meant, if any is close."""
+    found = difflib.get_close_matches(word.lower(), SUBCOMMANDS, n=1, cutoff=0.5)
+    return found[0] if found else None
+
+
+def _words(text: str, usage: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError as e:
+        raise ExpbotError(f"could not read `{text}` ({e}); usage: {usage}") from e
+
+
+class SlashCommands:
+    """The slow half of `/experiment`: runs after Slack got its ack, answers via response_url."""
+
+    def __init__(self, bot: Expbot, admins: Admins) -> None:
+        self.bot = bot
+        self.admins = admins
+
+    def run(self, respond, body: dict[str, Any], client: WebClient) -> None:
+        """Dispatch one `/experiment ...` invocation."""
+        sub, rest = split_subcommand(body.get("text", ""))
+        user, channel = body["user_id"], body.get("channel_id")
+        if sub == "launch" and rest:
+            self.launch(respond, rest, user, channel, body["trigger_id"])
+        elif sub == "list":
+            self.list(respond, rest, user)
+        elif sub == "status":
+            self.status(respond, self._one_name(rest, "status NAME"))
+        elif sub == "stop":
+            self.confirm_stop(respond, self._one_name(rest, "stop NAME"), user)
+        elif sub == "logs":
+            name, attempt = self._logs_args(rest)
+            self.send_logs(respond, client, user, name, attempt)
+        elif sub == "help":
+            text, help_blocks = blocks.help_blocks(USAGE)
+            respond(text=text, blocks=help_blocks, response_type="ephemeral")
+
+    def launch(self, respond, text: str, user: str, channel: str | None, trigger_id: str) -> None:
+        """Launch; the same delivery seen again (same trigger id) launches nothing new."""
+        result = self.bot.bus.handle(commands.LaunchExperiment(
+            text=text, owner=user, idempotency_key=f"slash:{trigger_id}", channel=channel,
+        ))
+        if result.duplicate:
+            return
+        names = ", ".join(blocks.escape(e.name) for e in result.experiments[:10])
+        more = f" and {len(result.experiments) - 10} more" if len(result.experiments) > 10 else ""
+        respond(text=f":rocket: Launched {names}{more}; updates follow in its thread.", response_type="ephemeral")
+
+    def list(self, respond, rest: str, user: str) -> None:
+        """`list [--all] [--project P]`: mine by default."""
+        words = _words(rest, "list [--all] [--project P]")
+        everyone = "--all" in words
+        project = None
+        if "--project" in words:
+            index = words.index("--project")
+            if index + 1 >= len(words):
+                raise ExpbotError("--project needs a project name, e.g. `list --project nlp`")
+            project = words[index + 1]
+        unknown = [w for w in words if w.startswith("--") and w not in ("--all", "--project")]
+        if unknown:
+            raise ExpbotError(f"unknown option {unknown[0]}; usage: list [--all] [--project P]")
+        with self.bot.uow_factory() as uow:
+            found = uow.experiments.list(
+                states=None if everyone else ACTIVE, owner=None if everyone or project else user,
+                project=project, limit=200,
+            )
+        title = "All experiments" if everyone else (f"Project {project}" if project else "Your running and queued experiments")
+        text, list_blocks = blocks.experiment_list(found, self.bot.clock.now(), title)
+        respond(text=text, blocks=list_blocks, response_type="ephemeral")
+
+    def status(self, respond, name: str) -> None:
+        """One experiment in detail."""
+        exp, timeline = self._find(name)
+        text, status_blocks = blocks.experiment_status(exp, timeline, self.bot.clock.now())
+        respond(text=text, blocks=status_blocks, response_type="ephemeral")
+
+    def confirm_stop(self, respond, name: str, user: str) -> None:
+        """Ask before stopping; refuse at once whoever may not stop it."""
+        exp, _ = self._find(name)
+        if exp.owner != user and not self.admins.is_admin(user):
+            raise ExpbotError(f"only its owner or an admin may stop {exp.name}")
+        if exp.is_terminal:
+            raise ExpbotError(f"{exp.name} has already ended ({exp.state})")
+        text, confirm_blocks = blocks.stop_confirmation(exp)
+        respond(text=text, blocks=confirm_blocks, response_type="ephemeral")
+
+    def send_logs(self, respond, client: WebClient, user: str, name: str, attempt: int | None) -> None:
+        """The last lines inline; when they do not fit a message, the log as a file in a DM."""
+        exp, _ = self._find(name)
+        if not exp.attempts:
+            raise ExpbotError(f"{exp.name} has no attempts yet ({exp.state})")
+        number = attempt or exp.attempts[-1].number
+        if not 1 <= number <= len(exp.attempts):
+            raise ExpbotError(f"{exp.name} has attempts 1..{len(exp.attempts)}; there is no attempt {number}")
+        tail = self.bot.backend.logs(exp.id, number, LOG_LINES_INLINE)
+        inline = blocks.logs_blocks(exp.name, number, tail)
+        if inline is not None:
+            text, log_blocks = inline
+            respond(text=text, blocks=log_blocks, response_type="ephemeral", replace_original=False)
+            return
+        content = self.bot.backend.logs(exp.id, number, LOG_LINES_FILE)
+        dm = client.conversations_open(users=user)["channel"]["id"]
+        client.files_upload_v2(
+            channel=dm, content=content, filename=f"{exp.name}-attempt-{number}.log",
+            title=f"{exp.name} attempt {number}", initial_comment=f"Last {LOG_LINES_FILE} lines of {exp.name} attempt {number}",
+        )
+        respond(text=f":page_facing_up: The log of {blocks.escape(exp.name)} attempt {number} is too long "
+                     "for a message; I sent it to you as a file.", response_type="ephemeral", replace_original=False)
+
+    def _find(self, name: str) -> tuple[Experiment, list]:
+        with self.bot.uow_factory() as uow:
+            exp = uow.experiments.get_by_name(name)
+            if exp is None:
+                raise NotFound(f"no experiment named {name!r} (try `/experiment list --all`)")
+            return exp, uow.outbox.for_experiment(exp.id)
+
+    @staticmethod
+    def _one_name(rest: str, usage: str) -> str:
+        words = _words(rest, usage)
+        if len(words) != 1:
+            raise ExpbotError(f"usage: /experiment {usage}")
+        return words[0]
+
+    def _logs_args(self, rest: str) -> tuple[str, int | None]:
+        usage = "logs NAME [--attempt N]"
+        words = _words(rest, usage)
+        attempt = None
+        if "--attempt" in words:
+            index = words.index("--attempt")
+            value = words[index + 1] if index + 1 < len(words) else ""
+            if not value.isdigit() or int(value) < 1:
+                raise ExpbotError(f"--attempt expects an attempt number like 2, got {value!r}")
+            attempt = int(value)
+            del words[index : index + 2]
+        if len(words) != 1:
+            raise ExpbotError(f"usage: /experiment {usage}")
+        return words[0], attempt
