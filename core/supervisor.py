@@ -37,6 +37,7 @@ class Supervisor:
         self.stop_grace = stop_grace
         self.rng = rng or random.Random()
         self._to_stop: list[tuple[str, int]] = []
+        self._refused_gpus: int | None = None
 
     def run(self, stop: threading.Event, resync_interval: float = 2.0) -> None:
         """Reconcile until `stop` is set: on every backend change, when a restart is due, and periodically."""
@@ -55,17 +56,47 @@ class Supervisor:
     def reconcile_once(self) -> datetime | None:
         """One pass over every active experiment; returns when the next restart is due, if any."""
         with self.uow_factory() as uow:
-            ids = [e.id for e in uow.experiments.active()]
+            snapshot = uow.experiments.active()  # one query, attempts included
+        now = self.clock.now()
         next_due: datetime | None = None
-        for experiment_id in ids:
+        refused_gpus: int | None = None  # the smallest request the backend turned away this pass
+        for experiment in snapshot:
             try:
-                due = self._reconcile_with_retry(experiment_id)
+                # Most experiments need nothing most of the time: look before opening a transaction.
+                if not self._needs_work(experiment, now, refused_gpus):
+                    due = experiment.next_attempt_at if experiment.state == State.RESTARTING else None
+                else:
+                    self._refused_gpus = None
+                    due = self._reconcile_with_retry(experiment.id)
+                    if self._refused_gpus is not None:
+                        refused_gpus = min(self._refused_gpus, refused_gpus if refused_gpus is not None else self._refused_gpus)
             except Exception:
-                log.exception("supervising experiment %s failed", experiment_id)
+                log.exception("supervising experiment %s failed", experiment.id)
                 continue
             if due is not None and (next_due is None or due < next_due):
                 next_due = due
         return next_due
+
+    def _needs_work(self, experiment: Experiment, now: datetime, refused_gpus: int | None) -> bool:
+        """False when reconciling this experiment now would certainly change nothing."""
+        if experiment.state == State.PENDING_APPROVAL:
+            return False
+        attempt = experiment.current_attempt
+        if attempt is None or attempt.state == AttemptState.ENDED:
+            if experiment.next_attempt_at is not None and experiment.next_attempt_at > now:
+                return False
+            # Waiting in line behind a request as large that did not fit: it cannot fit either.
+            return refused_gpus is None or experiment.spec.gpus < refused_gpus
+        status = self.backend.status(experiment.id, attempt.number)
+        if status is None:
+            return True
+        if status.phase == AttemptPhase.RUNNING and attempt.state == AttemptState.RUNNING:
+            return self._expbot_should_end(experiment, status, now) is not None
+        if status.phase == AttemptPhase.STARTING:
+            return False
+        if status.phase == AttemptPhase.QUEUED:
+            return not (experiment.state == State.QUEUED and experiment.state_reason == status.reason)
+        return True
 
     def _reconcile_with_retry(self, experiment_id: str) -> datetime | None:
         for _ in range(3):
@@ -113,6 +144,7 @@ class Supervisor:
         if result.started:
             experiment.start_attempt(resume, now)
         else:
+            self._refused_gpus = experiment.spec.gpus
             experiment.queue(result.reason or "waiting for capacity", now)
 
     def _observe(self, experiment: Experiment, now: datetime) -> None:

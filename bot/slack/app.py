@@ -1,10 +1,11 @@
-"""The Bolt app factory: listeners ack at once; slow work runs in lazy listeners after the ack."""
+"""The Bolt app factory: listeners ack at once; slow work runs on a background pool after the ack."""
 from __future__ import annotations
 
 import functools
 import logging
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def user_facing(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a lazy listener; its failures reach the user as one ephemeral line, never a traceback."""
+    """Run work after the ack; its failures reach the user as one ephemeral line, never a traceback."""
 
     @functools.wraps(fn)
     def wrapper(respond, **kwargs: Any) -> None:
@@ -49,19 +50,33 @@ def create_app(bot: Expbot, client: WebClient, *, socket_mode: bool = False) -> 
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     if not socket_mode and not secret:
         raise ExpbotError("EXPBOT_SLACK_SIGNING_SECRET is required to serve Slack over HTTP")
+    # Bolt runs ack functions and lazy listeners on one small pool, so a burst of launches would
+    # make later acks wait: acks get Bolt's pool to themselves, slow work goes to `background`.
     app = App(
         client=client,
         signing_secret=secret,
         request_verification_enabled=not socket_mode,
         token_verification_enabled=False,  # no Web API call at start-up; auth errors surface on use
         process_before_response=False,
+        listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="slack-ack"),
     )
+    background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="slack-work")
+
+    def later(fn: Callable[..., Any], **kwargs: Any) -> None:
+        def run() -> None:
+            try:
+                fn(**kwargs)
+            except Exception:  # user_facing work reports to the user itself; this is the last net
+                log.exception("background Slack work %s failed", getattr(fn, "__name__", fn))
+
+        background.submit(run)
+
     admins = Admins(client, settings.slack_admin_ids(), settings.slack_admin_group)
     app.middleware(dedupe_middleware(SeenEvents()))
     handlers = slash.SlashCommands(bot, admins)
 
     # --- /experiment -----------------------------------------------------------------------------
-    def ack_experiment(ack, body, client: WebClient) -> None:
+    def ack_experiment(ack, body, client: WebClient, respond) -> None:
         sub, rest = slash.split_subcommand(body.get("text", ""))
         if sub == "launch" and not rest:
             # The trigger id lives 3 s: open the modal before anything else.
@@ -75,24 +90,28 @@ def create_app(bot: Expbot, client: WebClient, *, socket_mode: bool = False) -> 
                 return
             names = ", ".join(s.name for s in request.specs[:5]) + ("…" if len(request.specs) > 5 else "")
             ack(text=f":rocket: Launching {blocks.escape(names)}…")
+            later(run_command, respond=respond, body=body, client=client)
         elif sub in slash.SUBCOMMANDS:
             ack()
+            later(run_command, respond=respond, body=body, client=client)
         else:
             text, help_blocks = blocks.help_blocks(
                 slash.USAGE, unknown=sub or None, suggestion=slash.closest_subcommand(sub) if sub else None
             )
             ack(text=text, blocks=help_blocks)
 
-    app.command("/experiment")(ack=ack_experiment, lazy=[user_facing(handlers.run)])
+    run_command = user_facing(handlers.run)
+    app.command("/experiment")(ack_experiment)
 
     # --- launch modal ----------------------------------------------------------------------------
-    def ack_launch_modal(ack, view) -> None:
+    def ack_launch_modal(ack, body, view, client: WebClient) -> None:
         try:
             parse_launch(launch_text_from_modal(view["state"]["values"]), bot.launch_config)
         except SpecError as e:
             ack(response_action="errors", errors=modal_errors(e))
             return
         ack()
+        later(launch_from_modal, body=body, view=view, client=client)
 
     def launch_from_modal(body, view, client: WebClient) -> None:
         user = body["user"]["id"]
@@ -109,14 +128,18 @@ def create_app(bot: Expbot, client: WebClient, *, socket_mode: bool = False) -> 
             names = ", ".join(e.name for e in result.experiments[:5])
             _tell(client, user, channel, f":rocket: Launched {blocks.escape(names)}; updates follow in its thread.")
 
-    app.view(CallbackId.LAUNCH_MODAL.value)(ack=ack_launch_modal, lazy=[launch_from_modal])
+    app.view(CallbackId.LAUNCH_MODAL.value)(ack_launch_modal)
 
     # --- buttons ---------------------------------------------------------------------------------
-    def ack_only(ack) -> None:
-        ack()
+    def ack_then(work: Callable[..., Any]):
+        def listener(ack, respond, body, action, client: WebClient) -> None:
+            ack()
+            later(work, respond=respond, body=body, action=action, client=client)
+
+        return listener
 
     @user_facing
-    def stop_pressed(respond, body, action) -> None:
+    def stop_pressed(respond, body, action, client: WebClient) -> None:
         name = action.get("value") or (action.get("selected_option") or {}).get("value", "")
         user = body["user"]["id"]
         exp = bot.bus.handle(commands.StopExperiment(name=name, by=user, as_admin=admins.is_admin(user)))
@@ -127,9 +150,9 @@ def create_app(bot: Expbot, client: WebClient, *, socket_mode: bool = False) -> 
     def logs_pressed(respond, body, action, client: WebClient) -> None:
         handlers.send_logs(respond, client, body["user"]["id"], action["value"], attempt=None)
 
-    app.action(ActionId.STOP.value)(ack=ack_only, lazy=[stop_pressed])
-    app.action(ActionId.STOP_MEMBER.value)(ack=ack_only, lazy=[stop_pressed])
-    app.action(ActionId.LOGS.value)(ack=ack_only, lazy=[logs_pressed])
+    app.action(ActionId.STOP.value)(ack_then(stop_pressed))
+    app.action(ActionId.STOP_MEMBER.value)(ack_then(stop_pressed))
+    app.action(ActionId.LOGS.value)(ack_then(logs_pressed))
 
     # --- App Home --------------------------------------------------------------------------------
     @app.event("app_home_opened")

@@ -154,3 +154,22 @@ def test_one_broken_experiment_does_not_stop_the_others(world, monkeypatch):
     world.backend.exit(good.id, 1, 0)
     world.supervisor.reconcile_once()
     assert world.get("good").state == State.SUCCEEDED and world.get("bad").state == State.RUNNING
+
+
+def test_a_pass_asks_the_backend_once_for_a_line_that_cannot_fit(world):
+    start(world, "a --gpus 4 -- python train.py")
+    for name, gpus in (("b", 2), ("c", 3), ("d", 2)):
+        world.launch(f"{name} --gpus {gpus} -- python train.py")
+    world.backend.refused.clear()
+    world.supervisor.reconcile_once()
+    # b is turned away; c and d need as much or more, so the pass does not ask again.
+    assert [launch.experiment_name for launch, _ in world.backend.refused] == ["b"]
+    assert {world.get(n).state for n in "bcd"} == {State.QUEUED}
+
+
+def test_nothing_changes_and_nothing_is_written_while_attempts_just_run(world):
+    exp = start(world)
+    commits = world.db.events[:]
+    world.clock.advance(minutes=1)
+    world.supervisor.reconcile_once()
+    assert world.db.events == commits and world.get("exp").version == exp.version

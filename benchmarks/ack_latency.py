@@ -1,0 +1,154 @@
+"""Benchmark: ack latency of signed `/experiment launch` commands fired at a fixed rate.
+
+Starts `expbot serve` (Slack over HTTP, SQLite, local runner) against a local Slack Web API,
+fires signed slash commands open-loop at --rate per second over loopback, and prints ack latency
+p50/p95/p99, the error count, and how many launches were stored once the background work caught up.
+Run: .venv/bin/python benchmarks/ack_latency.py [--rate 100] [--seconds 10]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.integration.slack_harness import SIGNING_SECRET, sign  # noqa: E402
+from tests.slack.fake_slack_api import FakeSlackApi  # noqa: E402
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    data = Path(tempfile.mkdtemp(prefix="expbot-ack-"))
+    api = FakeSlackApi(bot_token="xoxb-bench").start()
+    env = os.environ | {
+        "EXPBOT_DATA_DIR": str(data), "EXPBOT_LOCAL_GPUS": "1", "EXPBOT_SLACK_BOT_TOKEN": "xoxb-bench",
+        "EXPBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET, "EXPBOT_SLACK_API_URL": api.base_url,
+        "EXPBOT_HTTP_HOST": "127.0.0.1", "EXPBOT_HTTP_PORT": "0", "EXPBOT_LOG_LEVEL": "INFO",
+    }
+    log_path = data / "serve.log"
+    serve = subprocess.Popen([sys.executable, "-c", "from bot.cli import main; main()", "serve"], cwd=REPO, env=env,
+                             stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+    try:
+        port = wait_for_port(serve, log_path)
+        latencies, errors = fire(f"http://127.0.0.1:{port}/slack/events", api, args.rate, args.seconds)
+        total = int(args.rate * args.seconds)
+        stored = wait_for_launches(env, total)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=60)
+        kill_attempts(data)
+        api.stop()
+    print(f"requests: {total} at {args.rate:.0f}/s over {args.seconds:.0f} s  errors: {errors}")
+    if latencies:
+        ms = [v * 1000 for v in latencies]
+        print(f"ack latency: p50 {statistics.median(ms):6.1f} ms  p95 {percentile(ms, 0.95):6.1f} ms  "
+              f"p99 {percentile(ms, 0.99):6.1f} ms  max {max(ms):6.1f} ms")
+    print(f"launches stored after the run: {stored}/{total}")
+    return 0 if errors == 0 else 1
+
+
+def wait_for_port(serve: subprocess.Popen, log_path: Path) -> int:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if serve.poll() is not None:
+            raise SystemExit(f"expbot serve exited:\n{log_path.read_text()}")
+        found = re.search(r"listening for Slack on port (\d+)", log_path.read_text())
+        if found:
+            return int(found.group(1))
+        time.sleep(0.1)
+    raise SystemExit("expbot serve did not start listening")
+
+
+def fire(url: str, api: FakeSlackApi, rate: float, seconds: float) -> tuple[list[float], int]:
+    """Open loop: request i leaves at start + i/rate whether or not earlier ones were answered."""
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    client = httpx.Client(timeout=10, limits=httpx.Limits(max_connections=64))
+
+    def one(i: int, due: float) -> None:
+        nonlocal errors
+        form = (f"command=%2Fexperiment&text=launch+bench-{i}+--gpus+1+--+sleep+600&user_id=UBENCH&"
+                f"channel_id=CBENCH&trigger_id={api.new_trigger_id()}&response_url="
+                f"{api.new_response_url()}&team_id=T1&api_app_id=A1")
+        ts = str(int(time.time()))
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        started = time.perf_counter()
+        try:
+            response = client.post(url, content=form, headers={
+                "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
+                "X-Slack-Signature": sign(form, ts)})
+            ok = response.status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        elapsed = time.perf_counter() - started
+        with lock:
+            latencies.append(elapsed)
+            errors += 0 if ok else 1
+
+    start = time.monotonic() + 0.5
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        for i in range(total):
+            pool.submit(one, i, start + i / rate)
+    client.close()
+    return latencies, errors
+
+
+def wait_for_launches(env: dict[str, str], total: int, timeout: float = 120) -> int:
+    sys_env = dict(os.environ)
+    os.environ.update({k: v for k, v in env.items() if k.startswith("EXPBOT_")})
+    try:
+        from bot.bootstrap import bootstrap
+        from bot.config import Settings
+
+        bot = bootstrap(Settings(), migrate=False)
+        deadline = time.monotonic() + timeout
+        stored = 0
+        while time.monotonic() < deadline:
+            with bot.uow_factory() as uow:
+                stored = len(uow.experiments.list(limit=total + 10))
+            if stored >= total:
+                break
+            time.sleep(0.5)
+        return stored
+    finally:
+        os.environ.clear()
+        os.environ.update(sys_env)
+
+
+def kill_attempts(data: Path) -> None:
+    import json
+
+    for launch in data.glob("runs/*/attempt-*/launch.json"):
+        try:
+            os.killpg(json.loads(launch.read_text())["pid"], signal.SIGKILL)
+        except (ProcessLookupError, KeyError, ValueError):
+            pass
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
