@@ -68,6 +68,7 @@ class FakeSlackApi(SlackWebMethods):
         self.tokens: dict[str, str] = {bot_token: bot_user_id}  # token -> user id
         self.users: dict[str, dict] = {}
         self.usergroups: dict[str, list[str]] = {}
+        self.refused_channels: dict[str, str] = {}  # channel -> error chat.postMessage answers there
         self.views: dict[str, View] = {}
         self.files: dict[str, UploadedFile] = {}
         self._calls: list[Call] = []
@@ -144,6 +145,11 @@ class FakeSlackApi(SlackWebMethods):
         with self._lock:
             self.users[user_id] = user
         return user
+
+    def refuse_channel(self, channel: str, error: str = "not_in_channel") -> None:
+        """Make chat.postMessage into `channel` fail as it does when the bot is not a member."""
+        with self._lock:
+            self.refused_channels[channel] = error
 
     def add_usergroup(self, usergroup_id: str, user_ids: list[str]) -> None:
         with self._lock:

@@ -164,6 +164,8 @@ class SlackWebMethods:
 
     def _chat_post_message(self, args: dict, user_id: str) -> dict:
         channel = require(args, "channel", "channel_not_found")
+        if channel in self.refused_channels:
+            raise SlackError(self.refused_channels[channel])
         self._check_message_content(args)
         msg = self._post(channel, args, user_id)
         return {"channel": channel, "ts": msg.ts, "message": self._message_json(msg)}
