@@ -159,6 +159,7 @@ def test_one_broken_experiment_does_not_stop_the_others(world, monkeypatch):
 def test_a_pass_asks_the_backend_once_for_a_line_that_cannot_fit(world):
     start(world, "a --gpus 4 -- python train.py")
     for name, gpus in (("b", 2), ("c", 3), ("d", 2)):
+        world.clock.advance(seconds=1)  # launch order is queue order
         world.launch(f"{name} --gpus {gpus} -- python train.py")
     world.backend.refused.clear()
     world.supervisor.reconcile_once()
