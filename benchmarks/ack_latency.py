@@ -25,13 +25,10 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.stats import percentile  # noqa: E402
+
 from tests.integration.slack_harness import SIGNING_SECRET, sign  # noqa: E402
 from tests.slack.fake_slack_api import FakeSlackApi  # noqa: E402
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def main() -> int:

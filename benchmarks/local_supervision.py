@@ -23,16 +23,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.stats import percentile  # noqa: E402
+
 from bot.bootstrap import bootstrap  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from core import commands  # noqa: E402
 from core.events import RestartScheduled  # noqa: E402
 from core.model import TERMINAL, State  # noqa: E402
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def main() -> int:

@@ -7,9 +7,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tests.polling import wait_for  # noqa: F401  (re-exported for the CLI tests)
 
 REPO = Path(__file__).resolve().parents[2]
 # The installed console script, exactly as a user runs it.
@@ -68,15 +69,3 @@ class Expbot:
     def serve_logs(self) -> str:
         """Everything every serve process printed."""
         return "\n".join(p.read_text() for p in sorted(self.data_dir.glob("serve-*.log")))
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll until predicate() is truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)

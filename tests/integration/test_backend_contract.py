@@ -17,6 +17,7 @@ from adapters.local.runner import LocalRunner
 from core.ports import AttemptLaunch, AttemptPhase, AttemptStatus
 from core.spec import ExperimentSpec
 from tests.fakes.backend import FakeBackend
+from tests.polling import wait_for
 
 # Waits for an order file named after its experiment and attempt, prints its output, exits with its code.
 CONTROLLED = r"""
@@ -35,14 +36,6 @@ sys.exit(o["code"])
 """
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> object:
-    """Poll until predicate() is truthy; its value, or AssertionError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
-    return value
 
 
 class FakeDriver:

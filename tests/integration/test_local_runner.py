@@ -19,6 +19,7 @@ from adapters.local import procs
 from adapters.local.runner import LocalRunner
 from core.ports import AttemptLaunch, AttemptPhase, AttemptStatus
 from core.spec import ExperimentSpec
+from tests.polling import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 TOY = str(REPO / "examples" / "train_toy.py")
@@ -33,14 +34,6 @@ while len(sys.argv) > 2 and not os.path.exists(sys.argv[2]):
 """
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> object:
-    """Poll until predicate() is truthy; its value, or AssertionError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
-    return value
 
 
 @pytest.fixture

@@ -11,17 +11,11 @@ from bot.slack.app import create_app
 from core import commands
 from core.model import State
 from tests.integration.slack_harness import CHANNEL, SlackBot
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.slow
 
 
-def wait(predicate, timeout: float = 10.0, what: str = "a condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (value := predicate()):
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -35,22 +29,22 @@ def slack_bot(tmp_path, slack_api):
 def test_a_channel_that_refuses_the_bot_sends_the_thread_to_the_default_channel(slack_bot):
     slack_bot.slack_api.refuse_channel(CHANNEL, "not_in_channel")
     slack_bot.slash("launch elsewhere -- python -c pass")
-    parent = wait(lambda: [m for m in slack_bot.slack_api.messages("C0DEFAULT") if not m.thread_ts], what="parent")
+    parent = wait_for(lambda: [m for m in slack_bot.slack_api.messages("C0DEFAULT") if not m.thread_ts], what="parent")
     assert "elsewhere" in str(parent[0].blocks)
-    wait(lambda: slack_bot.slack_api.messages("C0DEFAULT", thread_ts=parent[0].ts), what="replies in that thread")
+    wait_for(lambda: slack_bot.slack_api.messages("C0DEFAULT", thread_ts=parent[0].ts), what="replies in that thread")
 
 
 def test_cli_launches_get_their_thread_in_the_default_channel(slack_bot):
     slack_bot.bot.bus.handle(commands.LaunchExperiment(text="from-cli -- python -c pass", owner="ana"))
-    parent = wait(lambda: [m for m in slack_bot.slack_api.messages("C0DEFAULT") if not m.thread_ts], what="parent")
+    parent = wait_for(lambda: [m for m in slack_bot.slack_api.messages("C0DEFAULT") if not m.thread_ts], what="parent")
     assert "from-cli" in str(parent[0].blocks)
 
 
 def test_members_of_the_admin_group_may_stop_anything(slack_bot):
     slack_bot.slash("launch guarded -- python -c \"import time; time.sleep(60)\"")
-    wait(lambda: (e := slack_bot.experiment("guarded")) and e.state == State.RUNNING, what="running")
+    wait_for(lambda: (e := slack_bot.experiment("guarded")) and e.state == State.RUNNING, what="running")
     slack_bot.press("experiment_stop", "guarded", user="UGROUPADMIN")
-    exp = wait(lambda: (e := slack_bot.experiment("guarded")) and e.is_terminal and e, what="stopped")
+    exp = wait_for(lambda: (e := slack_bot.experiment("guarded")) and e.is_terminal and e, what="stopped")
     assert exp.state == State.STOPPED and exp.stopped_by == "UGROUPADMIN"
 
 
@@ -61,21 +55,21 @@ def test_socket_mode_redelivery_of_an_event_is_handled_once(slack_bot):
     for _ in range(2):  # the second is Socket Mode's retry_attempt=1 of the same envelope
         response = app.dispatch(BoltRequest(body=json.dumps(body), mode="socket_mode"))
         assert response.status == 200
-    wait(lambda: slack_bot.slack_api.calls_to("views.publish"), what="views.publish")
+    wait_for(lambda: slack_bot.slack_api.calls_to("views.publish"), what="views.publish")
     time.sleep(0.3)
     assert len(slack_bot.slack_api.calls_to("views.publish")) == 1
 
 
 def test_an_internal_error_reaches_the_user_as_one_line_with_an_error_id(slack_bot, monkeypatch):
     slack_bot.slash("launch broken-logs -- python -c pass")
-    wait(lambda: (e := slack_bot.experiment("broken-logs")) and e.is_terminal, what="finished")
+    wait_for(lambda: (e := slack_bot.experiment("broken-logs")) and e.is_terminal, what="finished")
 
     def explode(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(slack_bot.bot.backend, "logs", explode)
     slack_bot.slash("logs broken-logs")
-    answer = wait(lambda: slack_bot.slack_api.responses(slack_bot.last_response_url), what="the answer")
+    answer = wait_for(lambda: slack_bot.slack_api.responses(slack_bot.last_response_url), what="the answer")
     text = answer[0].payload["text"]
     assert "error id" in text and "disk on fire" not in text and "Traceback" not in text
     assert answer[0].payload.get("response_type") == "ephemeral"

@@ -8,6 +8,7 @@ import pytest
 from bot.slack.ids import ActionId, BlockId
 from core.model import State
 from tests.integration.slack_harness import CHANNEL, SlackBot, sign
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -19,13 +20,6 @@ def slack_bot(tmp_path, slack_api):
     bot.close()
 
 
-def wait(predicate, timeout: float = 10.0, what: str = "a condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (value := predicate()):
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # --- request verification ------------------------------------------------------------------------
@@ -50,11 +44,11 @@ def test_forged_stale_or_unsigned_requests_are_rejected_with_no_side_effect(slac
 def test_launch_posts_a_thread_that_follows_the_experiment_to_success(slack_bot):
     response = slack_bot.slash("launch hello --max-restarts 0 -- python -c \"print('hi')\"")
     assert response.status_code == 200 and "Launching hello" in response.text
-    exp = wait(lambda: (e := slack_bot.experiment("hello")) and e.state == State.SUCCEEDED and e, what="success")
+    exp = wait_for(lambda: (e := slack_bot.experiment("hello")) and e.state == State.SUCCEEDED and e, what="success")
     assert exp.owner == "UOWNER" and exp.channel == CHANNEL
     api = slack_bot.slack_api
-    parent = wait(lambda: [m for m in api.messages(CHANNEL) if not m.thread_ts], what="the parent message")[0]
-    replies = wait(lambda: (r := api.messages(CHANNEL, thread_ts=parent.ts)) and any("succeeded" in m.text for m in r) and r,
+    parent = wait_for(lambda: [m for m in api.messages(CHANNEL) if not m.thread_ts], what="the parent message")[0]
+    replies = wait_for(lambda: (r := api.messages(CHANNEL, thread_ts=parent.ts)) and any("succeeded" in m.text for m in r) and r,
                    what="the success reply")
     texts = [m.text for m in replies]
     assert any("attempt 1 started" in t for t in texts)
@@ -68,7 +62,7 @@ def test_the_same_launch_delivered_three_times_launches_once(slack_bot):
     trigger = slack_bot.slack_api.new_trigger_id()
     for _ in range(3):
         assert slack_bot.slash("launch once -- python -c pass", trigger_id=trigger).status_code == 200
-    wait(lambda: slack_bot.experiment("once") is not None, what="the launch")
+    wait_for(lambda: slack_bot.experiment("once") is not None, what="the launch")
     time.sleep(1.0)  # let every lazy listener finish
     assert [e.name for e in slack_bot.experiments()] == ["once"]
 
@@ -88,7 +82,7 @@ def test_unknown_subcommand_answers_with_help_and_the_closest_match(slack_bot):
 
 def test_more_gpus_than_exist_is_refused_after_the_ack(slack_bot):
     assert slack_bot.slash("launch big --gpus 8 -- python t.py").status_code == 200
-    refusal = wait(lambda: [r for r in slack_bot.slack_api.responses() if "8 GPUs" in r.payload.get("text", "")],
+    refusal = wait_for(lambda: [r for r in slack_bot.slack_api.responses() if "8 GPUs" in r.payload.get("text", "")],
                    what="the refusal")
     assert refusal[0].payload.get("response_type") == "ephemeral"
     assert slack_bot.experiments() == []
@@ -97,13 +91,13 @@ def test_more_gpus_than_exist_is_refused_after_the_ack(slack_bot):
 # --- stopping ------------------------------------------------------------------------------------
 def launch_long_running(slack_bot, name: str = "long"):
     slack_bot.slash(f"launch {name} -- python -c \"import time; time.sleep(60)\"")
-    return wait(lambda: (e := slack_bot.experiment(name)) and e.state == State.RUNNING and e, what="running")
+    return wait_for(lambda: (e := slack_bot.experiment(name)) and e.state == State.RUNNING and e, what="running")
 
 
 def test_a_non_owner_pressing_stop_is_refused_and_nothing_changes(slack_bot):
     launch_long_running(slack_bot)
     assert slack_bot.press(ActionId.STOP.value, "long", user="UOTHER").status_code == 200
-    refusal = wait(lambda: [r for r in slack_bot.slack_api.responses(slack_bot.last_response_url)], what="refusal")
+    refusal = wait_for(lambda: [r for r in slack_bot.slack_api.responses(slack_bot.last_response_url)], what="refusal")
     assert "only" in refusal[0].payload["text"] and refusal[0].payload.get("response_type") == "ephemeral"
     time.sleep(0.3)
     assert slack_bot.experiment("long").state == State.RUNNING
@@ -112,18 +106,18 @@ def test_a_non_owner_pressing_stop_is_refused_and_nothing_changes(slack_bot):
 def test_the_owner_and_an_admin_may_stop(slack_bot):
     launch_long_running(slack_bot, "mine")
     slack_bot.press(ActionId.STOP.value, "mine", user="UOWNER")
-    exp = wait(lambda: (e := slack_bot.experiment("mine")) and e.state == State.STOPPED and e, what="stopped")
+    exp = wait_for(lambda: (e := slack_bot.experiment("mine")) and e.state == State.STOPPED and e, what="stopped")
     assert exp.stopped_by == "UOWNER"
     launch_long_running(slack_bot, "theirs")
     slack_bot.press(ActionId.STOP.value, "theirs", user="UADMIN")
-    exp = wait(lambda: (e := slack_bot.experiment("theirs")) and e.state == State.STOPPED and e, what="admin stop")
+    exp = wait_for(lambda: (e := slack_bot.experiment("theirs")) and e.state == State.STOPPED and e, what="admin stop")
     assert exp.stopped_by == "UADMIN"
 
 
 def test_stop_subcommand_asks_for_confirmation_first(slack_bot):
     launch_long_running(slack_bot, "confirm-me")
     slack_bot.slash("stop confirm-me")
-    confirm = wait(lambda: slack_bot.slack_api.responses(slack_bot.last_response_url), what="confirmation")
+    confirm = wait_for(lambda: slack_bot.slack_api.responses(slack_bot.last_response_url), what="confirmation")
     assert "experiment_stop" in str(confirm[0].payload.get("blocks"))
     assert slack_bot.experiment("confirm-me").state == State.RUNNING
 
@@ -156,7 +150,7 @@ def test_modal_errors_point_at_the_field_and_a_good_submission_launches(slack_bo
     good = modal_values(name="from-modal", command="python -c pass", gpus="0", max_runtime="1h", max_restarts="1")
     for _ in range(2):  # a double click on Submit
         assert slack_bot.submit_view("V2", good).status_code == 200
-    exp = wait(lambda: slack_bot.experiment("from-modal"), what="the modal launch")
+    exp = wait_for(lambda: slack_bot.experiment("from-modal"), what="the modal launch")
     assert exp.channel == CHANNEL and exp.spec.max_restarts == 1
     time.sleep(0.5)
     assert len(slack_bot.experiments()) == 1
@@ -170,7 +164,7 @@ def test_app_home_is_published_once_per_event_even_if_redelivered(slack_bot):
         headers_kw = {}
         response = slack_bot.event(event, event_id="Ev0HOME01", **headers_kw)
         assert response.status_code == 200, retry
-    published = wait(lambda: slack_bot.slack_api.calls_to("views.publish"), what="views.publish")
+    published = wait_for(lambda: slack_bot.slack_api.calls_to("views.publish"), what="views.publish")
     time.sleep(0.5)
     assert len(slack_bot.slack_api.calls_to("views.publish")) == 1
     assert published[0].args["user_id"] == "UOWNER" and "homed" in str(published[0].args["view"])
@@ -178,15 +172,15 @@ def test_app_home_is_published_once_per_event_even_if_redelivered(slack_bot):
 
 def test_long_logs_arrive_as_a_file(slack_bot):
     slack_bot.slash("launch chatty -- python -c \"[print('line', i, 'x' * 80) for i in range(400)]\"")
-    wait(lambda: (e := slack_bot.experiment("chatty")) and e.state == State.SUCCEEDED, what="chatty to finish")
+    wait_for(lambda: (e := slack_bot.experiment("chatty")) and e.state == State.SUCCEEDED, what="chatty to finish")
     slack_bot.slash("logs chatty")
-    files = wait(lambda: slack_bot.slack_api.uploaded_files(), what="the upload")
+    files = wait_for(lambda: slack_bot.slack_api.uploaded_files(), what="the upload")
     assert "line 399" in files[0].content.decode() if isinstance(files[0].content, bytes) else "line 399" in files[0].content
 
 
 def test_a_rate_limited_post_is_retried_after_retry_after(slack_bot):
     slack_bot.slack_api.rate_limit("chat.postMessage", times=1, retry_after=1)
     slack_bot.slash("launch patient -- python -c pass")
-    wait(lambda: [m for m in slack_bot.slack_api.messages(CHANNEL) if not m.thread_ts], timeout=15, what="the parent")
+    wait_for(lambda: [m for m in slack_bot.slack_api.messages(CHANNEL) if not m.thread_ts], timeout=15, what="the parent")
     statuses = [c.status for c in slack_bot.slack_api.calls_to("chat.postMessage")]
     assert statuses[0] == 429 and 200 in statuses
