@@ -10,6 +10,7 @@ from typing import Any
 
 from slack_bolt import App
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.bootstrap import Expbot
 from bot.slack import blocks, slash
@@ -80,7 +81,12 @@ def create_app(bot: Expbot, client: WebClient, *, socket_mode: bool = False) -> 
         sub, rest = slash.split_subcommand(body.get("text", ""))
         if sub == "launch" and not rest:
             # The trigger id lives 3 s: open the modal before anything else.
-            client.views_open(trigger_id=body["trigger_id"], view=_modal(bot, body.get("channel_id", "")))
+            try:
+                client.views_open(trigger_id=body["trigger_id"], view=_modal(bot, body.get("channel_id", "")))
+            except SlackApiError as e:
+                log.warning("could not open the launch form: %s", e.response.get("error"))
+                ack(text=blocks.error_text("Slack would not open the launch form in time; please try again."))
+                return
             ack()
         elif sub == "launch":
             try:
@@ -164,9 +170,12 @@ def create_app(bot: Expbot, client: WebClient, *, socket_mode: bool = False) -> 
         client.views_publish(user_id=user, view=app_home(active, recent, bot.clock.now()))
 
     @app.error
-    def on_error(error: Exception, body: dict, logger) -> None:
+    def on_error(error: Exception, body: dict, logger, respond) -> None:
         error_id = uuid.uuid4().hex[:8]
         logger.error("error %s handling a Slack request", error_id, exc_info=error)
+        if respond is not None and isinstance(body, dict) and body.get("response_url"):
+            respond(text=blocks.error_text("Something went wrong on expbot's side.", error_id),
+                    response_type="ephemeral", replace_original=False)
 
     return app
 

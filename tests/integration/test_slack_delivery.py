@@ -73,3 +73,22 @@ def test_an_internal_error_reaches_the_user_as_one_line_with_an_error_id(slack_b
     text = answer[0].payload["text"]
     assert "error id" in text and "disk on fire" not in text and "Traceback" not in text
     assert answer[0].payload.get("response_type") == "ephemeral"
+
+
+def test_an_error_before_the_ack_still_reaches_the_user_with_an_error_id(slack_bot, monkeypatch):
+    from bot.slack import slash
+
+    def explode(text):
+        raise RuntimeError("parser on fire")
+
+    monkeypatch.setattr(slash, "split_subcommand", explode)
+    response = slack_bot.slash("list")
+    assert "parser on fire" not in response.text and "Traceback" not in response.text
+    answer = wait_for(lambda: slack_bot.slack_api.responses(slack_bot.last_response_url), what="the answer")
+    assert "error id" in answer[0].payload["text"]
+
+
+def test_an_expired_trigger_is_told_not_swallowed(slack_bot):
+    slack_bot.slack_api.trigger_ttl = 0.0
+    response = slack_bot.slash("launch")
+    assert response.status_code == 200 and "try again" in response.text
