@@ -68,6 +68,12 @@ class Attempt:
     reason: str = ""
     failure_class: FailureClass | None = None
     resumed_from: str | None = None
+    gpus: int = 0
+    hourly_rate: float = 0.0  # cost of one wall hour of this attempt, priced when it started
+
+    def cost(self, now: datetime) -> float:
+        """What this attempt has cost so far (running attempts accrue up to `now`)."""
+        return self.hourly_rate * self.running_time(now).total_seconds() / 3600.0
 
     def running_time(self, now: datetime) -> timedelta:
         """Wall time this attempt has spent running (so far, if it still runs)."""
@@ -122,6 +128,10 @@ class Experiment:
         """Total running time over all attempts: what max_runtime limits."""
         return sum((a.running_time(now) for a in self.attempts), timedelta(0))
 
+    def cost(self, now: datetime) -> float:
+        """What every attempt together has cost so far."""
+        return sum(a.cost(now) for a in self.attempts)
+
     def remaining_runtime(self, now: datetime) -> timedelta:
         """How much of max_runtime is left."""
         return max(timedelta(0), self.spec.max_runtime - self.runtime(now))
@@ -153,10 +163,13 @@ class Experiment:
         self.state_reason, self.updated_at = reason, now
         self._emit(events.ExperimentQueued, now, reason=reason)
 
-    def start_attempt(self, resumed_from: str | None, now: datetime) -> Attempt:
-        """Record that attempt n+1 was handed to the cluster."""
+    def start_attempt(self, resumed_from: str | None, now: datetime, hourly_rate: float = 0.0) -> Attempt:
+        """Record that attempt n+1 was handed to the cluster (priced at `hourly_rate`)."""
         self._move(State.STARTING, now)
-        attempt = Attempt(number=len(self.attempts) + 1, created_at=now, resumed_from=resumed_from)
+        attempt = Attempt(
+            number=len(self.attempts) + 1, created_at=now, resumed_from=resumed_from,
+            gpus=self.spec.gpus, hourly_rate=hourly_rate,
+        )
         self.attempts.append(attempt)
         self.next_attempt_at = None
         self._emit(events.AttemptStarted, now, attempt=attempt.number, resumed_from=resumed_from)

@@ -168,3 +168,54 @@ class Notifier(Protocol):
     def notify(self, event: Event) -> None:
         """Deliver one event (to Slack, the console...); raising leaves it in the outbox."""
         ...
+
+
+# --- cost control -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SpendRow:
+    """Spend of one key (a project or an owner) over a window."""
+
+    key: str
+    cost: float
+    gpu_hours: float
+
+
+class CostQueries(Protocol):
+    """Aggregations over attempt intervals (cost = hourly_rate x the part of the interval in the window).
+
+    Running attempts (no ended_at) accrue up to `now`; intervals are clipped to [start, end).
+    """
+
+    def spent(
+        self, *, start: datetime, end: datetime, now: datetime, project: str | None = None, owner: str | None = None
+    ) -> float:
+        """Total cost in the window, optionally of one project and/or one owner."""
+        ...
+
+    def spend_by(self, key: str, *, start: datetime, end: datetime, now: datetime) -> list[SpendRow]:
+        """Cost and GPU-hours in the window grouped by "project" or "owner", most expensive first."""
+        ...
+
+
+class AuditLog(Protocol):
+    def record(self, *, at: datetime, actor: str, action: str, experiment_id: str | None, detail: dict) -> None:
+        """Append one decision to the audit trail (committed with the unit of work)."""
+        ...
+
+    def entries(self, *, experiment_id: str | None = None, action: str | None = None) -> list[dict]:
+        """Audit entries, oldest first, optionally filtered."""
+        ...
+
+
+class BudgetStore(Protocol):
+    def overrides(self) -> dict[tuple[str, str], float]:
+        """Budgets set by admins at runtime: (scope, name) -> monthly limit."""
+        ...
+
+    def set(self, *, scope: str, name: str, monthly_limit: float, by: str, at: datetime) -> None:
+        """Set (or replace) one budget."""
+        ...
+
+    def claim_alert(self, *, scope: str, name: str, month: str, threshold: int, at: datetime) -> bool:
+        """True exactly once per (scope, name, month, threshold): whoever claims it sends the alert."""
+        ...

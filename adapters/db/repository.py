@@ -58,6 +58,8 @@ def attempt_values(experiment_id: str, attempt: Attempt) -> dict[str, Any]:
         "reason": attempt.reason,
         "failure_class": None if attempt.failure_class is None else str(attempt.failure_class),
         "resumed_from": attempt.resumed_from,
+        "gpus": attempt.gpus,
+        "hourly_rate": attempt.hourly_rate,
     }
 
 
@@ -97,6 +99,8 @@ def _attempt_from_row(row: RowMapping) -> Attempt:
         reason=col("reason"),
         failure_class=None if failure is None else FailureClass(failure),
         resumed_from=col("resumed_from"),
+        gpus=col("gpus"),
+        hourly_rate=col("hourly_rate"),
     )
 
 

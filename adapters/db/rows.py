@@ -88,12 +88,14 @@ class AttemptRow(SQLModel, table=True):
     number: int = Field(primary_key=True, sa_type=sa.Integer, sa_column_kwargs={"autoincrement": False})
     state: str = Field(sa_type=sa.String)
     created_at: datetime = _ts()
-    started_at: datetime | None = _ts(default=None)
+    started_at: datetime | None = _ts(default=None, index=True)  # cost windows scan by start
     ended_at: datetime | None = _ts(default=None)
     exit_code: int | None = None
     reason: str = Field(default="", sa_type=sa.String)
     failure_class: str | None = Field(default=None, sa_type=sa.String)
     resumed_from: str | None = Field(default=None, sa_type=sa.String)
+    gpus: int = 0
+    hourly_rate: float = 0.0  # what one wall hour of this attempt costs, priced when it started
 
 
 class OutboxEventRow(SQLModel, table=True):
@@ -137,3 +139,14 @@ class SlackThreadRow(SQLModel, table=True):
     channel: str = Field(sa_type=sa.String)
     ts: str = Field(sa_type=sa.String)
     created_at: datetime = _ts()
+
+
+# The cost-control tables live in their own module; importing it here keeps SQLModel.metadata
+# complete for whoever imports the rows (migrations, schema comparison).
+from adapters.db.rows_cost import (  # noqa: E402,F401
+    AuditRow,
+    BudgetAlertRow,
+    BudgetRow,
+    DigestRunRow,
+    IdleStateRow,
+)
