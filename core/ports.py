@@ -76,6 +76,8 @@ class UnitOfWork(Protocol):
 
     experiments: ExperimentRepository
     outbox: Outbox
+    audit: "AuditLog"
+    budgets: "BudgetStore"
 
     def __enter__(self) -> "UnitOfWork": ...
 

@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from adapters.db.rows import _ts
+from adapters.db.types import _ts
 
 
 class BudgetRow(SQLModel, table=True):

@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from adapters.db.engine import make_session_factory, write_transaction
+from adapters.db.governance import SqlAuditLog, SqlBudgetStore
 from adapters.db.outbox import SqlOutbox, insert_events
 from adapters.db.repository import SqlRepository
 from core.errors import DuplicateLaunch
@@ -27,6 +28,8 @@ class SqlUnitOfWork:
 
     experiments: SqlRepository
     outbox: SqlOutbox
+    audit: SqlAuditLog
+    budgets: SqlBudgetStore
 
     def __init__(self, session_factory: Callable[[], Session]) -> None:
         self._session_factory = session_factory
@@ -38,6 +41,8 @@ class SqlUnitOfWork:
         self._session = self._session_factory()
         self.experiments = SqlRepository(self._session)
         self.outbox = SqlOutbox(self._session)
+        self.audit = SqlAuditLog(self._session)
+        self.budgets = SqlBudgetStore(self._session)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -55,7 +60,7 @@ class SqlUnitOfWork:
         changed = repo.changed()
         added = {id(exp) for exp in repo.added}
         events = [event for exp in changed for event in exp.events]
-        if not changed:
+        if not changed and not self.audit.staged and not self.budgets.staged:
             session.rollback()  # nothing to write: just end the read transaction, take no lock
             self.committed += 1
             return
@@ -70,6 +75,8 @@ class SqlUnitOfWork:
                 if id(exp) not in added:
                     repo.update(conn, exp)
             insert_events(conn, events)
+            self.audit.flush(conn)
+            self.budgets.flush(conn)
         # Only now that the transaction is durable do the domain objects move on.
         for exp in changed:
             repo.saved(exp)
@@ -82,6 +89,8 @@ class SqlUnitOfWork:
         if self._session is not None:
             self._session.rollback()
             self.experiments.clear()
+            self.audit.staged = []
+            self.budgets.staged = []
 
     def collect_new_events(self) -> Iterator[Event]:
         """Events committed by this unit of work, for in-process handlers."""

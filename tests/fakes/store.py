@@ -9,6 +9,7 @@ from datetime import datetime
 from core.errors import ConcurrentUpdate, DuplicateLaunch
 from core.events import Event
 from core.model import ACTIVE, Experiment, State
+from tests.fakes.governance import FakeAuditLog, FakeBudgetStore
 
 
 class FakeDatabase:
@@ -19,6 +20,9 @@ class FakeDatabase:
         self.experiments: dict[str, Experiment] = {}
         self.events: list[Event] = []
         self.delivered: dict[str, datetime] = {}
+        self.audit: list[dict] = []
+        self.budgets: dict[tuple[str, str], float] = {}
+        self.alerts: set[tuple[str, str, str, int]] = set()
 
 
 class FakeRepository:
@@ -107,6 +111,8 @@ class FakeUnitOfWork:
     def __enter__(self) -> "FakeUnitOfWork":
         self.experiments = FakeRepository(self.db)
         self.outbox = FakeOutbox(self.db)
+        self.audit = FakeAuditLog(self.db)
+        self.budgets = FakeBudgetStore(self.db)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -141,6 +147,8 @@ class FakeUnitOfWork:
                 self.experiments.snapshots[exp.id] = copy.deepcopy(snapshot)
                 pending.extend(exp.events)
                 exp.events = []
+            self.audit.flush()
+            self.budgets.flush()
             self.db.events.extend(pending)
             self._new_events.extend(pending)
             self.experiments.added = []
@@ -149,6 +157,8 @@ class FakeUnitOfWork:
     def rollback(self) -> None:
         self.experiments.seen.clear()
         self.experiments.added = []
+        self.audit.staged = []
+        self.budgets.staged = []
 
     def collect_new_events(self) -> Iterator[Event]:
         while self._new_events:
