@@ -69,6 +69,9 @@ class SlackNotifier:
         render_parent: ParentRenderer,
         render_reply: ReplyRenderer,
         default_channel: str | None = None,
+        approvals_channel: str | None = None,
+        render_approval: Callable[[ev.ApprovalRequested], Rendered] | None = None,
+        render_decision: Callable[[ev.ApprovalRequested, ev.Event], Rendered] | None = None,
     ) -> None:
         self.client = client
         self.uow_factory = uow_factory
@@ -77,6 +80,9 @@ class SlackNotifier:
         self.render_parent = render_parent
         self.render_reply = render_reply
         self.default_channel = default_channel
+        self.approvals_channel = approvals_channel or default_channel
+        self.render_approval = render_approval
+        self.render_decision = render_decision
 
     def notify(self, event: ev.Event) -> None:
         """Deliver one event: post or edit the parent, reply in its thread (permanent errors dropped)."""
@@ -110,6 +116,34 @@ class SlackNotifier:
         if not posted_now:
             text, blocks = self.render_parent(members, now)
             self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+        if isinstance(event, ev.ApprovalRequested):
+            self._ask_approvers(event, now)
+        elif isinstance(event, (ev.LaunchApproved, ev.LaunchDenied)):
+            self._show_decision(experiment, event)
+
+    def _ask_approvers(self, request: ev.ApprovalRequested, now: datetime) -> None:
+        if self.render_approval is None or not self.approvals_channel:
+            log.warning("%s needs approval but no approvals channel is configured", request.experiment_name)
+            return
+        key = f"approval:{request.launch_id}"
+        if self.threads.get(key) is not None:
+            return  # a redelivery: the request is already posted
+        text, blocks = self.render_approval(request)
+        response = self.client.chat_postMessage(channel=self.approvals_channel, text=text, blocks=blocks)
+        self.threads.save(key, response["channel"], response["ts"], now)
+
+    def _show_decision(self, experiment: Experiment, decision: ev.Event) -> None:
+        posted = self.threads.get(f"approval:{experiment.launch_id}")
+        if posted is None or self.render_decision is None:
+            return
+        with self.uow_factory() as uow:
+            members = uow.experiments.by_launch(experiment.launch_id)
+            request = next((e for m in members for e in uow.outbox.for_experiment(m.id)
+                            if isinstance(e, ev.ApprovalRequested)), None)
+        if request is None:
+            return
+        text, blocks = self.render_decision(request, decision)
+        self.client.chat_update(channel=posted[0], ts=posted[1], text=text, blocks=blocks)
 
     def _is_parent_only(self, event: ev.Event) -> bool:
         if isinstance(event, self._PARENT_ONLY):

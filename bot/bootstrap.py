@@ -14,9 +14,11 @@ from adapters.db.migrate import upgrade
 from adapters.db.uow import SqlUnitOfWork, make_session_factory
 from adapters.local.runner import LocalRunner
 from bot.config import Settings
-from core import commands, handlers
+from core import approvals, commands, handlers
 from core.bus import MessageBus
 from core.ports import ClusterBackend, Clock, Notifier, UnitOfWork
+from core.budget import BudgetConfig
+from core.cost import Prices
 from core.spec import LaunchConfig
 from core.supervisor import Supervisor
 
@@ -29,6 +31,8 @@ class Expbot:
     uow_factory: Callable[[], UnitOfWork]
     clock: Clock
     launch_config: LaunchConfig
+    prices: Prices
+    budgets: BudgetConfig
     backend: ClusterBackend
     bus: MessageBus
     supervisor: Supervisor
@@ -51,16 +55,21 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
     clock = SystemClock()
     launch_config = settings.launch_config()
     backend = LocalRunner(settings.runs_dir(), settings.resolved_local_gpus(), clock)
+    prices, budgets = settings.prices(), settings.budget_config()
     supervisor = Supervisor(
         uow_factory, backend, clock, backoff=settings.backoff(),
-        stop_grace=timedelta(seconds=settings.stop_grace_seconds),
+        stop_grace=timedelta(seconds=settings.stop_grace_seconds), prices=prices,
     )
     bus = MessageBus(
         uow_factory,
         {
             commands.LaunchExperiment: functools.partial(
-                handlers.launch, config=launch_config, backend=backend, clock=clock
+                handlers.launch, config=launch_config, backend=backend, clock=clock, prices=prices, budgets=budgets,
             ),
+            commands.ApproveLaunch: functools.partial(approvals.approve, clock=clock),
+            commands.DenyLaunch: functools.partial(approvals.deny, clock=clock),
+            commands.ExpireApprovals: functools.partial(approvals.expire, clock=clock, config=budgets),
+            commands.SetBudget: functools.partial(approvals.set_budget, clock=clock),
             commands.StopExperiment: functools.partial(
                 handlers.stop, backend=backend, clock=clock,
                 grace=timedelta(seconds=settings.stop_grace_seconds),
@@ -71,20 +80,22 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
     slack_client = None
     if settings.slack_enabled:
         notifier, slack_client = _slack_notifier(settings, uow_factory, session_factory, clock)
-    return Expbot(settings, uow_factory, clock, launch_config, backend, bus, supervisor, notifier, slack_client)
+    return Expbot(settings, uow_factory, clock, launch_config, prices, budgets, backend, bus, supervisor, notifier,
+                  slack_client)
 
 
 def _slack_notifier(settings: Settings, uow_factory: Callable[[], UnitOfWork], session_factory: Any, clock: Clock):
     # Imported here so CLI commands without Slack configured never load slack_sdk's machinery.
     from adapters.db.slack_threads import SlackThreads
     from adapters.slack_client import SlackNotifier, make_web_client
-    from bot.slack import blocks
+    from bot.slack import approvals, blocks
 
     assert settings.slack_bot_token is not None
     client = make_web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
     notifier = SlackNotifier(
         client, uow_factory, SlackThreads(session_factory), clock,
         render_parent=blocks.experiment_parent, render_reply=blocks.thread_reply,
-        default_channel=settings.slack_default_channel,
+        default_channel=settings.slack_default_channel, approvals_channel=settings.slack_approvals_channel,
+        render_approval=approvals.request_blocks, render_decision=approvals.decision_blocks,
     )
     return notifier, client

@@ -12,6 +12,8 @@ from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ExpbotError
+from core.budget import BudgetConfig
+from core.cost import Prices
 from core.policy import Backoff
 from core.spec import GpuType, LaunchConfig
 
@@ -41,6 +43,9 @@ class Settings(BaseSettings):
     slack_default_channel: str | None = None  # for CLI launches, and when a channel refuses the bot
     slack_admins: str = ""  # comma-separated Slack user ids who may stop anyone's experiment
     slack_admin_group: str | None = None  # a user group id (S...) whose members are admins too
+    slack_approvers: str = ""  # comma-separated user ids who may approve over-budget launches
+    slack_approver_group: str | None = None  # a user group whose members are approvers too
+    slack_approvals_channel: str | None = None  # where approval requests go (default: the default channel)
     http_host: str = "0.0.0.0"
     http_port: int = 3000
 
@@ -48,6 +53,10 @@ class Settings(BaseSettings):
     def slack_enabled(self) -> bool:
         """Slack is on when a bot token is configured."""
         return self.slack_bot_token is not None
+
+    def slack_approver_ids(self) -> frozenset[str]:
+        """The configured approver user ids."""
+        return frozenset(part.strip() for part in self.slack_approvers.split(",") if part.strip())
 
     def slack_admin_ids(self) -> frozenset[str]:
         """The configured admin user ids."""
@@ -68,6 +77,24 @@ class Settings(BaseSettings):
     def backoff(self) -> Backoff:
         """Restart backoff from the settings."""
         return Backoff(base=timedelta(seconds=self.backoff_base_seconds), cap=timedelta(seconds=self.backoff_cap_seconds))
+
+    def prices(self) -> Prices:
+        """Prices: GPU prices from the catalog, CPU/memory rates and currency from the TOML [prices]."""
+        extra = _read_toml(self.config_file).get("prices", {}) if self.config_file else {}
+        try:
+            return Prices(gpu_catalog=self.launch_config().gpu_catalog, **extra)
+        except (ValidationError, TypeError) as e:
+            raise ExpbotError(f"{self.config_file}: invalid [prices]: {e}") from e
+
+    def budget_config(self) -> BudgetConfig:
+        """Budgets from the TOML [budgets] section (none configured: nothing needs approval)."""
+        fields = dict(_read_toml(self.config_file).get("budgets", {})) if self.config_file else {}
+        if "approval_ttl_hours" in fields:
+            fields["approval_ttl"] = timedelta(hours=fields.pop("approval_ttl_hours"))
+        try:
+            return BudgetConfig(**fields)
+        except (ValidationError, TypeError) as e:
+            raise ExpbotError(f"{self.config_file}: invalid [budgets]: {e}") from e
 
     def launch_config(self) -> LaunchConfig:
         """Launch defaults and limits: built-in, overridden by the TOML file's [launch] and [gpu_types]."""

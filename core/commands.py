@@ -24,3 +24,34 @@ class StopExperiment(Command):
     by: str
     as_admin: bool = False  # the caller verified that `by` is an admin
     reason: str = ""
+
+
+class ApproveLaunch(Command):
+    """Let a launch that would overrun a budget run anyway (every member of a sweep)."""
+
+    launch_id: str
+    by: str
+    as_approver: bool = False  # the caller verified that `by` is an approver
+
+
+class DenyLaunch(Command):
+    """Refuse a launch waiting for approval."""
+
+    launch_id: str
+    by: str
+    as_approver: bool = False
+    reason: str = ""
+
+
+class ExpireApprovals(Command):
+    """Deny every approval request older than the configured time to live."""
+
+
+class SetBudget(Command):
+    """Set a monthly budget for a project or a user (admins only)."""
+
+    scope: str  # "project" or "user"
+    name: str
+    monthly_limit: float
+    by: str
+    as_admin: bool = False

@@ -5,6 +5,7 @@ from datetime import date
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.messages import money
 from core.spec import ExperimentSpec, GpuType
 
 _MEMORY_UNITS = {
@@ -42,10 +43,8 @@ class Prices(BaseModel):
         return self.hourly_rate(spec) * spec.max_runtime.total_seconds() / 3600.0
 
     def format(self, amount: float) -> str:
-        """An amount as people read it, e.g. '$1,234.50' or '1,234.50 EUR'."""
-        if self.currency == "USD":
-            return f"${amount:,.2f}"
-        return f"{amount:,.2f} {self.currency}"
+        """An amount in this table's currency, e.g. '$1,234.50' or '1,234.50 EUR'."""
+        return money(amount, self.currency)
 
 
 def cpu_cores(quantity: str | None) -> float:

@@ -91,3 +91,21 @@ class ExperimentFailed(Event):
 class ExperimentStopped(Event):
     by: str
     reason: str
+
+
+class ApprovalRequested(Event):
+    owner: str
+    launch_id: str
+    currency: str = "USD"
+    projected_cost: float
+    budgets: list[dict]  # scope, name, limit, spent, committed of each budget it would overrun
+    expires_at: datetime
+
+
+class LaunchApproved(Event):
+    by: str
+
+
+class LaunchDenied(Event):
+    by: str
+    reason: str

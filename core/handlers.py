@@ -8,6 +8,9 @@ from datetime import timedelta
 
 from core import commands
 from core.errors import CapacityError, DuplicateLaunch, ExpbotError, NameInUse, NotAllowed, NotFound
+from core.approvals import admit
+from core.budget import BudgetConfig
+from core.cost import Prices
 from core.grammar import parse_launch
 from core.model import AttemptState, Experiment, FailureClass, State
 from core.ports import ClusterBackend, Clock, UnitOfWork
@@ -32,9 +35,11 @@ def launch(
     config: LaunchConfig,
     backend: ClusterBackend,
     clock: Clock,
+    prices: Prices | None = None,
+    budgets: BudgetConfig | None = None,
     new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
 ) -> LaunchResult:
-    """Parse, check and store a launch; the supervisor starts it."""
+    """Parse, check, admit against budgets and store a launch; the supervisor starts it."""
     request = parse_launch(cmd.text, config)
     for spec in request.specs:
         problem = backend.check_fits(spec)
@@ -64,6 +69,8 @@ def launch(
             experiment.launched(now)
             uow.experiments.add(experiment)
             created.append(experiment)
+        if prices is not None and budgets is not None:
+            admit(uow, created, budgets, prices, now)
         try:
             uow.commit()
         except DuplicateLaunch:

@@ -9,6 +9,11 @@ def _resume(where: str | None) -> str:
     return f"from checkpoint {where}" if where else "from scratch"
 
 
+def money(amount: float, currency: str = "USD") -> str:
+    """An amount as people read it: '$1,234.50', or '1,234.50 EUR'."""
+    return f"${amount:,.2f}" if currency == "USD" else f"{amount:,.2f} {currency}"
+
+
 def describe(event: ev.Event) -> str:
     """One line describing the event, e.g. 'attempt 2 started, resuming from checkpoint ...'."""
     match event:
@@ -38,4 +43,16 @@ def describe(event: ev.Event) -> str:
             return f"failed after {event.attempts} attempt{'s' if event.attempts != 1 else ''}: {event.reason}"
         case ev.ExperimentStopped():
             return f"stopped by {event.by}: {event.reason}"
+        case ev.ApprovalRequested():
+            over = "; ".join(
+                f"{b['scope']} {b['name']}: {money(b['spent'], event.currency)} spent + "
+                f"{money(b['committed'], event.currency)} committed of {money(b['limit'], event.currency)}"
+                for b in event.budgets
+            )
+            return (f"waiting for approval: projected {money(event.projected_cost, event.currency)} "
+                    f"would overrun the budget ({over})")
+        case ev.LaunchApproved():
+            return f"approved by {event.by}; queued to start"
+        case ev.LaunchDenied():
+            return f"not launched: {event.reason}"
     return event.kind

@@ -154,6 +154,24 @@ class Experiment:
             gpus=self.spec.gpus, gpu_type=self.spec.gpu_type, group=self.spec.group,
         )
 
+    def await_approval(self, now: datetime, request: events.ApprovalRequested | None = None) -> None:
+        """Hold a new experiment until an approver decides (a sweep's first member carries the request)."""
+        if self.attempts or self.state not in (State.QUEUED, State.PENDING_APPROVAL):
+            raise IllegalTransition(f"{self.name}: only a new launch can wait for approval")
+        self.state, self.state_reason, self.updated_at = State.PENDING_APPROVAL, "waiting for a budget approver", now
+        if request is not None:
+            self.events.append(request)
+
+    def approve(self, by: str, now: datetime) -> None:
+        """An approver let it run: it joins the queue."""
+        self._move(State.QUEUED, now, f"approved by {by}")
+        self._emit(events.LaunchApproved, now, by=by)
+
+    def deny(self, by: str, reason: str, now: datetime) -> None:
+        """An approver (or the expiry of the request) refused it; terminal."""
+        self._move(State.REJECTED, now, reason)
+        self._emit(events.LaunchDenied, now, by=by, reason=reason)
+
     def queue(self, reason: str, now: datetime) -> None:
         """Wait for capacity; emits an event only when the reason changes."""
         if self.state == State.QUEUED and self.state_reason == reason:

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from core.cost import Prices
 from core.errors import ConcurrentUpdate
 from core.model import AttemptState, Experiment, State
 from core.policy import Action, AttemptOutcome, Backoff, Cause, classify, decide
@@ -29,6 +30,7 @@ class Supervisor:
         backoff: Backoff = Backoff(),
         stop_grace: timedelta = timedelta(seconds=30),
         rng: random.Random | None = None,
+        prices: Prices | None = None,
     ) -> None:
         self.uow_factory = uow_factory
         self.backend = backend
@@ -36,6 +38,7 @@ class Supervisor:
         self.backoff = backoff
         self.stop_grace = stop_grace
         self.rng = rng or random.Random()
+        self.prices = prices or Prices()
         self._to_stop: list[tuple[str, int]] = []
         self._refused_gpus: int | None = None
 
@@ -142,7 +145,7 @@ class Supervisor:
         )
         result = self.backend.submit(launch)
         if result.started:
-            experiment.start_attempt(resume, now)
+            experiment.start_attempt(resume, now, hourly_rate=self.prices.hourly_rate(experiment.spec))
         else:
             self._refused_gpus = experiment.spec.gpus
             experiment.queue(result.reason or "waiting for capacity", now)

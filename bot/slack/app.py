@@ -14,6 +14,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.bootstrap import Expbot
 from bot.slack import blocks, slash
+from bot.slack.approvals import register_approval_actions
 from bot.slack.auth import Admins
 from bot.slack.dedupe import SeenEvents, dedupe_middleware
 from bot.slack.home import app_home
@@ -73,6 +74,7 @@ def create_app(bot: Expbot, client: WebClient, *, socket_mode: bool = False) -> 
         background.submit(run)
 
     admins = Admins(client, settings.slack_admin_ids(), settings.slack_admin_group)
+    approvers = Admins(client, settings.slack_approver_ids(), settings.slack_approver_group)
     app.middleware(dedupe_middleware(SeenEvents()))
     handlers = slash.SlashCommands(bot, admins)
 
@@ -159,6 +161,8 @@ def create_app(bot: Expbot, client: WebClient, *, socket_mode: bool = False) -> 
     app.action(ActionId.STOP.value)(ack_then(stop_pressed))
     app.action(ActionId.STOP_MEMBER.value)(ack_then(stop_pressed))
     app.action(ActionId.LOGS.value)(ack_then(logs_pressed))
+
+    register_approval_actions(app, bot, approvers, later, user_facing)
 
     # --- App Home --------------------------------------------------------------------------------
     @app.event("app_home_opened")

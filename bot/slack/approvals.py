@@ -1,0 +1,85 @@
+"""Approval requests in Slack: Approve/Deny buttons for budget approvers, and their decisions."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.models.blocks import ActionsBlock, ButtonElement, ConfirmObject, ContextBlock, MarkdownTextObject, SectionBlock
+
+from bot.bootstrap import Expbot
+from bot.slack.auth import Admins
+from bot.slack.blocks import escape, mention, truncate
+from core import commands, events as ev
+from core.messages import money
+
+
+class ApprovalAction:
+    APPROVE = "launch_approve"
+    DENY = "launch_deny"
+
+
+def request_blocks(event: ev.ApprovalRequested) -> tuple[str, list[Any]]:
+    """The request approvers see: who, what, the numbers, and Approve / Deny."""
+    lines = [
+        f"{mention(event.owner)} wants to launch *{escape(event.experiment_name)}*, projected to cost up to "
+        f"*{money(event.projected_cost, event.currency)}*, which would overrun:"
+    ]
+    for b in event.budgets:
+        lines.append(
+            f"• {b['scope']} *{escape(b['name'])}*: {money(b['spent'], event.currency)} spent this month + "
+            f"{money(b['committed'], event.currency)} committed to running experiments, "
+            f"of {money(b['limit'], event.currency)}"
+        )
+    text = truncate("\n".join(lines), 2900)
+    confirm = ConfirmObject(
+        title="Approve this launch?", text=f"It may cost up to {money(event.projected_cost, event.currency)}.",
+        confirm="Approve", deny="Cancel",
+    )
+    buttons = ActionsBlock(block_id="approval", elements=[
+        ButtonElement(text="Approve", action_id=ApprovalAction.APPROVE, value=event.launch_id, style="primary",
+                      confirm=confirm),
+        ButtonElement(text="Deny", action_id=ApprovalAction.DENY, value=event.launch_id, style="danger"),
+    ])
+    expires = int(event.expires_at.timestamp())
+    context = ContextBlock(elements=[MarkdownTextObject(
+        text=f"Expires <!date^{expires}^{{date_short_pretty}} {{time}}|{event.expires_at:%Y-%m-%d %H:%M} UTC> if nobody answers."
+    )])
+    fallback = f"Approval needed: {event.experiment_name} ({money(event.projected_cost, event.currency)})"
+    return fallback, [SectionBlock(text=MarkdownTextObject(text=text)), buttons, context]
+
+
+def decision_blocks(request: ev.ApprovalRequested, decision: ev.Event) -> tuple[str, list[Any]]:
+    """The request after an approver (or the expiry) decided: the buttons give way to the decision."""
+    fallback, blocks = request_blocks(request)
+    if isinstance(decision, ev.LaunchApproved):
+        outcome = f":white_check_mark: Approved by {mention(decision.by)}"
+    else:
+        who = "nobody answered in time" if decision.by == "expbot" else f"denied by {mention(decision.by)}"  # type: ignore[attr-defined]
+        outcome = f":no_entry_sign: Not launched: {who}"
+    return f"{fallback}: {outcome}", [blocks[0], ContextBlock(elements=[MarkdownTextObject(text=outcome)])]
+
+
+def register_approval_actions(app: App, bot: Expbot, approvers: Admins, later: Callable[..., None],
+                              guard: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    """Approve / Deny buttons: approvers only; anyone else is refused ephemerally and nothing changes."""
+
+    def decide(respond, body, action, client: WebClient) -> None:
+        user = body["user"]["id"]
+        allowed = approvers.is_admin(user)
+        if action["action_id"] == ApprovalAction.APPROVE:
+            done = bot.bus.handle(commands.ApproveLaunch(launch_id=action["value"], by=user, as_approver=allowed))
+            verb = "Approved"
+        else:
+            done = bot.bus.handle(commands.DenyLaunch(launch_id=action["value"], by=user, as_approver=allowed))
+            verb = "Denied"
+        name = done[0].spec.group or done[0].name
+        respond(text=f"{verb} {escape(name)}.", response_type="ephemeral", replace_original=False)
+
+    def listener(ack, respond, body, action, client: WebClient) -> None:
+        ack()
+        later(guard(decide), respond=respond, body=body, action=action, client=client)
+
+    app.action(ApprovalAction.APPROVE)(listener)
+    app.action(ApprovalAction.DENY)(listener)
