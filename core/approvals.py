@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from core import commands, events
-from core.budget import PROJECT, USER, BudgetConfig, BudgetStatus, exceeded, limits_for, month_window
+from core.budget import PROJECT, BudgetConfig, BudgetStatus, Limit, exceeded, limits_for, month_window
 from core.cost import Prices
 from core.errors import ExpbotError, NotAllowed, NotFound
 from core.model import Experiment, State
@@ -18,9 +18,16 @@ def budget_statuses(
     uow: UnitOfWork, config: BudgetConfig, prices: Prices, project: str, owner: str, now: datetime
 ) -> list[BudgetStatus]:
     """This month's spend and commitments for each budget a launch by `owner` in `project` counts against."""
+    return statuses_of(uow, limits_for(config, uow.budgets.overrides(), project, owner), config, prices, now)
+
+
+def statuses_of(
+    uow: UnitOfWork, limits: list[Limit], config: BudgetConfig, prices: Prices, now: datetime
+) -> list[BudgetStatus]:
+    """This month's spend, and what running experiments may still spend, for each budget."""
     start, end, _ = month_window(now, config.timezone)
     statuses = []
-    for limit in limits_for(config, uow.budgets.overrides(), project, owner):
+    for limit in limits:
         scope_filter = {"project": limit.name} if limit.scope == PROJECT else {"owner": limit.name}
         spent = uow.costs.spent(start=start, end=end, now=now, **scope_filter)
         active = uow.experiments.list(states=COMMITTING, **scope_filter)

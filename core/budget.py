@@ -20,6 +20,7 @@ class BudgetConfig(BaseModel):
     default_user_limit: float | None = None  # for owners without their own line
     alert_thresholds: tuple[int, ...] = (50, 80, 100)  # percent of a budget; each alerts once a month
     approval_ttl: timedelta = timedelta(hours=24)  # unanswered requests expire as denied
+    channels: dict[str, str] = Field(default_factory=dict)  # project -> Slack channel for its alerts
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""GPU utilisation sources behind core.metrics.GpuMetrics: Prometheus (DCGM exporter) and NVML."""
