@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from core import commands, events
-from core.budget import PROJECT, BudgetConfig, BudgetStatus, Limit, exceeded, limits_for, month_window
+from core.budget import PROJECT, USER, BudgetConfig, BudgetStatus, Limit, exceeded, limits_for, month_window
 from core.cost import Prices
 from core.errors import ExpbotError, NotAllowed, NotFound
 from core.model import Experiment, State

@@ -78,6 +78,7 @@ class UnitOfWork(Protocol):
     outbox: Outbox
     audit: "AuditLog"
     budgets: "BudgetStore"
+    costs: "CostQueries"
 
     def __enter__(self) -> "UnitOfWork": ...
 

@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from adapters.db.engine import make_session_factory, write_transaction
+from adapters.db.cost_queries import SqlCostQueries
 from adapters.db.governance import SqlAuditLog, SqlBudgetStore
 from adapters.db.outbox import SqlOutbox, insert_events
 from adapters.db.repository import SqlRepository
@@ -30,6 +31,7 @@ class SqlUnitOfWork:
     outbox: SqlOutbox
     audit: SqlAuditLog
     budgets: SqlBudgetStore
+    costs: SqlCostQueries
 
     def __init__(self, session_factory: Callable[[], Session]) -> None:
         self._session_factory = session_factory
@@ -43,6 +45,7 @@ class SqlUnitOfWork:
         self.outbox = SqlOutbox(self._session)
         self.audit = SqlAuditLog(self._session)
         self.budgets = SqlBudgetStore(self._session)
+        self.costs = SqlCostQueries(self._session)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -113,6 +113,9 @@ class FakeUnitOfWork:
         self.outbox = FakeOutbox(self.db)
         self.audit = FakeAuditLog(self.db)
         self.budgets = FakeBudgetStore(self.db)
+        from tests.fakes.costs import FakeCostQueries  # it imports FakeDatabase from here
+
+        self.costs = FakeCostQueries(self.db)
         return self
 
     def __exit__(self, *exc: object) -> None:

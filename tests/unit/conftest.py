@@ -8,7 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from core import commands, handlers
+from core import approvals, commands, handlers
+from core.budget import BudgetConfig
+from core.cost import Prices
 from core.bus import MessageBus
 from core.policy import Backoff
 from core.spec import LaunchConfig
@@ -44,14 +46,24 @@ class World:
 
 @pytest.fixture
 def world() -> World:
+    return make_world()
+
+
+def make_world(budgets: BudgetConfig | None = None, prices: Prices | None = None) -> World:
+    """Core on fakes; with budgets, launches are admitted against them and approvals are handled."""
     db, clock = FakeDatabase(), FakeClock()
     backend = FakeBackend(gpus=4, clock=clock)
     uow_factory = functools.partial(FakeUnitOfWork, db)
     backoff = Backoff(base=timedelta(seconds=10), cap=timedelta(minutes=5), jitter=0.0)
-    supervisor = Supervisor(uow_factory, backend, clock, backoff=backoff, rng=random.Random(0))
+    prices = prices or Prices(gpu_catalog=LaunchConfig().gpu_catalog)
+    supervisor = Supervisor(uow_factory, backend, clock, backoff=backoff, rng=random.Random(0), prices=prices)
     bus = MessageBus(uow_factory, {
         commands.LaunchExperiment: functools.partial(
-            handlers.launch, config=LaunchConfig(), backend=backend, clock=clock),
+            handlers.launch, config=LaunchConfig(), backend=backend, clock=clock, prices=prices, budgets=budgets),
+        commands.ApproveLaunch: functools.partial(approvals.approve, clock=clock),
+        commands.DenyLaunch: functools.partial(approvals.deny, clock=clock),
+        commands.ExpireApprovals: functools.partial(approvals.expire, clock=clock, config=budgets or BudgetConfig()),
+        commands.SetBudget: functools.partial(approvals.set_budget, clock=clock),
         commands.StopExperiment: functools.partial(
             handlers.stop, backend=backend, clock=clock, grace=timedelta(seconds=5)),
     })

@@ -1,0 +1,233 @@
+"""The idle-GPU job (run every minute) and the Keep command: warn owners of idle GPUs, stop if unanswered.
+
+The command and events live here until core.commands / core.events take them over; defining an
+Event subclass registers it, so importing this module is enough for the outbox to store them.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from pydantic import Field
+
+from core.commands import Command, StopExperiment
+from core.errors import ConcurrentUpdate, ExpbotError, NotAllowed, NotFound
+from core.events import Event
+from core.idle import IdleAction, IdleConfig, IdleDecision, IdleState, Sample, assess, kept
+from core.metrics import GpuMetrics, MetricsUnavailable
+from core.model import AttemptState, Experiment, State
+from core.ports import Clock, UnitOfWork
+
+log = logging.getLogger(__name__)
+
+ACTOR = "expbot"  # who idle stops are recorded as
+AUDIT_STOP = "idle-stop"
+AUDIT_KEEP = "idle-keep"
+_RETRIES = 3
+
+
+# --- messages ----------------------------------------------------------------------------------
+class IdleWarning(Event):
+    """Every GPU of the experiment has been idle for a while: the owner may Keep or Stop it."""
+
+    owner: str
+    idle_minutes: int
+    grace_minutes: int
+    auto_stop: bool = True
+
+
+class IdleKept(Event):
+    """Somebody answered an idle warning with Keep: no warning before `until`."""
+
+    by: str
+    until: datetime
+    hours: float = 0.0
+
+
+class KeepExperiment(Command):
+    """Keep an idle experiment running for `hours` without warnings; only its owner or an admin may."""
+
+    name: str
+    by: str
+    as_admin: bool = False  # the caller verified that `by` is an admin
+    hours: float = Field(gt=0, le=24 * 7)
+
+
+def describe_idle(event: Event) -> str | None:
+    """One line for an idle event (for core.messages.describe), or None if it is not one."""
+    if isinstance(event, IdleWarning):
+        then = f"it will be stopped in {event.grace_minutes} min unless kept" if event.auto_stop else "keep or stop it"
+        return f"GPUs idle for {event.idle_minutes} min; asked {event.owner} to keep or stop it ({then})"
+    if isinstance(event, IdleKept):
+        return f"kept running by {event.by} until {event.until:%Y-%m-%d %H:%M} UTC despite idle GPUs"
+    return None
+
+
+# --- ports this module needs -------------------------------------------------------------------
+class IdleStates(Protocol):
+    def get(self, experiment_id: str) -> IdleState:
+        """The experiment's idle state (a fresh IdleState if none was saved)."""
+        ...
+
+    def save(self, experiment_id: str, state: IdleState, *, expected: IdleState | None = None) -> bool:
+        """Store the state; with `expected`, only if the stored one still equals it."""
+        ...
+
+
+class Bus(Protocol):
+    def handle(self, command: Command) -> Any: ...
+
+
+@dataclass(frozen=True)
+class IdleOutcome:
+    """What the job did for one experiment (for logs and tests)."""
+
+    experiment_id: str
+    experiment_name: str
+    action: IdleAction
+    idle_minutes: int = 0
+    error: str = ""  # why nothing could be done (metrics down, stop refused...)
+
+
+# --- the job -----------------------------------------------------------------------------------
+def check_idle(
+    uow_factory: Callable[[], UnitOfWork],
+    idle_states: IdleStates,
+    metrics: GpuMetrics,
+    clock: Clock,
+    config: IdleConfig,
+    bus: Bus,
+) -> list[IdleOutcome]:
+    """Assess every running experiment with GPUs; warn, stop or reset as decided. Never raises for one."""
+    with uow_factory() as uow:
+        running = uow.experiments.list(states=[State.RUNNING])
+    outcomes = []
+    for experiment in running:
+        attempt = experiment.current_attempt
+        if experiment.spec.gpus <= 0 or attempt is None or attempt.state != AttemptState.RUNNING:
+            continue
+        if attempt.started_at is None:
+            continue
+        try:
+            outcome = _check_one(experiment, attempt.number, attempt.started_at, uow_factory, idle_states,
+                                 metrics, clock, config, bus)
+        except Exception as e:  # one broken experiment must not keep the others from being checked
+            log.exception("idle check of %s failed", experiment.name)
+            outcome = IdleOutcome(experiment.id, experiment.name, IdleAction.NONE, error=str(e))
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _check_one(
+    experiment: Experiment, attempt: int, started_at: datetime, uow_factory: Callable[[], UnitOfWork],
+    idle_states: IdleStates, metrics: GpuMetrics, clock: Clock, config: IdleConfig, bus: Bus,
+) -> IdleOutcome:
+    now = clock.now()
+    state = idle_states.get(experiment.id)
+    samples: dict[str, list[Sample]] = {}
+    if now >= started_at + config.warm_up:  # nothing to ask while it warms up
+        try:
+            samples = metrics.samples(experiment.id, attempt, config.fetch_since(started_at, state.idle_since, now), now)
+        except MetricsUnavailable as e:
+            log.warning("idle check of %s skipped: %s", experiment.name, e)
+            return IdleOutcome(experiment.id, experiment.name, IdleAction.NONE, error=str(e))
+    decision = assess(started_at, samples, state, now, config, expected_gpus=experiment.spec.gpus)
+    outcome = IdleOutcome(experiment.id, experiment.name, decision.action, decision.idle_minutes)
+    if decision.state != state and not idle_states.save(experiment.id, decision.state, expected=state):
+        # A Keep landed while we looked: this decision is stale; the next run decides afresh.
+        return IdleOutcome(experiment.id, experiment.name, IdleAction.NONE, decision.idle_minutes,
+                           error="idle state changed meanwhile")
+    if decision.action == IdleAction.WARN:
+        try:
+            _emit(uow_factory, experiment.id, lambda exp: IdleWarning(
+                experiment_id=exp.id, experiment_name=exp.name, occurred_at=now, owner=exp.owner,
+                idle_minutes=decision.idle_minutes, grace_minutes=int(config.grace.total_seconds() // 60),
+                auto_stop=config.auto_stop,
+            ))
+        except Exception:
+            # Never stop an experiment whose owner was not told: forget the warning, retry next run.
+            idle_states.save(experiment.id, _unwarned(decision), expected=decision.state)
+            raise
+        log.info("%s: GPUs idle for %d min; warned %s", experiment.name, decision.idle_minutes, experiment.owner)
+    elif decision.action == IdleAction.STOP:
+        return _stop(experiment, decision, uow_factory, clock, bus)
+    return outcome
+
+
+def _unwarned(decision: IdleDecision) -> IdleState:
+    return replace(decision.state, warned_at=None)
+
+
+def _stop(
+    experiment: Experiment, decision: IdleDecision, uow_factory: Callable[[], UnitOfWork], clock: Clock, bus: Bus
+) -> IdleOutcome:
+    reason = f"GPUs idle for {decision.idle_minutes}m; no answer to the warning"
+    try:
+        bus.handle(StopExperiment(name=experiment.name, by=ACTOR, as_admin=True, reason=reason))
+    except ExpbotError as e:  # it ended or was stopped meanwhile
+        log.info("idle stop of %s not done: %s", experiment.name, e)
+        return IdleOutcome(experiment.id, experiment.name, IdleAction.NONE, decision.idle_minutes, error=str(e))
+    with uow_factory() as uow:
+        uow.audit.record(  # type: ignore[attr-defined]
+            at=clock.now(), actor=ACTOR, action=AUDIT_STOP, experiment_id=experiment.id,
+            detail={"name": experiment.name, "owner": experiment.owner, "reason": reason,
+                    "idle_minutes": decision.idle_minutes, "gpus": experiment.spec.gpus,
+                    "warned_at": _iso(decision.state.warned_at), "idle_since": _iso(decision.state.idle_since)},
+        )
+        uow.commit()
+    log.info("%s stopped: %s", experiment.name, reason)
+    return IdleOutcome(experiment.id, experiment.name, IdleAction.STOP, decision.idle_minutes)
+
+
+def _emit(uow_factory: Callable[[], UnitOfWork], experiment_id: str, make: Callable[[Experiment], Event]) -> None:
+    """Store an event in the outbox by attaching it to its experiment (a changed experiment is saved)."""
+    for attempt in range(_RETRIES + 1):
+        with uow_factory() as uow:
+            exp = uow.experiments.get(experiment_id)
+            if exp is None or exp.is_terminal:
+                return
+            exp.events.append(make(exp))
+            try:
+                uow.commit()
+                return
+            except ConcurrentUpdate:
+                if attempt == _RETRIES:
+                    raise  # the supervisor keeps winning; the job tries again next run
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+# --- Keep --------------------------------------------------------------------------------------
+def handle_keep(cmd: KeepExperiment, uow: UnitOfWork, *, idle_states: IdleStates, clock: Clock) -> IdleKept:
+    """Snooze idle warnings of an experiment for `cmd.hours` (owner or admin only); audited."""
+    with uow:
+        experiment = uow.experiments.get_by_name(cmd.name)
+        if experiment is None:
+            raise NotFound(f"no experiment named {cmd.name!r}")
+        if not cmd.as_admin and cmd.by != experiment.owner:
+            raise NotAllowed(f"only {experiment.owner} (the owner) or an admin may keep {experiment.name} running")
+        if experiment.is_terminal:
+            raise ExpbotError(f"{experiment.name} has already ended ({experiment.state})")
+        now = clock.now()
+        until = now + timedelta(hours=cmd.hours)
+        # Saved before the event commits: if the commit fails the snooze still protects the run.
+        for _ in range(_RETRIES + 1):
+            current = idle_states.get(experiment.id)
+            if idle_states.save(experiment.id, kept(current, until), expected=current):
+                break
+        else:
+            raise ConcurrentUpdate(f"the idle state of {experiment.name} kept changing; try again")
+        event = IdleKept(experiment_id=experiment.id, experiment_name=experiment.name, occurred_at=now,
+                         by=cmd.by, until=until, hours=cmd.hours)
+        experiment.events.append(event)
+        uow.audit.record(  # type: ignore[attr-defined]
+            at=now, actor=cmd.by, action=AUDIT_KEEP, experiment_id=experiment.id,
+            detail={"name": experiment.name, "hours": cmd.hours, "until": until.isoformat(), "as_admin": cmd.as_admin},
+        )
+        uow.commit()
+    return event
