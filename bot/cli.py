@@ -13,6 +13,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from bot import render
 from bot.bootstrap import Expbot, bootstrap
@@ -22,6 +23,7 @@ from core.errors import ExpbotError, NotFound
 from core.grammar import USAGE
 from core.model import AttemptState, State
 from core.ports import AttemptPhase
+from core.reports import budget_report, cost_report
 
 app = typer.Typer(help="expbot: run, supervise and checkpoint-restart ML experiments.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
@@ -144,6 +146,52 @@ def logs(
         if status_now is None or status_now.phase in (AttemptPhase.EXITED, AttemptPhase.LOST):
             return
         time.sleep(0.5)
+
+
+@app.command()
+def cost(
+    days: int = typer.Option(7, min=1, max=366, help="How many days back."),
+    project: Optional[str] = typer.Option(None, help="Only this project."),
+) -> None:
+    """Spend by project and by user over the last days."""
+    bot = _expbot()
+    with bot.uow_factory() as uow:
+        report = cost_report(uow, bot.clock.now(), days, project)
+    out.print(f"Spend over the last {days} days: {bot.prices.format(report.total)}")
+    for title, rows in (("PROJECT", report.by_project), ("OWNER", report.by_owner)):
+        table = Table(title=None)
+        for column in (title, "COST", "GPU-HOURS"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(row.key, bot.prices.format(row.cost), f"{row.gpu_hours:,.1f}")
+        out.print(table)
+
+
+@app.command()
+def budget(
+    scope: Optional[str] = typer.Argument(None, help="To set one: project or user."),
+    name: Optional[str] = typer.Argument(None, help="The project or user."),
+    amount: Optional[float] = typer.Argument(None, help="Monthly limit."),
+) -> None:
+    """Show this month's budgets, or set one: expbot budget project nlp 5000."""
+    bot = _expbot()
+    if scope is not None:
+        if name is None or amount is None:
+            raise ExpbotError("usage: expbot budget [project|user NAME AMOUNT]")
+        # Like stop: whoever can run the CLI against the store is trusted as an admin.
+        bot.bus.handle(commands.SetBudget(scope=scope, name=name, monthly_limit=amount, by=_user(), as_admin=True))
+    with bot.uow_factory() as uow:
+        statuses = budget_report(uow, bot.budgets, bot.prices, bot.clock.now())
+    if not statuses:
+        out.print("no budgets are configured: every launch starts without approval")
+        return
+    table = Table()
+    for column in ("SCOPE", "NAME", "SPENT", "COMMITTED", "LIMIT", "REMAINING"):
+        table.add_column(column)
+    for s in statuses:
+        table.add_row(s.limit.scope, s.limit.name, bot.prices.format(s.spent), bot.prices.format(s.committed),
+                      bot.prices.format(s.limit.monthly), bot.prices.format(s.remaining))
+    out.print(table)
 
 
 @app.command()

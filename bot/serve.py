@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.bootstrap import Expbot
+from core import commands
+from core.budget_alerts import due_alerts
 from core.relay import deliver_pending
 
 log = logging.getLogger("expbot.serve")
@@ -28,6 +30,11 @@ def run_forever(bot: Expbot, stop: threading.Event | None = None, on_ready: Call
         args=(bot.uow_factory, bot.notifier, bot.clock), id="outbox-relay", max_instances=1, coalesce=True,
     )
     scheduler.start()
+
+    scheduler.add_job(bot.bus.handle, "interval", minutes=1, args=(commands.ExpireApprovals(),),
+                      id="expire-approvals", max_instances=1, coalesce=True)
+    scheduler.add_job(send_budget_alerts, "interval", minutes=5, args=(bot,), id="budget-alerts",
+                      max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
 
     def relay_now(_event: object = None) -> None:
         # A launch from Slack should reach its thread at once, not at the next tick.
@@ -50,6 +57,21 @@ def run_forever(bot: Expbot, stop: threading.Event | None = None, on_ready: Call
         scheduler.shutdown(wait=True)
         deliver_pending(bot.uow_factory, bot.notifier, bot.clock)
         log.info("expbot stopped; running attempts carry on and are adopted on the next start")
+
+
+def send_budget_alerts(bot: Expbot) -> None:
+    """Post every budget alert that is due (each threshold once a month) to its project's channel."""
+    for alert in due_alerts(bot.uow_factory, bot.budgets, bot.clock):
+        text = alert.text(bot.prices)
+        channel = bot.budgets.channels.get(alert.name) if alert.scope == "project" else None
+        channel = channel or bot.settings.slack_default_channel
+        if bot.slack_client is None or not channel:
+            log.warning("budget alert: %s", text)
+            continue
+        try:
+            bot.slack_client.chat_postMessage(channel=channel, text=text)
+        except Exception:  # the alert is claimed already: log it rather than lose it silently
+            log.exception("could not post budget alert to %s: %s", channel, text)
 
 
 def _start_slack(bot: Expbot):

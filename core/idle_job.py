@@ -171,7 +171,7 @@ def _stop(
         log.info("idle stop of %s not done: %s", experiment.name, e)
         return IdleOutcome(experiment.id, experiment.name, IdleAction.NONE, decision.idle_minutes, error=str(e))
     with uow_factory() as uow:
-        uow.audit.record(  # type: ignore[attr-defined]
+        uow.audit.record(
             at=clock.now(), actor=ACTOR, action=AUDIT_STOP, experiment_id=experiment.id,
             detail={"name": experiment.name, "owner": experiment.owner, "reason": reason,
                     "idle_minutes": decision.idle_minutes, "gpus": experiment.spec.gpus,
@@ -225,7 +225,7 @@ def handle_keep(cmd: KeepExperiment, uow: UnitOfWork, *, idle_states: IdleStates
         event = IdleKept(experiment_id=experiment.id, experiment_name=experiment.name, occurred_at=now,
                          by=cmd.by, until=until, hours=cmd.hours)
         experiment.events.append(event)
-        uow.audit.record(  # type: ignore[attr-defined]
+        uow.audit.record(
             at=now, actor=cmd.by, action=AUDIT_KEEP, experiment_id=experiment.id,
             detail={"name": experiment.name, "hours": cmd.hours, "until": until.isoformat(), "as_admin": cmd.as_admin},
         )

@@ -80,6 +80,16 @@ def _least_sqlite(element: least, compiler: Any, **kw: Any) -> str:
     return f"min({compiler.process(element.clauses, **kw)})"
 
 
+@compiles(greatest)
+def _greatest_default(element: greatest, compiler: Any, **kw: Any) -> str:
+    return f"GREATEST({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(least)
+def _least_default(element: least, compiler: Any, **kw: Any) -> str:
+    return f"LEAST({compiler.process(element.clauses, **kw)})"
+
+
 def _ts(value: datetime) -> sa.BindParameter[datetime]:
     """A timestamp parameter bound exactly as the columns store it (UTC text on SQLite)."""
     return sa.literal(value, type_=UtcDateTime)

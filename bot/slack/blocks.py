@@ -66,6 +66,8 @@ SUBCOMMANDS = (
     ("status NAME", "details, attempts and timeline of one experiment"),
     ("stop NAME", "stop an experiment (it is not restarted)"),
     ("logs NAME", "the latest log lines of an experiment"),
+    ("cost [--days N] [--project P]", "spend by project and by user"),
+    ("budget [set project|user NAME AMOUNT]", "this month's budgets (admins may set them)"),
     ("help", "this message"),
 )
 

@@ -8,14 +8,22 @@ from typing import Any
 from slack_sdk import WebClient
 
 from bot.bootstrap import Expbot
+from bot.reports_text import (
+    BUDGET_USAGE,
+    COST_USAGE,
+    budget_text,
+    cost_text,
+    parse_cost_args,
+)
 from bot.slack import blocks
 from bot.slack.auth import Admins
 from core import commands
 from core.errors import ExpbotError, NotFound
 from core.grammar import USAGE as LAUNCH_USAGE
 from core.model import ACTIVE, Experiment
+from core.reports import budget_report, cost_report
 
-SUBCOMMANDS = ("launch", "list", "status", "stop", "logs", "help")
+SUBCOMMANDS = ("launch", "list", "status", "stop", "logs", "cost", "budget", "help")
 USAGE = "/experiment " + LAUNCH_USAGE
 LOG_LINES_INLINE = 40
 LOG_LINES_FILE = 5000
@@ -64,6 +72,10 @@ class SlashCommands:
         elif sub == "logs":
             name, attempt = self._logs_args(rest)
             self.send_logs(respond, client, user, name, attempt)
+        elif sub == "cost":
+            self.cost(respond, rest)
+        elif sub == "budget":
+            self.budget(respond, rest, user)
         elif sub == "help":
             text, help_blocks = blocks.help_blocks(USAGE)
             respond(text=text, blocks=help_blocks, response_type="ephemeral")
@@ -139,6 +151,32 @@ class SlashCommands:
         )
         respond(text=f":page_facing_up: The log of {blocks.escape(exp.name)} attempt {number} is too long "
                      "for a message; I sent it to you as a file.", response_type="ephemeral", replace_original=False)
+
+    def cost(self, respond, rest: str) -> None:
+        """`cost [--days N] [--project P]`: spend by project and by user."""
+        days, project = parse_cost_args(_words(rest, COST_USAGE))
+        with self.bot.uow_factory() as uow:
+            report = cost_report(uow, self.bot.clock.now(), days, project)
+        respond(text=cost_text(report, self.bot.prices, days), response_type="ephemeral")
+
+    def budget(self, respond, rest: str, user: str) -> None:
+        """`budget` shows this month's budgets; `budget set project|user NAME AMOUNT` (admins) changes one."""
+        words = _words(rest, BUDGET_USAGE)
+        if words[:1] == ["set"]:
+            if len(words) != 4 or words[1] not in ("project", "user"):
+                raise ExpbotError(f"usage: /experiment {BUDGET_USAGE}")
+            try:
+                amount = float(words[3].replace(",", "").lstrip("$"))
+            except ValueError:
+                raise ExpbotError(f"budget amount must be a number like 5000, got {words[3]!r}") from None
+            name = words[2][2:-1].split("|")[0] if words[2].startswith("<@") else words[2]  # a mention -> its id
+            self.bot.bus.handle(commands.SetBudget(scope=words[1], name=name, monthly_limit=amount, by=user,
+                                                   as_admin=self.admins.is_admin(user)))
+        elif words:
+            raise ExpbotError(f"usage: /experiment {BUDGET_USAGE}")
+        with self.bot.uow_factory() as uow:
+            statuses = budget_report(uow, self.bot.budgets, self.bot.prices, self.bot.clock.now())
+        respond(text=budget_text(statuses, self.bot.prices), response_type="ephemeral")
 
     def _find(self, name: str) -> tuple[Experiment, list]:
         with self.bot.uow_factory() as uow:

@@ -98,7 +98,7 @@ def test_spend_by_orders_by_cost_and_counts_gpu_hours(store: Store, open_costs) 
 
 
 def test_attempts_that_never_ran_cost_nothing(store: Store, open_costs) -> None:
-    queued = ran("q", [(at(0), at(60), 5.0)])
+    queued = ran("q", [(at(0), at(60), 5.0)], finish=False)
     queued.schedule_restart(at(70), "infra", "preempted", None, at(60))
     queued.start_attempt(None, at(70), hourly_rate=5.0)  # handed to the cluster, never running
     store.save(queued)
