@@ -83,11 +83,6 @@ def day_window(day: date, tz: str) -> tuple[datetime, datetime]:
     return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
 
 
-def local_day(at: datetime, tz: str) -> date:
-    """The calendar date of an instant in time zone `tz`."""
-    return at.astimezone(ZoneInfo(tz)).date()
-
-
 def format_day(day: date) -> str:
     """A day as people read it, independent of the process locale: 'Sat 21 Nov 2026'."""
     return f"{_WEEKDAYS[day.weekday()]} {day.day} {_MONTHS[day.month - 1]} {day.year}"
