@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test postgres lint
+.PHONY: run test install install-test services lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,14 +20,19 @@ install-test: $(BIN)/python
 run: install
 	$(BIN)/expbot serve
 
-# The store's contract tests need a real PostgreSQL server; the tests start a throwaway one.
-postgres:
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q postgresql; }
+# Integration tests run real servers (the tests start throwaway ones on loopback): PostgreSQL for
+# the store's contract tests, Prometheus for idle-GPU detection. Both come from Debian's packages.
+services:
+	@missing=""; \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	  command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	  if [ -n "$$missing" ]; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
+	  fi
 
 lint: install-test
 	$(BIN)/lint-imports
 
-test: install-test postgres lint
+test: install-test services lint
 	$(BIN)/pytest
