@@ -72,6 +72,7 @@ class SlackNotifier:
         approvals_channel: str | None = None,
         render_approval: Callable[[ev.ApprovalRequested], Rendered] | None = None,
         render_decision: Callable[[ev.ApprovalRequested, ev.Event], Rendered] | None = None,
+        deliver_idle_warning: Callable[[WebClient, ev.IdleWarning, tuple[str, str]], object] | None = None,
     ) -> None:
         self.client = client
         self.uow_factory = uow_factory
@@ -83,6 +84,7 @@ class SlackNotifier:
         self.approvals_channel = approvals_channel or default_channel
         self.render_approval = render_approval
         self.render_decision = render_decision
+        self.deliver_idle_warning = deliver_idle_warning
 
     def notify(self, event: ev.Event) -> None:
         """Deliver one event: post or edit the parent, reply in its thread (permanent errors dropped)."""
@@ -120,6 +122,8 @@ class SlackNotifier:
             self._ask_approvers(event, now)
         elif isinstance(event, (ev.LaunchApproved, ev.LaunchDenied)):
             self._show_decision(experiment, event)
+        elif isinstance(event, ev.IdleWarning) and self.deliver_idle_warning is not None:
+            self.deliver_idle_warning(self.client, event, (channel, ts))  # the owner's DM, with Keep / Stop
 
     def _ask_approvers(self, request: ev.ApprovalRequested, now: datetime) -> None:
         if self.render_approval is None or not self.approvals_channel:

@@ -14,11 +14,13 @@ from adapters.db.migrate import upgrade
 from adapters.db.uow import SqlUnitOfWork, make_session_factory
 from adapters.local.runner import LocalRunner
 from bot.config import Settings
-from core import approvals, commands, handlers
+from adapters.db.idle_states import SqlIdleStates
+from core import approvals, commands, handlers, idle_job
 from core.bus import MessageBus
 from core.ports import ClusterBackend, Clock, Notifier, UnitOfWork
 from core.budget import BudgetConfig
 from core.cost import Prices
+from core.idle import IdleConfig
 from core.spec import LaunchConfig
 from core.supervisor import Supervisor
 
@@ -33,6 +35,8 @@ class Expbot:
     launch_config: LaunchConfig
     prices: Prices
     budgets: BudgetConfig
+    idle_config: IdleConfig
+    idle_states: Any
     backend: ClusterBackend
     bus: MessageBus
     supervisor: Supervisor
@@ -56,6 +60,7 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
     launch_config = settings.launch_config()
     backend = LocalRunner(settings.runs_dir(), settings.resolved_local_gpus(), clock)
     prices, budgets = settings.prices(), settings.budget_config()
+    idle_states, idle_config = SqlIdleStates(session_factory), settings.idle_config()
     supervisor = Supervisor(
         uow_factory, backend, clock, backoff=settings.backoff(),
         stop_grace=timedelta(seconds=settings.stop_grace_seconds), prices=prices,
@@ -70,6 +75,7 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
             commands.DenyLaunch: functools.partial(approvals.deny, clock=clock),
             commands.ExpireApprovals: functools.partial(approvals.expire, clock=clock, config=budgets),
             commands.SetBudget: functools.partial(approvals.set_budget, clock=clock),
+            commands.KeepExperiment: functools.partial(idle_job.handle_keep, idle_states=idle_states, clock=clock),
             commands.StopExperiment: functools.partial(
                 handlers.stop, backend=backend, clock=clock,
                 grace=timedelta(seconds=settings.stop_grace_seconds),
@@ -79,16 +85,19 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
     notifier: Notifier = ConsoleNotifier()
     slack_client = None
     if settings.slack_enabled:
-        notifier, slack_client = _slack_notifier(settings, uow_factory, session_factory, clock)
-    return Expbot(settings, uow_factory, clock, launch_config, prices, budgets, backend, bus, supervisor, notifier,
-                  slack_client)
+        notifier, slack_client = _slack_notifier(settings, uow_factory, session_factory, clock, idle_config)
+    return Expbot(settings, uow_factory, clock, launch_config, prices, budgets, idle_config, idle_states, backend, bus,
+                  supervisor, notifier, slack_client)
 
 
-def _slack_notifier(settings: Settings, uow_factory: Callable[[], UnitOfWork], session_factory: Any, clock: Clock):
+def _slack_notifier(
+    settings: Settings, uow_factory: Callable[[], UnitOfWork], session_factory: Any, clock: Clock, idle: IdleConfig
+):
     # Imported here so CLI commands without Slack configured never load slack_sdk's machinery.
     from adapters.db.slack_threads import SlackThreads
     from adapters.slack_client import SlackNotifier, make_web_client
     from bot.slack import approvals, blocks
+    from bot.slack.idle import idle_warning_delivery
 
     assert settings.slack_bot_token is not None
     client = make_web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
@@ -97,5 +106,19 @@ def _slack_notifier(settings: Settings, uow_factory: Callable[[], UnitOfWork], s
         render_parent=blocks.experiment_parent, render_reply=blocks.thread_reply,
         default_channel=settings.slack_default_channel, approvals_channel=settings.slack_approvals_channel,
         render_approval=approvals.request_blocks, render_decision=approvals.decision_blocks,
+        deliver_idle_warning=functools.partial(idle_warning_delivery, keep_options=idle.keep_options),
     )
     return notifier, client
+
+
+def idle_metrics(bot: Expbot) -> Any:
+    """The GPU utilisation source: Prometheus (DCGM exporter) when configured, else NVML locally."""
+    settings, config = bot.settings, bot.idle_config
+    if settings.prometheus_url:
+        from adapters.metrics.prometheus import PrometheusGpuMetrics, pod_selector
+
+        selector = pod_selector(label=settings.prometheus_pod_label, namespace=settings.prometheus_namespace)
+        return PrometheusGpuMetrics(settings.prometheus_url, step=config.sample_window, selector=selector)
+    from adapters.metrics.nvml import NvmlGpuMetrics, launch_gpu_ids
+
+    return NvmlGpuMetrics(launch_gpu_ids(settings.runs_dir()), window=config.sample_window)

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from core.errors import ExpbotError
 from core.budget import BudgetConfig
 from core.cost import Prices
+from core.idle import IdleConfig
 from core.policy import Backoff
 from core.spec import GpuType, LaunchConfig
 
@@ -48,6 +49,34 @@ class Settings(BaseSettings):
     slack_approvals_channel: str | None = None  # where approval requests go (default: the default channel)
     http_host: str = "0.0.0.0"
     http_port: int = 3000
+
+    # Idle GPUs: utilisation from Prometheus (DCGM exporter) when a URL is set, else NVML locally
+    prometheus_url: str | None = None
+    prometheus_pod_label: str = "exported_pod"
+    prometheus_namespace: str | None = None
+    idle_sample_window_seconds: float = 300
+    idle_threshold_percent: float = 1.0
+    idle_for_minutes: float = 30
+    idle_warm_up_minutes: float = 15
+    idle_grace_minutes: float = 30
+    idle_auto_stop: bool = True
+    idle_keep_hours: str = "2,24"
+    idle_check_seconds: float = 60
+
+    def idle_config(self) -> IdleConfig:
+        """The idle policy's thresholds."""
+        try:
+            keep = tuple(timedelta(hours=float(h)) for h in self.idle_keep_hours.split(",") if h.strip())
+            return IdleConfig(
+                sample_window=timedelta(seconds=self.idle_sample_window_seconds),
+                idle_threshold_percent=self.idle_threshold_percent,
+                idle_for=timedelta(minutes=self.idle_for_minutes),
+                warm_up=timedelta(minutes=self.idle_warm_up_minutes),
+                grace=timedelta(minutes=self.idle_grace_minutes), auto_stop=self.idle_auto_stop,
+                keep_options=keep, check_every=timedelta(seconds=self.idle_check_seconds),
+            )
+        except ValueError as e:
+            raise ExpbotError(f"invalid EXPBOT_IDLE_* setting: {e}") from e
 
     @property
     def slack_enabled(self) -> bool:

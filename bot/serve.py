@@ -9,9 +9,10 @@ from datetime import datetime, timezone
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from bot.bootstrap import Expbot
+from bot.bootstrap import Expbot, idle_metrics
 from core import commands
 from core.budget_alerts import due_alerts
+from core.idle_job import check_idle
 from core.relay import deliver_pending
 
 log = logging.getLogger("expbot.serve")
@@ -35,6 +36,13 @@ def run_forever(bot: Expbot, stop: threading.Event | None = None, on_ready: Call
                       id="expire-approvals", max_instances=1, coalesce=True)
     scheduler.add_job(send_budget_alerts, "interval", minutes=5, args=(bot,), id="budget-alerts",
                       max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
+
+    metrics = idle_metrics(bot)
+    scheduler.add_job(check_idle, "interval", seconds=settings.idle_check_seconds, id="idle-check",
+                      args=(bot.uow_factory, bot.idle_states, metrics, bot.clock, bot.idle_config, bot.bus),
+                      max_instances=1, coalesce=True)
+    if hasattr(metrics, "sample_now"):  # NVML keeps its own readings: sample every minute
+        scheduler.add_job(metrics.sample_now, "interval", minutes=1, id="nvml-sample", max_instances=1, coalesce=True)
 
     def relay_now(_event: object = None) -> None:
         # A launch from Slack should reach its thread at once, not at the next tick.

@@ -1,7 +1,7 @@
 """Commands: imperative requests from Slack, the CLI or a scheduler, each handled once."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Command(BaseModel):
@@ -55,3 +55,12 @@ class SetBudget(Command):
     monthly_limit: float
     by: str
     as_admin: bool = False
+
+
+class KeepExperiment(Command):
+    """Keep an idle experiment running for `hours` without warnings; only its owner or an admin may."""
+
+    name: str
+    by: str
+    as_admin: bool = False  # the caller verified that `by` is an admin
+    hours: float = Field(gt=0, le=24 * 7)

@@ -109,3 +109,20 @@ class LaunchApproved(Event):
 class LaunchDenied(Event):
     by: str
     reason: str
+
+
+class IdleWarning(Event):
+    """Every GPU of the experiment has been idle for a while: the owner may Keep or Stop it."""
+
+    owner: str
+    idle_minutes: int
+    grace_minutes: int
+    auto_stop: bool = True
+
+
+class IdleKept(Event):
+    """Somebody answered an idle warning with Keep: no warning before `until`."""
+
+    by: str
+    until: datetime
+    hours: float = 0.0

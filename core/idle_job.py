@@ -1,8 +1,4 @@
-"""The idle-GPU job (run every minute) and the Keep command: warn owners of idle GPUs, stop if unanswered.
-
-The command and events live here until core.commands / core.events take them over; defining an
-Event subclass registers it, so importing this module is enough for the outbox to store them.
-"""
+"""The idle-GPU job (run every minute) and the Keep command: warn owners of idle GPUs, stop if unanswered."""
 from __future__ import annotations
 
 import logging
@@ -11,11 +7,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from pydantic import Field
 
-from core.commands import Command, StopExperiment
+from core.commands import Command, KeepExperiment, StopExperiment
 from core.errors import ConcurrentUpdate, ExpbotError, NotAllowed, NotFound
-from core.events import Event
+from core.events import Event, IdleKept, IdleWarning
 from core.idle import IdleAction, IdleConfig, IdleDecision, IdleState, Sample, assess, kept
 from core.metrics import GpuMetrics, MetricsUnavailable
 from core.model import AttemptState, Experiment, State
@@ -27,43 +22,6 @@ ACTOR = "expbot"  # who idle stops are recorded as
 AUDIT_STOP = "idle-stop"
 AUDIT_KEEP = "idle-keep"
 _RETRIES = 3
-
-
-# --- messages ----------------------------------------------------------------------------------
-class IdleWarning(Event):
-    """Every GPU of the experiment has been idle for a while: the owner may Keep or Stop it."""
-
-    owner: str
-    idle_minutes: int
-    grace_minutes: int
-    auto_stop: bool = True
-
-
-class IdleKept(Event):
-    """Somebody answered an idle warning with Keep: no warning before `until`."""
-
-    by: str
-    until: datetime
-    hours: float = 0.0
-
-
-class KeepExperiment(Command):
-    """Keep an idle experiment running for `hours` without warnings; only its owner or an admin may."""
-
-    name: str
-    by: str
-    as_admin: bool = False  # the caller verified that `by` is an admin
-    hours: float = Field(gt=0, le=24 * 7)
-
-
-def describe_idle(event: Event) -> str | None:
-    """One line for an idle event (for core.messages.describe), or None if it is not one."""
-    if isinstance(event, IdleWarning):
-        then = f"it will be stopped in {event.grace_minutes} min unless kept" if event.auto_stop else "keep or stop it"
-        return f"GPUs idle for {event.idle_minutes} min; asked {event.owner} to keep or stop it ({then})"
-    if isinstance(event, IdleKept):
-        return f"kept running by {event.by} until {event.until:%Y-%m-%d %H:%M} UTC despite idle GPUs"
-    return None
 
 
 # --- ports this module needs -------------------------------------------------------------------
@@ -78,7 +36,13 @@ class IdleStates(Protocol):
 
 
 class Bus(Protocol):
-    def handle(self, command: Command) -> Any: ...
+    def handle(self, command: Command) -> Any:
+        """Run a command's handler (core.bus.MessageBus)."""
+        ...
+
+    def publish(self, event: Event) -> None:
+        """Pass a committed event to in-process handlers (e.g. wake the outbox relay)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -142,7 +106,7 @@ def _check_one(
                            error="idle state changed meanwhile")
     if decision.action == IdleAction.WARN:
         try:
-            _emit(uow_factory, experiment.id, lambda exp: IdleWarning(
+            _emit(uow_factory, bus, experiment.id, lambda exp: IdleWarning(
                 experiment_id=exp.id, experiment_name=exp.name, occurred_at=now, owner=exp.owner,
                 idle_minutes=decision.idle_minutes, grace_minutes=int(config.grace.total_seconds() // 60),
                 auto_stop=config.auto_stop,
@@ -182,20 +146,26 @@ def _stop(
     return IdleOutcome(experiment.id, experiment.name, IdleAction.STOP, decision.idle_minutes)
 
 
-def _emit(uow_factory: Callable[[], UnitOfWork], experiment_id: str, make: Callable[[Experiment], Event]) -> None:
+def _emit(
+    uow_factory: Callable[[], UnitOfWork], bus: Bus, experiment_id: str, make: Callable[[Experiment], Event]
+) -> None:
     """Store an event in the outbox by attaching it to its experiment (a changed experiment is saved)."""
     for attempt in range(_RETRIES + 1):
-        with uow_factory() as uow:
+        uow = uow_factory()
+        with uow:
             exp = uow.experiments.get(experiment_id)
             if exp is None or exp.is_terminal:
                 return
             exp.events.append(make(exp))
             try:
                 uow.commit()
-                return
             except ConcurrentUpdate:
                 if attempt == _RETRIES:
                     raise  # the supervisor keeps winning; the job tries again next run
+                continue
+        for event in list(uow.collect_new_events()):
+            bus.publish(event)  # e.g. wakes the outbox relay so the warning goes out now
+        return
 
 
 def _iso(value: datetime | None) -> str | None:

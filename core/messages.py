@@ -55,4 +55,10 @@ def describe(event: ev.Event) -> str:
             return f"approved by {event.by}; queued to start"
         case ev.LaunchDenied():
             return f"not launched: {event.reason}"
+        case ev.IdleWarning():
+            then = (f"it will be stopped in {event.grace_minutes} min unless kept" if event.auto_stop
+                    else "keep or stop it")
+            return f"GPUs idle for {event.idle_minutes} min; asked {event.owner} to keep or stop it ({then})"
+        case ev.IdleKept():
+            return f"kept running by {event.by} until {event.until:%Y-%m-%d %H:%M} UTC despite idle GPUs"
     return event.kind

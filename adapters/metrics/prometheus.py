@@ -13,6 +13,7 @@ stay `pod` / `namespace`: pick the label with `pod_selector(label=...)`.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -74,6 +75,7 @@ class PrometheusGpuMetrics:
         timeout: float = 10.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._owns_http = http is None
         self.http = http or httpx.Client(timeout=timeout)
         self.step = step
         self.selector = selector
@@ -87,6 +89,11 @@ class PrometheusGpuMetrics:
             if found:
                 return found
         return {}
+
+    def close(self) -> None:
+        """Close the HTTP client if this object made it."""
+        if self._owns_http:
+            self.http.close()
 
     def _promql(self, metric: str, matchers: str) -> str:
         window = f"{max(1, round(self.step.total_seconds()))}s"
@@ -123,7 +130,7 @@ def _parse_matrix(data: dict, factor: float) -> dict[str, list[Sample]]:
         samples = found.setdefault(gpu, [])
         for ts, value in series["values"]:
             util = float(value)
-            if util != util:  # NaN: the exporter had no reading; unknown, so no sample
+            if math.isnan(util):  # the exporter had no reading: unknown, so no sample
                 continue
             samples.append(Sample(gpu, datetime.fromtimestamp(float(ts), timezone.utc), util * factor))
     return {gpu: samples for gpu, samples in found.items() if samples}

@@ -16,6 +16,7 @@ from bot.bootstrap import Expbot
 from bot.slack import blocks, slash
 from bot.slack.approvals import register_approval_actions
 from bot.slack.auth import Admins
+from bot.slack.idle import register_idle_actions
 from bot.slack.dedupe import SeenEvents, dedupe_middleware
 from bot.slack.home import app_home
 from bot.slack.ids import ActionId, CallbackId
@@ -163,6 +164,7 @@ def create_app(bot: Expbot, client: WebClient, *, socket_mode: bool = False) -> 
     app.action(ActionId.LOGS.value)(ack_then(logs_pressed))
 
     register_approval_actions(app, bot, approvers, later, user_facing)
+    register_idle_actions(app, bot, admins, later, keep_options=bot.idle_config.keep_options)
 
     # --- App Home --------------------------------------------------------------------------------
     @app.event("app_home_opened")

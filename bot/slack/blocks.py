@@ -58,6 +58,11 @@ _EVENT_EMOJI: dict[type[ev.Event], str] = {
     ev.ExperimentSucceeded: ":white_check_mark:",
     ev.ExperimentFailed: ":x:",
     ev.ExperimentStopped: ":octagonal_sign:",
+    ev.IdleWarning: ":zzz:",
+    ev.IdleKept: ":zzz:",
+    ev.ApprovalRequested: ":lock:",
+    ev.LaunchApproved: ":white_check_mark:",
+    ev.LaunchDenied: ":no_entry_sign:",
 }
 _TERMINAL_EVENTS = (ev.ExperimentSucceeded, ev.ExperimentFailed, ev.ExperimentStopped)
 SUBCOMMANDS = (

@@ -1,6 +1,6 @@
 """A real Prometheus for tests, scraping a small DCGM-style exporter whose values each test sets.
 
-Fixtures: `prometheus` (session: a started server scraping `exporter` every second) and
+Fixtures: `prometheus` (per module: a started server scraping `exporter` every second) and
 `dcgm` (per test: the exporter, emptied before the test). Prometheus comes from Debian's
 `prometheus` package (/usr/bin/prometheus) or PATH; without it the tests are skipped, except
 under CI (env CI set), where they fail: CI must run them.
@@ -57,7 +57,13 @@ class DcgmExporter:
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # Prometheus gave up on a slow scrape (busy test machine): the next one comes in 1 s
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True, name="dcgm-exporter").start()
 
@@ -155,7 +161,7 @@ def _stop(server: PrometheusServer) -> None:
     shutil.rmtree(server.root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def prometheus() -> Iterator[PrometheusServer]:
     """A Prometheus on 127.0.0.1 (free port, temporary storage) scraping the test exporter every second."""
     binary = find_prometheus()

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import functools
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-import threading
 
 import pytest
 
@@ -32,7 +33,7 @@ ENGINE = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
 UTIL = "DCGM_FI_DEV_GPU_UTIL"
 WINDOW = timedelta(seconds=2)
 CONFIG = IdleConfig(
-    sample_window=WINDOW, warm_up=timedelta(0), idle_for=timedelta(seconds=6), grace=timedelta(seconds=4),
+    sample_window=WINDOW, warm_up=timedelta(0), idle_for=timedelta(seconds=4), grace=timedelta(seconds=3),
     check_every=timedelta(seconds=1), lookback=timedelta(seconds=20),
 )
 
@@ -101,8 +102,10 @@ def gpu_series(dcgm: DcgmExporter, exp: Experiment, values: dict[str, float], me
 
 
 @pytest.fixture
-def stack(sqlite_store: Store, prometheus: PrometheusServer) -> IdleStack:
-    return IdleStack(sqlite_store, prometheus.url)
+def stack(sqlite_store: Store, prometheus: PrometheusServer) -> Iterator[IdleStack]:
+    stack = IdleStack(sqlite_store, prometheus.url)
+    yield stack
+    stack.metrics.close()
 
 
 def test_idle_gpus_are_warned_and_keep_snoozes_the_warning(stack, dcgm):
@@ -112,8 +115,8 @@ def test_idle_gpus_are_warned_and_keep_snoozes_the_warning(stack, dcgm):
     assert [o.action for o in seen if o.error == ""] == [IdleAction.WARN]
     with stack.store.new_uow() as uow:
         assert [e.kind for e in uow.outbox.for_experiment(exp.id)][-1] == "IdleWarning"
-    stack.bus.handle(KeepExperiment(name="idle-keep", by="UANA", hours=8 / 3600))
-    during = stack.run_for(6)  # longer than the grace: kept, so neither warned nor stopped
+    stack.bus.handle(KeepExperiment(name="idle-keep", by="UANA", hours=6 / 3600))
+    during = stack.run_for(4.5)  # longer than the grace: kept, so neither warned nor stopped
     assert [o.action for o in during] == [] and stack.get("idle-keep").state == State.RUNNING
     stack.run_until(IdleAction.WARN, timeout=15)  # the Keep ran out and it is still idle
     with stack.store.new_uow() as uow:
@@ -129,19 +132,19 @@ def test_idle_past_the_grace_is_stopped(stack, dcgm):
     assert stopped.state == State.STOPPED and stopped.stopped_by == "expbot" and "no answer" in stopped.state_reason
     with stack.store.new_uow() as uow:
         assert [e["experiment_id"] for e in uow.audit.entries(action="idle-stop")] == [exp.id]
-    assert stack.states.get(exp.id).idle_gpu_seconds > 2 * 8  # two GPUs, idle for 10 s or so
+    assert stack.states.get(exp.id).idle_gpu_seconds > 2 * 6  # two GPUs, idle for 7 s or so
 
 
 def test_a_busy_gpu_is_never_warned(stack, dcgm):
     exp = stack.running("half-busy")
     gpu_series(dcgm, exp, {"0": 0.0, "1": 0.35})
-    assert stack.run_for(12) == []
+    assert stack.run_for(9) == []
     assert stack.get("half-busy").state == State.RUNNING
     assert stack.states.get(exp.id).idle_since is None
 
 
 def test_activity_clears_a_warning(stack, dcgm):
-    exp = stack.running("wakes-up")
+    exp = stack.running("wakes-up", gpus=1)
     gpu_series(dcgm, exp, {"0": 0.0})
     stack.run_until(IdleAction.WARN)
     gpu_series(dcgm, exp, {"0": 0.9})

@@ -64,7 +64,7 @@ def test_all_gpus_must_be_idle_and_one_busy_gpu_is_never_warned():
 
 
 def test_the_run_starts_when_the_last_gpu_goes_idle():
-    samples = lambda m: {"0": series("0", 0, m, 0.0), "1": series("1", 0, m, {m_: 80.0 for m_ in range(0, 41)})}  # noqa: E731
+    samples = lambda m: {"0": series("0", 0, m, 0.0), "1": series("1", 0, m, {m_: 80.0 for m_ in range(41)})}  # noqa: E731
     # GPU 1 was busy in the window ending at 40: it has been idle since 40.
     d = assess(T0, samples(60), IdleState(), at(60), CONFIG)
     assert d.state.idle_since == at(40) and d.action == IdleAction.NONE

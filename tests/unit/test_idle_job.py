@@ -12,7 +12,8 @@ from core import commands, handlers
 from core.bus import MessageBus
 from core.errors import NotAllowed
 from core.idle import IdleAction, IdleConfig, IdleState
-from core.idle_job import IdleKept, IdleWarning, KeepExperiment, check_idle, describe_idle, handle_keep
+from core.idle_job import IdleKept, IdleWarning, KeepExperiment, check_idle, handle_keep
+from core.messages import describe
 from core.model import Experiment, State
 from core.spec import ExperimentSpec
 from tests.fakes.backend import FakeBackend
@@ -89,6 +90,8 @@ def world() -> IdleWorld:
 
 def test_idle_gpus_are_warned_once_then_stopped_after_the_grace_and_audited(world):
     exp = world.running("idle-one")
+    published = []
+    world.bus.subscribe_all(published.append)
     for gpu in ("0", "1"):
         world.metrics.set(exp.id, gpu, 0.0, start=world.clock.now())
     start = world.clock.now()
@@ -101,6 +104,7 @@ def test_idle_gpus_are_warned_once_then_stopped_after_the_grace_and_audited(worl
     [warning] = [e for e in world.events(exp) if isinstance(e, IdleWarning)]
     assert (warning.owner, warning.idle_minutes, warning.grace_minutes) == ("ana", 30, 30)
     assert "ExperimentStopped" in [e.kind for e in world.events(exp)]
+    assert [e.kind for e in published] == ["IdleWarning", "AttemptEnded", "ExperimentStopped"]  # relay woken
     [entry] = world.audit("idle-stop")
     assert entry["actor"] == "expbot" and entry["experiment_id"] == exp.id and entry["detail"]["idle_minutes"] == 60
     assert world.backend.stops and world.backend.stops[0][0] == exp.id
@@ -152,7 +156,7 @@ def test_keep_snoozes_the_warning_and_is_audited(world):
     [entry] = world.audit("idle-keep")
     assert entry["actor"] == "ana" and entry["detail"]["hours"] == 2
     assert "IdleKept" in [e.kind for e in world.events(exp)]
-    assert describe_idle(kept).startswith("kept running by ana until")
+    assert describe(kept).startswith("kept running by ana until")
 
 
 def test_only_the_owner_or_an_admin_may_keep(world):
