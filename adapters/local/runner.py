@@ -256,6 +256,8 @@ class LocalRunner:
             "EXPBOT_HEARTBEAT_FILE": str(adir / HEARTBEAT_FILE),
             # "" hides every GPU from CUDA, so a 0-GPU attempt cannot grab one by accident.
             "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in gpu_ids),
+            # NVML numbers GPUs by PCI bus: make CUDA agree, so idle detection watches the right ones.
+            "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
             "PYTHONUNBUFFERED": "1",
         }
         # The shim runs by path with -I (isolated), so it works whatever the cwd or PYTHONPATH.
