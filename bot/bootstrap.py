@@ -30,6 +30,7 @@ class Expbot:
     """Everything a running expbot (serve or one CLI command) is made of."""
 
     settings: Settings
+    session_factory: Any  # for adapters that read outside a unit of work (digest, threads)
     uow_factory: Callable[[], UnitOfWork]
     clock: Clock
     launch_config: LaunchConfig
@@ -86,7 +87,7 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
     slack_client = None
     if settings.slack_enabled:
         notifier, slack_client = _slack_notifier(settings, uow_factory, session_factory, clock, idle_config)
-    return Expbot(settings, uow_factory, clock, launch_config, prices, budgets, idle_config, idle_states, backend, bus,
+    return Expbot(settings, session_factory, uow_factory, clock, launch_config, prices, budgets, idle_config, idle_states, backend, bus,
                   supervisor, notifier, slack_client)
 
 

@@ -9,6 +9,7 @@ import shlex
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -21,7 +22,7 @@ from bot.config import Settings
 from core import commands
 from core.errors import ExpbotError, NotFound
 from core.grammar import USAGE
-from core.model import AttemptState, State
+from core.model import State
 from core.ports import AttemptPhase
 from core.reports import budget_report, cost_report
 
@@ -192,6 +193,18 @@ def budget(
         table.add_row(s.limit.scope, s.limit.name, bot.prices.format(s.spent), bot.prices.format(s.committed),
                       bot.prices.format(s.limit.monthly), bot.prices.format(s.remaining))
     out.print(table)
+
+
+@app.command()
+def digest(
+    date: Optional[str] = typer.Option(None, "--date", help="The day (YYYY-MM-DD); default: the one due now."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print it here instead of posting it."),
+    chart: Optional[Path] = typer.Option(None, help="Also write the chart PNG to this file."),
+) -> None:
+    """Build the daily cost digest: print it (--dry-run) or post it to the digest channel."""
+    from bot.digest_job import digest_command  # matplotlib loads only for this command
+
+    out.print(digest_command(_expbot(), date, dry_run, chart), markup=False, highlight=False)
 
 
 @app.command()

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     http_host: str = "0.0.0.0"
     http_port: int = 3000
 
+    # Daily digest: posted at digest_time (in the budgets' time zone) to the digest channel
+    slack_digest_channel: str | None = None
+    digest_time: str = "09:00"
+    digest_catch_up_all: bool = False  # after downtime: every missed day, or only the latest
+
     # Idle GPUs: utilisation from Prometheus (DCGM exporter) when a URL is set, else NVML locally
     prometheus_url: str | None = None
     prometheus_pod_label: str = "exported_pod"

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from adapters.db.cost_queries import SqlCostQueries, daily_spend_by_project, outcome_counts, successful_in
 from adapters.db.digest_runs import DigestRuns
+from adapters.db.spend_days import SpendDays
 from adapters.digest_chart import spend_chart_png
 from adapters.slack_digest import post_digest
 from core.cost import Prices
@@ -46,38 +47,52 @@ def build_digest_data(
     now: datetime,
     *,
     idle: IdleSource | None = None,
+    kept: SpendDays | None = None,
 ) -> DigestData:
-    """The numbers of `day`'s digest (days and months in time zone `tz`; running attempts accrue to `now`)."""
+    """The numbers of `day`'s digest (days and months in time zone `tz`; running attempts accrue to `now`).
+
+    With `kept`, closed days' spend is read from it (and added to it) instead of recomputed.
+    """
     start, end = day_window(day, tz)
     chart_days = [day - timedelta(days=n) for n in range(CHART_DAYS - 1, -1, -1)]
-    first = min(day.replace(day=1), chart_days[0])
-    # One scan covers the chart's 14 days, the day before, and the month so far.
+    month_first = day.replace(day=1)
+    first = min(month_first, chart_days[0])
+    # The chart's 14 days, the day before and the month so far: every day from `first` to `day`.
     days = [(d, *day_window(d, tz)) for d in (first + timedelta(days=n) for n in range((day - first).days + 1))]
+    daily = kept.get(tz, first, day) if kept else {}
+    missing = [entry for entry in days[:-1] if entry[0] not in daily]
     this_week, last_week = day_window(day - timedelta(days=6), tz)[0], day_window(day - timedelta(days=13), tz)[0]
     with session_factory() as session:
-        daily = daily_spend_by_project(session, days, now)
         costs = SqlCostQueries(session)
         projects = costs.spend_by("project", start=start, end=end, now=now)
         users = costs.spend_by("owner", start=start, end=end, now=now)[:TOP_USERS]
+        if missing:  # one scan from the first missing day to the last
+            span = days[days.index(missing[0]):days.index(missing[-1]) + 1]
+            computed = daily_spend_by_project(session, span, now)
+            daily.update({d: computed[d] for d, _, _ in missing})
         outcomes = outcome_counts(session, start, end)
         succeeded_this_week = successful_in(session, this_week, end)
         succeeded_last_week = successful_in(session, last_week, this_week)
+    # The day itself comes from its breakdown, which the digest needs anyway.
+    daily[day] = {p.key: p.cost for p in projects if p.cost > 0}
+    if kept:
+        fresh = [d for d, _, _ in missing] + [day]
+        kept.put(tz, {d: daily[d] for d, _, day_end in days if d in fresh and day_end <= now}, now)
     idle_hours, idle_cost = idle(start, end) if idle else (0.0, 0.0)
 
     month: dict[str, float] = defaultdict(float)
-    for d, per_project in daily.items():
-        if d >= day.replace(day=1):
-            for project, cost in per_project.items():
-                month[project] += cost
+    for d in (d for d, _, _ in days if d >= month_first):
+        for project, cost in daily[d].items():
+            month[project] += cost
     for project in budgets:
         month.setdefault(project, 0.0)  # a budgeted project that spent nothing still shows its budget
-    charted = sorted({p for d in chart_days for p in daily.get(d, {})})
+    charted = sorted({p for d in chart_days for p in daily[d]})
     return DigestData(
         day=day,
         timezone=tz,
         currency=prices.currency,
         yesterday_total=sum(p.cost for p in projects),
-        day_before_total=sum(daily.get(day - timedelta(days=1), {}).values()),
+        day_before_total=sum(daily[day - timedelta(days=1)].values()),
         month_to_date=[
             MonthToDate(project=p, spent=s, budget=budgets.get(p))
             for p, s in sorted(month.items(), key=lambda item: (-item[1], item[0]))
@@ -89,7 +104,7 @@ def build_digest_data(
         outcomes=Outcomes(**outcomes),
         successful_this_week=succeeded_this_week,
         successful_last_week=succeeded_last_week,
-        chart_series={p: [(d, daily.get(d, {}).get(p, 0.0)) for d in chart_days] for p in charted},
+        chart_series={p: [(d, daily[d].get(p, 0.0)) for d in chart_days] for p in charted},
     )
 
 
@@ -129,6 +144,36 @@ def chart_for(data: DigestData) -> bytes | None:
         return None
 
 
+def publish_digest(
+    day: date,
+    *,
+    session_factory: Callable[[], Session],
+    client: WebClient,
+    channel: str,
+    prices: Prices,
+    budgets: dict[str, float],
+    tz: str,
+    now: datetime,
+    replica: str,
+    idle: IdleSource | None = None,
+    kept: SpendDays | None = None,
+    sleep: Callable[[float], None] = time_module.sleep,
+) -> tuple[str, str] | None:
+    """Claim, compose and post `day`'s digest; (channel, ts) of its parent, or None if another claimed it."""
+    runs = DigestRuns(session_factory)
+    if not runs.claim(day.isoformat(), replica, now):
+        log.info("the digest for %s was claimed already (posted, or being posted by another replica)", day)
+        return None
+    data = build_digest_data(session_factory, prices, budgets, tz, day, now, idle=idle, kept=kept)
+    channel_id, ts = post_digest(
+        client, channel, compose_digest(data, prices), chart_for(data),
+        chart_name=f"spend-{day.isoformat()}.png", sleep=sleep,
+    )
+    runs.mark_posted(day.isoformat(), channel_id, ts, now)
+    log.info("posted the digest for %s to %s", day, channel_id)
+    return channel_id, ts
+
+
 def run_daily_digest(
     *,
     session_factory: Callable[[], Session],
@@ -142,23 +187,19 @@ def run_daily_digest(
     post_at: time | None = None,
     catch_up_all: bool = False,
     idle: IdleSource | None = None,
+    kept: SpendDays | None = None,
     sleep: Callable[[float], None] = time_module.sleep,
 ) -> list[date]:
-    """Post every digest that is due and not yet posted (claimed first, so once per day); returns the days posted."""
-    runs = DigestRuns(session_factory)
+    """Post every digest that is due and not yet posted (each claimed first: once per day); the days posted."""
+    last_posted = DigestRuns(session_factory).last_posted_day()
     posted = []
-    for day in days_to_post(runs.last_posted_day(), due_day(now, tz, post_at), catch_up_all):
-        if not runs.claim(day.isoformat(), replica, now):
-            log.info("digest for %s already claimed by another replica", day)
-            continue
-        data = build_digest_data(session_factory, prices, budgets, tz, day, now, idle=idle)
-        where = post_digest(
-            client, channel, compose_digest(data, prices), chart_for(data),
-            chart_name=f"spend-{day.isoformat()}.png", sleep=sleep,
+    for day in days_to_post(last_posted, due_day(now, tz, post_at), catch_up_all):
+        where = publish_digest(
+            day, session_factory=session_factory, client=client, channel=channel, prices=prices, budgets=budgets,
+            tz=tz, now=now, replica=replica, idle=idle, kept=kept, sleep=sleep,
         )
-        runs.mark_posted(day.isoformat(), where[0], where[1], now)
-        log.info("posted the digest for %s to %s", day, where[0])
-        posted.append(day)
+        if where is not None:
+            posted.append(day)
     return posted
 
 

@@ -37,6 +37,11 @@ def run_forever(bot: Expbot, stop: threading.Event | None = None, on_ready: Call
     scheduler.add_job(send_budget_alerts, "interval", minutes=5, args=(bot,), id="budget-alerts",
                       max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
 
+    if bot.slack_client is not None and settings.slack_digest_channel:
+        from bot.digest_job import run_digest_job  # matplotlib loads only when a digest is configured
+
+        scheduler.add_job(run_digest_job, "interval", minutes=10, args=(bot,), id="daily-digest",
+                          max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
     metrics = idle_metrics(bot)
     scheduler.add_job(check_idle, "interval", seconds=settings.idle_check_seconds, id="idle-check",
                       args=(bot.uow_factory, bot.idle_states, metrics, bot.clock, bot.idle_config, bot.bus),

@@ -18,7 +18,10 @@ class ExperimentRow(SQLModel, table=True):
     """One experiment; `version` guards against lost updates (optimistic concurrency)."""
 
     __tablename__ = "experiment"
-    __table_args__ = (sa.UniqueConstraint("idempotency_key"),)
+    __table_args__ = (
+        sa.UniqueConstraint("idempotency_key"),
+        sa.Index("ix_experiment_state_updated_at", "state", "updated_at"),  # the digest's outcome counts
+    )
 
     id: str = Field(primary_key=True, sa_type=sa.String)
     name: str = Field(index=True, sa_type=sa.String)
@@ -45,6 +48,12 @@ class AttemptRow(SQLModel, table=True):
     """One attempt of an experiment, keyed by (experiment, number)."""
 
     __tablename__ = "attempt"
+    __table_args__ = (
+        # Cost windows find attempts by their end (running ones have none) and read the rest of the
+        # interval and its price from the index alone.
+        sa.Index("ix_attempt_ended_at", "ended_at", "started_at", "experiment_id", "hourly_rate", "gpus"),
+        sa.Index("ix_attempt_created_at", "created_at"),  # restarts per day
+    )
 
     experiment_id: str = Field(
         primary_key=True, sa_type=sa.String, foreign_key="experiment.id", ondelete="CASCADE"
@@ -113,4 +122,5 @@ from adapters.db.rows_cost import (  # noqa: E402,F401
     BudgetRow,
     DigestRunRow,
     IdleStateRow,
+    SpendDayRow,
 )

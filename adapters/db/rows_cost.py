@@ -72,3 +72,14 @@ class IdleStateRow(SQLModel, table=True):
     warned_at: datetime | None = _ts(default=None)
     snoozed_until: datetime | None = _ts(default=None)
     idle_gpu_seconds: float = 0.0  # counted for the digest's "GPU-hours wasted"
+
+
+class SpendDayRow(SQLModel, table=True):
+    """A closed day's spend per project: it can no longer change, so the digest reads it, not attempts."""
+
+    __tablename__ = "spend_day"
+
+    timezone: str = Field(primary_key=True, sa_type=sa.String)
+    day: str = Field(primary_key=True, sa_type=sa.String)  # local ISO date: text order is date order
+    costs: dict[str, float] = Field(sa_type=sa.JSON)  # project -> cost
+    computed_at: datetime = _ts()
