@@ -104,7 +104,8 @@ def _slack_notifier(
     client = make_web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
     notifier = SlackNotifier(
         client, uow_factory, SlackThreads(session_factory), clock,
-        render_parent=blocks.experiment_parent, render_reply=blocks.thread_reply,
+        render_parent=functools.partial(blocks.experiment_parent, currency=settings.prices().currency),
+        render_reply=blocks.thread_reply,
         default_channel=settings.slack_default_channel, approvals_channel=settings.slack_approvals_channel,
         render_approval=approvals.request_blocks, render_decision=approvals.decision_blocks,
         deliver_idle_warning=functools.partial(idle_warning_delivery, keep_options=idle.keep_options),

@@ -23,6 +23,7 @@ from bot.slack.ids import ActionId, CallbackId
 from bot.slack.modals import launch_modal, launch_text_from_modal, modal_errors
 from core import commands
 from core.errors import ExpbotError, SpecError
+from core.budget import month_window
 from core.grammar import parse_launch
 from core.model import ACTIVE, TERMINAL
 
@@ -170,10 +171,14 @@ def create_app(bot: Expbot, client: WebClient, *, socket_mode: bool = False) -> 
     @app.event("app_home_opened")
     def home_opened(event, client: WebClient) -> None:
         user = event["user"]
+        now = bot.clock.now()
+        start, end, month = month_window(now, bot.budgets.timezone)
         with bot.uow_factory() as uow:
             active = uow.experiments.list(states=ACTIVE, owner=user, limit=50)
             recent = uow.experiments.list(states=TERMINAL, owner=user, limit=20)
-        client.views_publish(user_id=user, view=app_home(active, recent, bot.clock.now()))
+            spent = uow.costs.spent(start=start, end=end, now=now, owner=user)
+        spend = f"You have spent *{bot.prices.format(spent)}* on GPUs in {month}."
+        client.views_publish(user_id=user, view=app_home(active, recent, now, spend_text=spend))
 
     @app.error
     def on_error(error: Exception, body: dict, logger, respond) -> None:

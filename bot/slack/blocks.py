@@ -22,7 +22,7 @@ from slack_sdk.models.blocks import (
 from bot.slack.ids import ActionId
 from core import events as ev
 from core.durations import format_duration
-from core.messages import describe
+from core.messages import describe, money
 from core.model import Attempt, Experiment, State
 
 Message = tuple[str, list[Block]]
@@ -215,7 +215,7 @@ def _title(exp: Experiment) -> str:
     return text + (f"\n{truncate(escape(reason), 1000)}" if reason else "")
 
 
-def _summary(exp: Experiment, now: datetime) -> list[Block]:
+def _summary(exp: Experiment, now: datetime, currency: str = "USD") -> list[Block]:
     """Title (name, state, reason) and the fields every experiment view shows."""
     restarts = (f"{exp.user_restarts}/{exp.spec.max_restarts} user, "
                 f"{exp.infra_restarts}/{exp.spec.max_preemptions} infra")
@@ -225,6 +225,7 @@ def _summary(exp: Experiment, now: datetime) -> list[Block]:
         f"*Owner*\n{mention(exp.owner)}", f"*Project*\n{escape(exp.spec.project)}",
         f"*GPUs*\n{escape(gpus_text(exp))}", f"*Attempts*\n{len(exp.attempts)}",
         f"*Restarts*\n{restarts}", f"*Runtime*\n{runtime_text(exp, now)}",
+        f"*Cost so far*\n{money(exp.cost(now), currency)}",
     ]
     return [_section(_title(exp)), SectionBlock(fields=[truncate(f, 2000) for f in fields])]
 
@@ -245,13 +246,13 @@ def experiment_line(exp: Experiment, now: datetime) -> str:
 # -------------------------------------------------------------------------------- messages
 
 
-def experiment_parent(experiments: list[Experiment], now: datetime) -> Message:
+def experiment_parent(experiments: list[Experiment], now: datetime, currency: str = "USD") -> Message:
     """The channel message of one experiment, or of a sweep group sharing spec.group."""
     if not experiments:
         raise ValueError("experiment_parent needs at least one experiment")
     first = experiments[0]
     if len(experiments) == 1 and first.spec.group is None:
-        return _fallback(first), _summary(first, now) + _actions(first)
+        return _fallback(first), _summary(first, now, currency) + _actions(first)
     return _group_parent(first.spec.group or first.name, experiments, now)
 
 
@@ -352,9 +353,9 @@ def attempts_table(attempts: list[Attempt]) -> str:
     )
 
 
-def experiment_status(exp: Experiment, timeline: list[ev.Event], now: datetime) -> Message:
+def experiment_status(exp: Experiment, timeline: list[ev.Event], now: datetime, currency: str = "USD") -> Message:
     """The /experiment status view: summary, command, attempts table, recent timeline, buttons."""
-    blocks = _summary(exp, now)
+    blocks = _summary(exp, now, currency)
     blocks.append(_section("*Command*\n" + _code(escape(shlex.join(exp.spec.command)))))
     if exp.attempts:
         shown = min(len(exp.attempts), STATUS_ATTEMPTS)

@@ -116,7 +116,7 @@ class SlashCommands:
     def status(self, respond, name: str) -> None:
         """One experiment in detail."""
         exp, timeline = self._find(name)
-        text, status_blocks = blocks.experiment_status(exp, timeline, self.bot.clock.now())
+        text, status_blocks = blocks.experiment_status(exp, timeline, self.bot.clock.now(), self.bot.prices.currency)
         respond(text=text, blocks=status_blocks, response_type="ephemeral")
 
     def confirm_stop(self, respond, name: str, user: str) -> None:

@@ -85,3 +85,31 @@ def test_budget_subcommands(slack_bot):
     slack_bot.slash("cost --days 2")
     report = wait_for(lambda: slack_bot.slack_api.responses(slack_bot.last_response_url), what="cost report")
     assert "Spend over the last 2 days" in report[0].payload["text"]
+
+
+def test_an_unanswered_request_expires_as_denied_and_says_so(tmp_path, slack_api):
+    config = tmp_path / "expbot.toml"
+    config.write_text('[budgets]\nprojects = { nlp = 40.0 }\napproval_ttl_hours = 0.0001\n')  # 0.36 s
+    bot = SlackBot(tmp_path / "data", slack_api, config_file=str(config), slack_approvers="UAPPROVER",
+                   slack_approvals_channel=APPROVALS)
+    try:
+        bot.slash(OVER_BUDGET.format(name="forgotten"))
+        wait_for(lambda: bot.experiment("forgotten"), what="the launch")
+        request = approval_request(bot)
+        time.sleep(0.5)
+        from core import commands
+
+        assert bot.bot.bus.handle(commands.ExpireApprovals()) == 1  # what the minutely job sends
+        exp = bot.experiment("forgotten")
+        assert exp.state == State.REJECTED and "expired" in exp.state_reason
+        decided = wait_for(lambda: (m := bot.slack_api.message(APPROVALS, request.ts)) and m.edits and m,
+                           what="the request to show the expiry")
+        assert "nobody answered in time" in str(decided.blocks)
+    finally:
+        bot.close()
+
+
+def test_app_home_shows_month_to_date_spend(slack_bot):
+    slack_bot.event({"type": "app_home_opened", "user": "UOWNER", "tab": "home"})
+    published = wait_for(lambda: slack_bot.slack_api.calls_to("views.publish"), what="views.publish")
+    assert "You have spent *$0.00* on GPUs" in str(published[0].args["view"])

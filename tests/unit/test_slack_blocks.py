@@ -50,13 +50,13 @@ def new(name: str = "train-bert", owner: str = OWNER, **fields: Any) -> Experime
 def running(name: str = "train-bert", **fields: Any) -> Experiment:
     """Attempt 1 preempted after 1h, attempt 2 resumed from a checkpoint and running."""
     exp = new(name, **fields)
-    exp.start_attempt(None, T0)
+    exp.start_attempt(None, T0, hourly_rate=10.0)  # 1 h at 10/h before the preemption
     exp.mark_running(T0 + timedelta(minutes=1))
     exp.end_attempt(137, "pod preempted (DisruptionTarget)", FailureClass.INFRA,
                     T0 + timedelta(hours=1, minutes=1))
     exp.schedule_restart(T0 + timedelta(hours=1, minutes=2), "infra", "pod preempted",
                          "/ckpt/step-1000.pt", T0 + timedelta(hours=1, minutes=1))
-    exp.start_attempt("/ckpt/step-1000.pt", T0 + timedelta(hours=1, minutes=2))
+    exp.start_attempt("/ckpt/step-1000.pt", T0 + timedelta(hours=1, minutes=2), hourly_rate=10.0)
     exp.mark_running(T0 + timedelta(hours=1, minutes=3))
     return exp
 
