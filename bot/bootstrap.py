@@ -34,7 +34,7 @@ class Expbot:
     uow_factory: Callable[[], UnitOfWork]
     clock: Clock
     launch_config: LaunchConfig
-    prices: Prices
+    prices: Prices  # or a PriceBook over it (OpenCost): the same interface
     budgets: BudgetConfig
     idle_config: IdleConfig
     idle_states: Any
@@ -61,6 +61,11 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
     launch_config = settings.launch_config()
     backend = LocalRunner(settings.runs_dir(), settings.resolved_local_gpus(), clock)
     prices, budgets = settings.prices(), settings.budget_config()
+    if settings.prometheus_url and settings.opencost_prices:
+        from adapters.opencost import OpenCostPrices, PriceBook
+
+        # Refreshed by serve's scheduler, never here: a CLI command must not wait on Prometheus.
+        prices = PriceBook(prices, OpenCostPrices(settings.prometheus_url))
     idle_states, idle_config = SqlIdleStates(session_factory), settings.idle_config()
     supervisor = Supervisor(
         uow_factory, backend, clock, backoff=settings.backoff(),

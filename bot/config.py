@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     prometheus_url: str | None = None
     prometheus_pod_label: str = "exported_pod"
     prometheus_namespace: str | None = None
+    opencost_prices: bool = True  # GPU/CPU/memory prices from OpenCost's node metrics when present
+    opencost_refresh_seconds: float = 600
     idle_sample_window_seconds: float = 300
     idle_threshold_percent: float = 1.0
     idle_for_minutes: float = 30

@@ -42,6 +42,10 @@ def run_forever(bot: Expbot, stop: threading.Event | None = None, on_ready: Call
 
         scheduler.add_job(run_digest_job, "interval", minutes=10, args=(bot,), id="daily-digest",
                           max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
+    if hasattr(bot.prices, "refresh"):  # OpenCost prices: first refresh at once, then periodically
+        scheduler.add_job(bot.prices.refresh, "interval", seconds=settings.opencost_refresh_seconds,
+                          id="opencost-prices", max_instances=1, coalesce=True,
+                          next_run_time=datetime.now(timezone.utc))
     metrics = idle_metrics(bot)
     scheduler.add_job(check_idle, "interval", seconds=settings.idle_check_seconds, id="idle-check",
                       args=(bot.uow_factory, bot.idle_states, metrics, bot.clock, bot.idle_config, bot.bus),
@@ -67,7 +71,8 @@ def run_forever(bot: Expbot, stop: threading.Event | None = None, on_ready: Call
     finally:
         if stop_slack:
             stop_slack()
-        scheduler.shutdown(wait=True)
+        # Do not wait for a job stuck on a slow Slack or Prometheus call: every job is safe to redo.
+        scheduler.shutdown(wait=False)
         deliver_pending(bot.uow_factory, bot.notifier, bot.clock)
         log.info("expbot stopped; running attempts carry on and are adopted on the next start")
 

@@ -6,16 +6,31 @@ import random
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from core.cost import Prices
 from core.errors import ConcurrentUpdate
 from core.model import AttemptState, Experiment, State
 from core.policy import Action, AttemptOutcome, Backoff, Cause, classify, decide
-from core.ports import AttemptLaunch, AttemptPhase, AttemptStatus, ClusterBackend, Clock, UnitOfWork
+from core.ports import (
+    AttemptLaunch,
+    AttemptPhase,
+    AttemptStatus,
+    Clock,
+    ClusterBackend,
+    UnitOfWork,
+)
+from core.spec import ExperimentSpec
 
 log = logging.getLogger(__name__)
 
 _LOG_TAIL_LINES = 200
+
+
+class HourlyRates(Protocol):
+    """What pricing an attempt needs: a Prices table, or a book of prices refreshed from OpenCost."""
+
+    def hourly_rate(self, spec: ExperimentSpec) -> float: ...
 
 
 class Supervisor:
@@ -30,7 +45,7 @@ class Supervisor:
         backoff: Backoff = Backoff(),
         stop_grace: timedelta = timedelta(seconds=30),
         rng: random.Random | None = None,
-        prices: Prices | None = None,
+        prices: HourlyRates | None = None,
     ) -> None:
         self.uow_factory = uow_factory
         self.backend = backend

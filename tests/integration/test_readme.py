@@ -46,5 +46,5 @@ def test_make_run_serves_and_supervises_the_readme_example(tmp_path):
         assert final["state"] == "SUCCEEDED", final
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        proc.wait(timeout=60)
     assert "expbot stopped" in (tmp_path / "make-run.log").read_text()
