@@ -24,11 +24,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from adapters.prometheus_api import api_get, redact
 from core.cost import Prices
+from core.metrics import MetricsUnavailable
 from core.spec import ExperimentSpec, GpuType
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class OpenCostPrices:
                         gpu[name] = price
             cpu = self._scalar(node_rate_query("node_cpu_hourly_cost"))
             ram = self._scalar(node_rate_query("node_ram_hourly_cost"))
-        except _Unavailable as e:
+        except MetricsUnavailable as e:
             if not self._failing:
                 log.warning("OpenCost prices unavailable, keeping the current prices: %s", e)
             else:
@@ -119,31 +120,15 @@ class OpenCostPrices:
 
     def _scalar(self, query: str) -> float | None:
         """The single value of an aggregating instant query; None when it has no result."""
-        url = f"{self.base_url}/api/v1/query"
+        data = api_get(self.http, self.base_url, "query", {"query": query})
         try:
-            response = self.http.get(url, params={"query": query})
-            body = response.json()
-        except (httpx.HTTPError, ValueError) as e:
-            raise _Unavailable(f"Prometheus at {redact(self.base_url)} did not answer: {e}") from e
-        if response.status_code != 200 or not isinstance(body, dict) or body.get("status") != "success":
-            error = body.get("error") if isinstance(body, dict) else None
-            raise _Unavailable(
-                f"Prometheus at {redact(self.base_url)} refused {query!r} (HTTP {response.status_code}): "
-                f"{error or 'no error text'}"
-            )
-        try:
-            data = body["data"]
             if data["resultType"] != "vector":
                 raise ValueError(f"expected a vector, got {data['resultType']!r}")
             values = [float(series["value"][1]) for series in data["result"]]
         except (KeyError, TypeError, ValueError, IndexError) as e:
-            raise _Unavailable(f"Prometheus at {redact(self.base_url)} sent an unexpected reply: {e!r}") from e
+            raise MetricsUnavailable(f"Prometheus at {redact(self.base_url)} sent an unexpected reply: {e!r}") from e
         usable = [v for v in values if math.isfinite(v) and v >= 0]
         return usable[0] if usable else None
-
-
-class _Unavailable(Exception):
-    pass
 
 
 def apply_opencost(
@@ -183,14 +168,6 @@ def apply_opencost(
 
 def _usable(price: float) -> bool:
     return isinstance(price, (int, float)) and math.isfinite(price) and price >= 0
-
-
-def redact(url: str) -> str:
-    """The URL without user:password, for logs and the prices' source text."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 class PriceBook:

@@ -1,6 +1,7 @@
 """`expbot serve`: the supervisor loop, the outbox relay and Slack (when configured), until SIGTERM."""
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import threading
@@ -22,8 +23,7 @@ def run_forever(bot: Expbot, stop: threading.Event | None = None, on_ready: Call
     """Supervise, relay events and serve Slack until stopped; running attempts outlive a restart."""
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
+        _handle_signals(stop)
     settings = bot.settings
     scheduler = BackgroundScheduler(timezone="UTC")
     relay = scheduler.add_job(
@@ -75,6 +75,20 @@ def run_forever(bot: Expbot, stop: threading.Event | None = None, on_ready: Call
         scheduler.shutdown(wait=False)
         deliver_pending(bot.uow_factory, bot.notifier, bot.clock)
         log.info("expbot stopped; running attempts carry on and are adopted on the next start")
+
+
+def _handle_signals(stop: threading.Event) -> None:
+    """SIGTERM / SIGINT stop serve cleanly; SIGUSR1 dumps every thread's stack to stderr (for hangs)."""
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+    # A parent may hand us these blocked (a mask is inherited across exec); a daemon must hear them.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def send_budget_alerts(bot: Expbot) -> None:

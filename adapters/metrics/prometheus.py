@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 
+from adapters.prometheus_api import api_get
 from core.idle import Sample
 from core.metrics import MetricsUnavailable
 
@@ -104,19 +105,9 @@ class PrometheusGpuMetrics:
             "query": query, "start": f"{since.timestamp():.3f}", "end": f"{until.timestamp():.3f}",
             "step": f"{self.step.total_seconds():g}s",
         }
-        url = f"{self.base_url}/api/v1/query_range"
+        data = api_get(self.http, self.base_url, "query_range", params)
         try:
-            response = self.http.get(url, params=params)
-            body = response.json()
-        except (httpx.HTTPError, ValueError) as e:
-            raise MetricsUnavailable(f"Prometheus at {self.base_url} did not answer: {e}") from e
-        if response.status_code != 200 or not isinstance(body, dict) or body.get("status") != "success":
-            error = body.get("error") if isinstance(body, dict) else None
-            raise MetricsUnavailable(
-                f"Prometheus at {self.base_url} refused the query (HTTP {response.status_code}): {error or 'no error text'}"
-            )
-        try:
-            return _parse_matrix(body["data"], factor)
+            return _parse_matrix(data, factor)
         except (KeyError, TypeError, ValueError, IndexError) as e:
             raise MetricsUnavailable(f"Prometheus at {self.base_url} sent an unexpected reply: {e!r}") from e
 

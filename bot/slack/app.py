@@ -1,12 +1,9 @@
 """The Bolt app factory: listeners ack at once; slow work runs on a background pool after the ack."""
 from __future__ import annotations
 
-import functools
 import logging
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -16,36 +13,19 @@ from bot.bootstrap import Expbot
 from bot.slack import blocks, slash
 from bot.slack.approvals import register_approval_actions
 from bot.slack.auth import Admins
-from bot.slack.idle import register_idle_actions
 from bot.slack.dedupe import SeenEvents, dedupe_middleware
 from bot.slack.home import app_home
+from bot.slack.idle import register_idle_actions
 from bot.slack.ids import ActionId, CallbackId
+from bot.slack.listeners import ack_then, background_runner, user_facing
 from bot.slack.modals import launch_modal, launch_text_from_modal, modal_errors
 from core import commands
-from core.errors import ExpbotError, SpecError
 from core.budget import month_window
+from core.errors import ExpbotError, SpecError
 from core.grammar import parse_launch
 from core.model import ACTIVE, TERMINAL
 
 log = logging.getLogger(__name__)
-
-
-def user_facing(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run work after the ack; its failures reach the user as one ephemeral line, never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(respond, **kwargs: Any) -> None:
-        try:
-            fn(respond=respond, **kwargs)
-        except ExpbotError as e:
-            respond(text=blocks.error_text(str(e)), response_type="ephemeral", replace_original=False)
-        except Exception:
-            error_id = uuid.uuid4().hex[:8]
-            log.exception("error %s in %s", error_id, fn.__name__)
-            respond(text=blocks.error_text("Something went wrong on expbot's side.", error_id),
-                    response_type="ephemeral", replace_original=False)
-
-    return wrapper
 
 
 def create_app(bot: Expbot, client: WebClient, *, socket_mode: bool = False) -> App:
@@ -64,16 +44,7 @@ def create_app(bot: Expbot, client: WebClient, *, socket_mode: bool = False) -> 
         process_before_response=False,
         listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="slack-ack"),
     )
-    background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="slack-work")
-
-    def later(fn: Callable[..., Any], **kwargs: Any) -> None:
-        def run() -> None:
-            try:
-                fn(**kwargs)
-            except Exception:  # user_facing work reports to the user itself; this is the last net
-                log.exception("background Slack work %s failed", getattr(fn, "__name__", fn))
-
-        background.submit(run)
+    later = background_runner()
 
     admins = Admins(client, settings.slack_admin_ids(), settings.slack_admin_group)
     approvers = Admins(client, settings.slack_approver_ids(), settings.slack_approver_group)
@@ -141,14 +112,6 @@ def create_app(bot: Expbot, client: WebClient, *, socket_mode: bool = False) -> 
     app.view(CallbackId.LAUNCH_MODAL.value)(ack_launch_modal)
 
     # --- buttons ---------------------------------------------------------------------------------
-    def ack_then(work: Callable[..., Any]):
-        def listener(ack, respond, body, action, client: WebClient) -> None:
-            ack()
-            later(work, respond=respond, body=body, action=action, client=client)
-
-        return listener
-
-    @user_facing
     def stop_pressed(respond, body, action, client: WebClient) -> None:
         name = action.get("value") or (action.get("selected_option") or {}).get("value", "")
         user = body["user"]["id"]
@@ -156,15 +119,14 @@ def create_app(bot: Expbot, client: WebClient, *, socket_mode: bool = False) -> 
         respond(text=f":octagonal_sign: Stopped {blocks.escape(exp.name)}.", response_type="ephemeral",
                 replace_original=False)
 
-    @user_facing
     def logs_pressed(respond, body, action, client: WebClient) -> None:
         handlers.send_logs(respond, client, body["user"]["id"], action["value"], attempt=None)
 
-    app.action(ActionId.STOP.value)(ack_then(stop_pressed))
-    app.action(ActionId.STOP_MEMBER.value)(ack_then(stop_pressed))
-    app.action(ActionId.LOGS.value)(ack_then(logs_pressed))
+    app.action(ActionId.STOP.value)(ack_then(later, stop_pressed))
+    app.action(ActionId.STOP_MEMBER.value)(ack_then(later, stop_pressed))
+    app.action(ActionId.LOGS.value)(ack_then(later, logs_pressed))
 
-    register_approval_actions(app, bot, approvers, later, user_facing)
+    register_approval_actions(app, bot, approvers, later)
     register_idle_actions(app, bot, admins, later, keep_options=bot.idle_config.keep_options)
 
     # --- App Home --------------------------------------------------------------------------------

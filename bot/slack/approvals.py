@@ -1,17 +1,25 @@
 """Approval requests in Slack: Approve/Deny buttons for budget approvers, and their decisions."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import App
 from slack_sdk import WebClient
-from slack_sdk.models.blocks import ActionsBlock, ButtonElement, ConfirmObject, ContextBlock, MarkdownTextObject, SectionBlock
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
 
 from bot.bootstrap import Expbot
 from bot.slack.auth import Admins
 from bot.slack.blocks import escape, mention, truncate
-from core import commands, events as ev
+from bot.slack.listeners import Later, ack_then
+from core import commands
+from core import events as ev
 from core.messages import money
 
 
@@ -61,8 +69,7 @@ def decision_blocks(request: ev.ApprovalRequested, decision: ev.Event) -> tuple[
     return f"{fallback}: {outcome}", [blocks[0], ContextBlock(elements=[MarkdownTextObject(text=outcome)])]
 
 
-def register_approval_actions(app: App, bot: Expbot, approvers: Admins, later: Callable[..., None],
-                              guard: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+def register_approval_actions(app: App, bot: Expbot, approvers: Admins, later: Later) -> None:
     """Approve / Deny buttons: approvers only; anyone else is refused ephemerally and nothing changes."""
 
     def decide(respond, body, action, client: WebClient) -> None:
@@ -77,9 +84,5 @@ def register_approval_actions(app: App, bot: Expbot, approvers: Admins, later: C
         name = done[0].spec.group or done[0].name
         respond(text=f"{verb} {escape(name)}.", response_type="ephemeral", replace_original=False)
 
-    def listener(ack, respond, body, action, client: WebClient) -> None:
-        ack()
-        later(guard(decide), respond=respond, body=body, action=action, client=client)
-
-    app.action(ApprovalAction.APPROVE)(listener)
-    app.action(ApprovalAction.DENY)(listener)
+    app.action(ApprovalAction.APPROVE)(ack_then(later, decide))
+    app.action(ApprovalAction.DENY)(ack_then(later, decide))

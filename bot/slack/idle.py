@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -23,13 +23,14 @@ from slack_sdk.models.blocks import (
 
 from adapters.slack_client import is_slack_user
 from bot.slack.blocks import SECTION_LIMIT, error_text, escape, mention, truncate
+from bot.slack.listeners import Later, ack_then
 from core import commands
-from core.idle_job import IdleWarning, KeepExperiment
+from core.commands import KeepExperiment
+from core.events import IdleWarning
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KEEP = (timedelta(hours=2), timedelta(hours=24))
-Later = Callable[..., None]  # later(fn, **kwargs): run fn after the ack, off Bolt's ack pool
 
 
 class IdleActionId(StrEnum):
@@ -115,19 +116,8 @@ def register_idle_actions(
     app: App, bot: Any, admins: Any, later: Later, keep_options: Sequence[timedelta] = DEFAULT_KEEP
 ) -> None:
     """Keep / Stop buttons of idle warnings: owner or admin only (others get an ephemeral refusal)."""
-    # Imported here: bot.slack.app imports this module to call this function.
-    from bot.slack.app import user_facing
-
     allowed_hours = {round(k.total_seconds() / 3600, 6) for k in keep_options}
 
-    def ack_then(work: Callable[..., Any]):
-        def listener(ack, respond, body, action, client: WebClient) -> None:
-            ack()
-            later(work, respond=respond, body=body, action=action, client=client)
-
-        return listener
-
-    @user_facing
     def keep_pressed(respond, body, action, client: WebClient) -> None:
         match = KEEP_ACTION.match(action.get("action_id", ""))
         hours = float(match.group(1)) if match else 0.0
@@ -141,7 +131,6 @@ def register_idle_actions(
         respond(text=f":zzz: Keeping *{escape(kept.experiment_name)}* running: no idle warning before "
                      f"{_slack_time(kept.until)}.", response_type="ephemeral", replace_original=False)
 
-    @user_facing
     def stop_pressed(respond, body, action, client: WebClient) -> None:
         user = body["user"]["id"]
         exp = bot.bus.handle(commands.StopExperiment(
@@ -151,8 +140,8 @@ def register_idle_actions(
         respond(text=f":octagonal_sign: Stopped {escape(exp.name)}.", response_type="ephemeral",
                 replace_original=False)
 
-    app.action(KEEP_ACTION)(ack_then(keep_pressed))
-    app.action(IdleActionId.STOP.value)(ack_then(stop_pressed))
+    app.action(KEEP_ACTION)(ack_then(later, keep_pressed))
+    app.action(IdleActionId.STOP.value)(ack_then(later, stop_pressed))
 
 
 def _slack_time(at: datetime) -> str:

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -46,5 +47,11 @@ def test_make_run_serves_and_supervises_the_readme_example(tmp_path):
         assert final["state"] == "SUCCEEDED", final
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGUSR1)  # serve dumps its threads' stacks into the log
+            time.sleep(1)
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError("serve did not stop on SIGTERM:\n" + (tmp_path / "make-run.log").read_text()[-6000:])
     assert "expbot stopped" in (tmp_path / "make-run.log").read_text()

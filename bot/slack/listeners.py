@@ -1,0 +1,63 @@
+"""What every Slack listener shares: work after the ack on a background pool, errors as one line."""
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_sdk import WebClient
+
+from bot.slack import blocks
+from core.errors import ExpbotError
+
+log = logging.getLogger(__name__)
+
+Later = Callable[..., None]
+
+
+def user_facing(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run work after the ack; its failures reach the user as one ephemeral line, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(respond, **kwargs: Any) -> None:
+        try:
+            fn(respond=respond, **kwargs)
+        except ExpbotError as e:
+            respond(text=blocks.error_text(str(e)), response_type="ephemeral", replace_original=False)
+        except Exception:
+            error_id = uuid.uuid4().hex[:8]
+            log.exception("error %s in %s", error_id, fn.__name__)
+            respond(text=blocks.error_text("Something went wrong on expbot's side.", error_id),
+                    response_type="ephemeral", replace_original=False)
+
+    return wrapper
+
+
+def background_runner(workers: int = 4) -> Later:
+    """`later(fn, **kwargs)`: run fn on a small pool of its own, so acks never queue behind slow work."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slack-work")
+
+    def later(fn: Callable[..., Any], **kwargs: Any) -> None:
+        def run() -> None:
+            try:
+                fn(**kwargs)
+            except Exception:  # user_facing work reports to the user itself; this is the last net
+                log.exception("background Slack work %s failed", getattr(fn, "__name__", fn))
+
+        pool.submit(run)
+
+    return later
+
+
+def ack_then(later: Later, work: Callable[..., Any]) -> Callable[..., None]:
+    """A button listener: ack at once, then run `work` (made user-facing) in the background."""
+    guarded = user_facing(work)
+
+    def listener(ack, respond, body, action, client: WebClient) -> None:
+        ack()
+        later(guarded, respond=respond, body=body, action=action, client=client)
+
+    return listener
