@@ -80,9 +80,20 @@ def run_forever(bot: Expbot, stop: threading.Event | None = None, on_ready: Call
 def _handle_signals(stop: threading.Event) -> None:
     """SIGTERM / SIGINT stop serve cleanly; SIGUSR1 dumps every thread's stack to stderr (for hangs)."""
 
-    def on_signal(signum: int, _frame: object) -> None:
+    def stop_now(signum: int) -> None:
         log.info("received %s: stopping", signal.Signals(signum).name)
         stop.set()
+
+    fired: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        # A handler runs inside whatever the main thread was doing, possibly inside stop.set()
+        # itself when a second signal follows the first (make forwards SIGTERM on top of the
+        # group's): taking Event's non-reentrant lock here deadlocked serve. A thread does it, once.
+        if fired:
+            return
+        fired.append(signum)
+        threading.Thread(target=stop_now, args=(signum,), name="stop", daemon=True).start()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)

@@ -55,3 +55,18 @@ def test_make_run_serves_and_supervises_the_readme_example(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             raise AssertionError("serve did not stop on SIGTERM:\n" + (tmp_path / "make-run.log").read_text()[-6000:])
     assert "expbot stopped" in (tmp_path / "make-run.log").read_text()
+
+
+def test_serve_stops_while_signals_keep_coming(tmp_path):
+    # make forwards SIGTERM to serve on top of the process group's: a second signal arriving while
+    # the first is being handled must not deadlock the handler (it once did, inside Event.set).
+    bot = Expbot(tmp_path / "data")
+    proc = bot.serve()
+    wait_for(lambda: "expbot serving" in bot.serve_logs(), 60, "expbot serve to start")
+    for _ in range(20000):  # as fast as possible: some land while a handler is already running
+        try:
+            os.kill(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            break
+    proc.wait(timeout=30)
+    assert "expbot stopped" in bot.serve_logs()
