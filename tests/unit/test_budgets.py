@@ -135,3 +135,39 @@ def test_every_instant_lies_in_exactly_its_local_month(now, tz):
     local = now.astimezone(ZoneInfo(tz))
     assert label == f"{local.year:04d}-{local.month:02d}"
     assert start.astimezone(ZoneInfo(tz)).day == 1 and end.astimezone(ZoneInfo(tz)).day == 1
+
+
+@given(st.integers(min_value=1, max_value=6), st.integers(min_value=1, max_value=4), st.integers(min_value=1, max_value=80))
+def test_a_sweep_needs_approval_exactly_when_its_summed_projection_overruns(members, gpus, limit):
+    world = make_world(budgets=BudgetConfig(projects={"p": float(limit)}))
+    values = ",".join(str(i) for i in range(members))
+    world.launch(f"sw --project p --gpus {gpus} --gpu-type a100 --hours 1 --sweep k={values} -- python t.py")
+    projected = members * gpus * 2.5  # a100: 2.5 per GPU-hour, one hour each
+    states = {world.get(f"sw-{i}").state for i in range(1, members + 1)}
+    assert states == ({State.PENDING_APPROVAL} if projected > limit else {State.QUEUED})
+
+
+def test_a_restart_of_expbot_neither_loses_nor_double_counts_time():
+    from core.supervisor import Supervisor
+
+    world = make_world()
+    world.launch("metered --gpus 2 --gpu-type a100 -- python t.py")  # 5 per hour
+    world.supervisor.reconcile_once()
+    exp = world.get("metered")
+    world.backend.run(exp.id, 1)
+    world.supervisor.reconcile_once()
+    world.clock.advance(hours=1)
+    # expbot restarts: a new supervisor over the same store and cluster, time goes on meanwhile.
+    restarted = Supervisor(world.supervisor.uow_factory, world.backend, world.clock, prices=world.supervisor.prices)
+    world.clock.advance(hours=2)
+    restarted.reconcile_once()
+    world.clock.advance(hours=1)
+    world.backend.exit(exp.id, 1, 0)
+    restarted.reconcile_once()
+    restarted.reconcile_once()
+    exp = world.get("metered")
+    assert exp.state == State.SUCCEEDED
+    assert exp.cost(world.clock.now() + timedelta(days=1)) == pytest.approx(4 * 5.0)
+    with world.uow() as uow:
+        spent = uow.costs.spent(start=exp.created_at, end=world.clock.now() + timedelta(days=1), now=world.clock.now())
+    assert spent == pytest.approx(20.0)
