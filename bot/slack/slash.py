@@ -23,7 +23,7 @@ from core.grammar import USAGE as LAUNCH_USAGE
 from core.model import ACTIVE, Experiment
 from core.reports import budget_report, cost_report
 
-SUBCOMMANDS = ("launch", "list", "status", "stop", "logs", "cost", "budget", "help")
+SUBCOMMANDS = tuple(usage.split()[0] for usage, _ in blocks.SUBCOMMANDS)  # one list: the help's
 USAGE = "/experiment " + LAUNCH_USAGE
 LOG_LINES_INLINE = 40
 LOG_LINES_FILE = 5000
