@@ -29,7 +29,6 @@ from adapters.db.rows import AttemptRow, ExperimentRow  # noqa: E402
 from adapters.db.spend_days import SPEND_DAY, SpendDays  # noqa: E402
 from bot.digest import build_digest_data  # noqa: E402
 from core.cost import Prices  # noqa: E402
-from tests.integration.cost_fixtures import create_spend_day_table  # noqa: E402
 
 END = datetime(2026, 11, 30, tzinfo=timezone.utc)  # the seeded history ends here
 DAY = date(2026, 11, 29)  # late in the month: the month-to-date part scans 29 days
@@ -123,7 +122,6 @@ def measure(url: str, n_experiments: int, indexes: bool) -> None:
     name = "sqlite" if engine.dialect.name == "sqlite" else "postgresql"
     try:
         count, seconds = seed(engine, n_experiments, indexes)
-        create_spend_day_table(engine)
         print(f"{name}: seeded {count:,} attempt rows in {seconds:.1f} s (not part of the target)")
         factory = make_session_factory(engine)
         kept = SpendDays(factory)

@@ -28,7 +28,7 @@ def statuses_of(
     start, end, _ = month_window(now, config.timezone)
     statuses = []
     for limit in limits:
-        scope_filter = {"project": limit.name} if limit.scope == PROJECT else {"owner": limit.name}
+        scope_filter = limit.selector()
         spent = uow.costs.spent(start=start, end=end, now=now, **scope_filter)
         active = uow.experiments.list(states=COMMITTING, **scope_filter)
         committed = sum(prices.hourly_rate(e.spec) * e.remaining_runtime(now).total_seconds() / 3600 for e in active)

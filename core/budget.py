@@ -29,6 +29,10 @@ class Limit:
     name: str
     monthly: float
 
+    def selector(self) -> dict[str, str]:
+        """The filter (project= or owner=) that picks what this budget covers."""
+        return {"project": self.name} if self.scope == PROJECT else {"owner": self.name}
+
 
 @dataclass(frozen=True)
 class BudgetStatus:

@@ -39,8 +39,7 @@ def due_alerts(uow_factory: Callable[[], UnitOfWork], config: BudgetConfig, cloc
     alerts = []
     with uow_factory() as uow:
         for limit in all_limits(config, uow.budgets.overrides()):
-            scope_filter = {"project": limit.name} if limit.scope == PROJECT else {"owner": limit.name}
-            spent = uow.costs.spent(start=start, end=end, now=now, **scope_filter)
+            spent = uow.costs.spent(start=start, end=end, now=now, **limit.selector())
             status = BudgetStatus(limit, spent, 0.0)
             for threshold in thresholds_crossed(status, config.alert_thresholds):
                 if uow.budgets.claim_alert(scope=limit.scope, name=limit.name, month=month, threshold=threshold, at=now):

@@ -8,31 +8,13 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import pytest
-import sqlalchemy as sa
 
 from adapters.db.cost_queries import SqlCostQueries
 from adapters.db.engine import make_session_factory
-from adapters.db.types import UtcDateTime
 from core.model import Experiment, FailureClass
 from core.ports import CostQueries
 from tests.fakes.costs import FakeCostQueries
 from tests.integration.conftest import Store, new_experiment
-
-# The spend_day table as its migration is to create it (until then, tests create it themselves).
-SPEND_DAY_TABLE = sa.Table(
-    "spend_day",
-    sa.MetaData(),
-    sa.Column("timezone", sa.String(), primary_key=True),
-    sa.Column("day", sa.String(), primary_key=True),
-    sa.Column("costs", sa.JSON(), nullable=False),
-    sa.Column("computed_at", UtcDateTime(), nullable=False),
-)
-
-
-def create_spend_day_table(engine: sa.Engine) -> None:
-    """Create spend_day unless the migrations already did."""
-    SPEND_DAY_TABLE.create(engine, checkfirst=True)
-
 
 Interval = tuple[datetime, datetime | None, float]  # started, ended (None: still running), hourly rate
 

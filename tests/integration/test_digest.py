@@ -16,7 +16,7 @@ from adapters.db.spend_days import SPEND_DAY, SpendDays
 from bot.digest import build_digest_data, publish_digest, run_daily_digest
 from core.cost import Prices
 from tests.integration.conftest import Store
-from tests.integration.cost_fixtures import create_spend_day_table, ran
+from tests.integration.cost_fixtures import ran
 from tests.slack.fake_slack_api import FakeSlackApi
 
 CHANNEL = "C0DIGEST"
@@ -169,7 +169,6 @@ def test_build_digest_data_in_a_time_zone(sqlite_store: Store) -> None:
 def test_closed_days_are_kept_and_read_back(sql_store: Store) -> None:
     seed(sql_store)
     assert sql_store.engine is not None
-    create_spend_day_table(sql_store.engine)
     factory = make_session_factory(sql_store.engine)
     kept = SpendDays(factory)
     live = build_digest_data(factory, Prices(), {}, "UTC", DAY, NOW)
