@@ -43,6 +43,7 @@ class Expbot:
     supervisor: Supervisor
     notifier: Notifier
     slack_client: Any = None  # slack_sdk WebClient when Slack is configured
+    elector: Any = None  # Kubernetes: a LeaseElector; only its leader supervises and schedules
 
 
 def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
@@ -59,7 +60,7 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
 
     clock = SystemClock()
     launch_config = settings.launch_config()
-    backend = LocalRunner(settings.runs_dir(), settings.resolved_local_gpus(), clock)
+    backend = _backend(settings, clock, session_factory)
     prices, budgets = settings.prices(), settings.budget_config()
     if settings.prometheus_url and settings.opencost_prices:
         from adapters.opencost import OpenCostPrices, PriceBook
@@ -93,7 +94,33 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
     if settings.slack_enabled:
         notifier, slack_client = _slack_notifier(settings, uow_factory, session_factory, clock, idle_config)
     return Expbot(settings, session_factory, uow_factory, clock, launch_config, prices, budgets, idle_config, idle_states, backend, bus,
-                  supervisor, notifier, slack_client)
+                  supervisor, notifier, slack_client, _elector(settings, backend))
+
+
+def _backend(settings: Settings, clock: Clock, session_factory: Any) -> ClusterBackend:
+    if settings.backend == "local":
+        return LocalRunner(settings.runs_dir(), settings.resolved_local_gpus(), clock)
+    # Imported here so the embedded default never loads the Kubernetes client.
+    from adapters.db.progress import SqlProgressStore
+    from adapters.k8s.backend import K8sBackend
+    from adapters.k8s.connect import api_client
+
+    api = api_client(settings.k8s_kubeconfig, settings.k8s_context)
+    return K8sBackend(api, settings.k8s_config(), clock, progress=SqlProgressStore(session_factory))
+
+
+def _elector(settings: Settings, backend: ClusterBackend) -> Any:
+    if settings.backend != "kubernetes" or not settings.leader_election:
+        return None
+    import os
+    import socket
+
+    from adapters.k8s.leader import LeaseElector
+
+    identity = settings.pod_name or f"{socket.gethostname()}-{os.getpid()}"
+    k8s = backend.config  # type: ignore[attr-defined]
+    return LeaseElector(backend.batch.api_client, namespace=k8s.namespace,  # type: ignore[attr-defined]
+                        name=settings.lease_name, identity=identity)
 
 
 def _slack_notifier(

@@ -6,7 +6,7 @@ import subprocess
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +18,9 @@ from core.idle import IdleConfig
 from core.policy import Backoff
 from core.spec import GpuType, LaunchConfig
 
+if TYPE_CHECKING:
+    from adapters.k8s.config import K8sConfig
+
 
 class Settings(BaseSettings):
     """Everything expbot reads from its environment; secrets only ever come from here."""
@@ -27,7 +30,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path.home() / ".expbot"
     database_url: str | None = None  # default: SQLite file in data_dir
     config_file: Path | None = None  # TOML: GPU catalog and prices, projects, launch defaults
-    backend: Literal["local"] = "local"
+    backend: Literal["local", "kubernetes"] = "local"
     local_gpus: int | None = None  # default: what nvidia-smi lists, else 0
     resync_interval_seconds: float = 2.0
     backoff_base_seconds: float = 10.0
@@ -35,6 +38,17 @@ class Settings(BaseSettings):
     stop_grace_seconds: float = 30.0
     relay_interval_seconds: float = 1.0
     log_level: str = "INFO"
+
+    # Kubernetes backend (EXPBOT_BACKEND=kubernetes); Job shape details in the TOML [kubernetes] table
+    k8s_namespace: str | None = None  # default: the pod's own namespace in a cluster, else "default"
+    k8s_kubeconfig: Path | None = None  # default: in-cluster credentials, else ~/.kube/config
+    k8s_context: str | None = None
+    k8s_resync_seconds: float = 30.0  # the watch drives supervision; a full pass this often besides
+    report_url: str | None = None  # expbot's /report endpoint as training pods reach it
+    report_secret: SecretStr | None = None  # keys the per-attempt report tokens
+    leader_election: bool = True  # Kubernetes: only the Lease holder supervises and schedules
+    lease_name: str = "expbot-leader"
+    pod_name: str | None = None  # this replica's identity in the Lease (downward API)
 
     # Slack (all optional: without a bot token expbot runs without Slack)
     slack_bot_token: SecretStr | None = None
@@ -132,6 +146,29 @@ class Settings(BaseSettings):
         except (ValidationError, TypeError) as e:
             raise ExpbotError(f"{self.config_file}: invalid [budgets]: {e}") from e
 
+    def k8s_config(self) -> "K8sConfig":
+        """The Kubernetes backend's configuration: TOML [kubernetes], GPU pools from the catalog, env."""
+        from adapters.k8s.config import GpuPool, K8sConfig
+
+        fields: dict[str, Any] = dict(_read_toml(self.config_file).get("kubernetes", {})) if self.config_file else {}
+        for key in ("ttl_after_finished", "image_pull_grace"):
+            if isinstance(fields.get(key), (int, float)):
+                fields[key] = timedelta(seconds=fields[key])
+        fields["namespace"] = self.k8s_namespace or fields.get("namespace") or _pod_namespace() or "default"
+        fields["stop_grace"] = timedelta(seconds=self.stop_grace_seconds)
+        fields["gpu_pools"] = {
+            name: GpuPool(node_selector=gpu.node_selector, tolerations=gpu.tolerations)
+            for name, gpu in self.launch_config().gpu_catalog.items()
+        }
+        if self.report_url:
+            fields["report_url"] = self.report_url
+        if self.report_secret is not None:
+            fields["report_secret"] = self.report_secret.get_secret_value()
+        try:
+            return K8sConfig(**fields)
+        except (ValidationError, TypeError) as e:
+            raise ExpbotError(f"{self.config_file}: invalid [kubernetes]: {e}") from e
+
     def launch_config(self) -> LaunchConfig:
         """Launch defaults and limits: built-in, overridden by the TOML file's [launch] and [gpu_types]."""
         if self.config_file is None:
@@ -158,6 +195,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ExpbotError(f"configuration file {path} does not exist") from e
     except tomllib.TOMLDecodeError as e:
         raise ExpbotError(f"configuration file {path} is not valid TOML: {e}") from e
+
+
+def _pod_namespace() -> str | None:
+    try:
+        return Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text().strip() or None
+    except OSError:
+        return None
 
 
 def detect_gpus() -> int:

@@ -1,4 +1,4 @@
-"""expbot's HTTP endpoint under a production WSGI server (waitress): Slack requests and probes."""
+"""expbot's HTTP endpoint under a production WSGI server (waitress): Slack, progress reports, probes."""
 from __future__ import annotations
 
 import logging
@@ -13,13 +13,16 @@ log = logging.getLogger(__name__)
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-def routes(slack: WsgiApp | None) -> WsgiApp:
-    """Dispatch /healthz and /readyz to a probe answer and everything else to the Slack handler."""
+def routes(slack: WsgiApp | None, report: WsgiApp | None = None) -> WsgiApp:
+    """Dispatch /healthz and /readyz to a probe answer, /report to `report`, everything else to Slack."""
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") in ("/healthz", "/readyz"):
+        path = environ.get("PATH_INFO")
+        if path in ("/healthz", "/readyz"):
             start_response("200 OK", [("Content-Type", "text/plain")])
             return [b"ok"]
+        if path == "/report" and report is not None:
+            return report(environ, start_response)
         if slack is None:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found"]
@@ -45,10 +48,20 @@ class HttpServer:
     def start(self) -> "HttpServer":
         """Serve in the background."""
         self._thread.start()
-        log.info("listening for Slack on port %d (/slack/events)", self.port)
+        log.info("listening for HTTP on port %d", self.port)
         return self
 
     def stop(self) -> None:
         """Stop accepting and close the socket."""
         self._server.close()
         self._thread.join(timeout=5)
+
+
+class Stopper:
+    """Calling it stops what was started (a server, a Socket Mode connection); `port`: the HTTP port, if any."""
+
+    def __init__(self, stop: Callable[[], None], port: int | None) -> None:
+        self._stop, self.port = stop, port
+
+    def __call__(self) -> None:
+        self._stop()

@@ -20,23 +20,94 @@ log = logging.getLogger("expbot.serve")
 
 
 def run_forever(bot: Expbot, stop: threading.Event | None = None, on_ready: Callable[[dict], None] | None = None) -> None:
-    """Supervise, relay events and serve Slack until stopped; running attempts outlive a restart."""
+    """Serve Slack and progress reports; supervise and schedule while leader; until stopped.
+
+    Running attempts outlive a restart. Under leader election a replica that loses its Lease stops
+    serving and exits non-zero (as client-go's controllers do): its orchestrator restarts it as a follower.
+    """
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         _handle_signals(stop)
+    stop_http = _start_http(bot)
+    log.info(
+        "expbot serving: database %s, %s, Slack %s",
+        _redact(bot.settings.resolved_database_url()), _describe_backend(bot),
+        "on" if bot.settings.slack_enabled else "off (no EXPBOT_SLACK_BOT_TOKEN)",
+    )
+    if on_ready:
+        on_ready({"http_port": getattr(stop_http, "port", None)})
+    try:
+        if bot.elector is None:
+            lead(bot, stop)
+        elif not _lead_while_elected(bot, stop):
+            raise SystemExit("lost the leader Lease: exiting so a fresh replica follows the new leader")
+    finally:
+        if stop_http:
+            stop_http()
+        log.info("expbot stopped; running attempts carry on and are adopted on the next start")
+
+
+def _lead_while_elected(bot: Expbot, stop: threading.Event) -> bool:
+    """Follow until elected, then lead until stopped (True) or until the Lease is lost (False)."""
+    elected, lost = threading.Event(), threading.Event()
+
+    def stopped_leading() -> None:
+        lost.set()
+        duty.set()
+
+    duty = threading.Event()  # set when leading must end: stop asked for, or Lease lost
+    election = threading.Thread(
+        target=bot.elector.run, args=(stop, elected.set, stopped_leading), name="leader-election", daemon=True)
+    election.start()
+    log.info("following: waiting for the %s Lease", bot.settings.lease_name)
+    while not (stop.is_set() or elected.wait(0.5)):
+        pass
+    if elected.is_set() and not lost.is_set():
+        log.info("elected leader: supervising and running scheduled jobs")
+        threading.Thread(target=lambda: (stop.wait(), duty.set()), name="stop-relay", daemon=True).start()
+        lead(bot, duty)
+    stop.set()  # the elector releases the Lease on stop, so the next leader takes over at once
+    election.join(timeout=10)
+    return not lost.is_set()
+
+
+def lead(bot: Expbot, stop: threading.Event) -> None:
+    """The leader's duties until `stop`: watch the cluster, supervise, relay events, scheduled jobs."""
     settings = bot.settings
+    start_watch = getattr(bot.backend, "start", None)
+    if start_watch is not None:
+        start_watch()  # list-then-watch: status() must not answer before the first list is in
     scheduler = BackgroundScheduler(timezone="UTC")
     relay = scheduler.add_job(
         deliver_pending, "interval", seconds=settings.relay_interval_seconds,
         args=(bot.uow_factory, bot.notifier, bot.clock), id="outbox-relay", max_instances=1, coalesce=True,
     )
     scheduler.start()
+    _schedule_jobs(bot, scheduler)
 
+    def relay_now(_event: object = None) -> None:
+        # A launch from Slack should reach its thread at once, not at the next tick.
+        relay.modify(next_run_time=datetime.now(timezone.utc))
+
+    bot.bus.subscribe_all(relay_now)
+    resync = settings.k8s_resync_seconds if settings.backend == "kubernetes" else settings.resync_interval_seconds
+    try:
+        bot.supervisor.run(stop, resync)
+    finally:
+        # Do not wait for a job stuck on a slow Slack or Prometheus call: every job is safe to redo.
+        scheduler.shutdown(wait=False)
+        close_watch = getattr(bot.backend, "close", None)
+        if close_watch is not None:
+            close_watch()
+        deliver_pending(bot.uow_factory, bot.notifier, bot.clock)
+
+
+def _schedule_jobs(bot: Expbot, scheduler: BackgroundScheduler) -> None:
+    settings = bot.settings
     scheduler.add_job(bot.bus.handle, "interval", minutes=1, args=(commands.ExpireApprovals(),),
                       id="expire-approvals", max_instances=1, coalesce=True)
     scheduler.add_job(send_budget_alerts, "interval", minutes=5, args=(bot,), id="budget-alerts",
                       max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
-
     if bot.slack_client is not None and settings.slack_digest_channel:
         from bot.digest_job import run_digest_job  # matplotlib loads only when a digest is configured
 
@@ -53,28 +124,34 @@ def run_forever(bot: Expbot, stop: threading.Event | None = None, on_ready: Call
     if hasattr(metrics, "sample_now"):  # NVML keeps its own readings: sample every minute
         scheduler.add_job(metrics.sample_now, "interval", minutes=1, id="nvml-sample", max_instances=1, coalesce=True)
 
-    def relay_now(_event: object = None) -> None:
-        # A launch from Slack should reach its thread at once, not at the next tick.
-        relay.modify(next_run_time=datetime.now(timezone.utc))
 
-    bot.bus.subscribe_all(relay_now)
-    stop_slack = _start_slack(bot) if settings.slack_enabled else None
-    log.info(
-        "expbot serving: database %s, local runner in %s with %d GPU(s), Slack %s",
-        _redact(settings.resolved_database_url()), settings.runs_dir(), settings.resolved_local_gpus(),
-        "on" if stop_slack else "off (no EXPBOT_SLACK_BOT_TOKEN)",
-    )
-    if on_ready:
-        on_ready({"http_port": getattr(stop_slack, "port", None)})
-    try:
-        bot.supervisor.run(stop, settings.resync_interval_seconds)
-    finally:
-        if stop_slack:
-            stop_slack()
-        # Do not wait for a job stuck on a slow Slack or Prometheus call: every job is safe to redo.
-        scheduler.shutdown(wait=False)
-        deliver_pending(bot.uow_factory, bot.notifier, bot.clock)
-        log.info("expbot stopped; running attempts carry on and are adopted on the next start")
+def _start_http(bot: Expbot) -> Callable[[], None] | None:
+    """Slack (HTTP or Socket Mode) and the progress-report endpoint, on every replica."""
+    report = None
+    if bot.settings.report_secret is not None:
+        from adapters.db.progress import SqlProgressStore
+        from bot.report_endpoint import report_app
+
+        report = report_app(SqlProgressStore(bot.session_factory), bot.settings.report_secret.get_secret_value(), bot.clock)
+    if bot.settings.slack_enabled:
+        from bot.slack.runtime import start_slack  # Slack's libraries load only when Slack is on
+
+        return start_slack(bot, report)
+    if report is None:
+        return None
+    from bot.http_server import HttpServer, Stopper, routes
+
+    server = HttpServer(routes(None, report), bot.settings.http_host, bot.settings.http_port).start()
+    return Stopper(server.stop, server.port)
+
+
+def _describe_backend(bot: Expbot) -> str:
+    settings = bot.settings
+    if settings.backend == "kubernetes":
+        namespace = getattr(getattr(bot.backend, "config", None), "namespace", "?")
+        election = f", leader election on Lease {settings.lease_name}" if bot.elector else ""
+        return f"Kubernetes namespace {namespace}{election}"
+    return f"local runner in {settings.runs_dir()} with {settings.resolved_local_gpus()} GPU(s)"
 
 
 def _handle_signals(stop: threading.Event) -> None:
@@ -115,12 +192,6 @@ def send_budget_alerts(bot: Expbot) -> None:
             bot.slack_client.chat_postMessage(channel=channel, text=text)
         except Exception:  # the alert is claimed already: log it rather than lose it silently
             log.exception("could not post budget alert to %s: %s", channel, text)
-
-
-def _start_slack(bot: Expbot):
-    from bot.slack.runtime import start_slack  # Slack's libraries load only when Slack is on
-
-    return start_slack(bot)
 
 
 def _redact(url: str) -> str:

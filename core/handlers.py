@@ -117,4 +117,5 @@ def stop(
         uow.commit()
     if live and attempt is not None:
         backend.stop(experiment.id, attempt.number, grace)
+    backend.release(experiment.id)
     return experiment

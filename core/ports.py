@@ -135,6 +135,8 @@ class AttemptStatus:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     last_progress_at: datetime | None = None  # newest checkpoint or heartbeat
+    deadline_exceeded: bool = False  # the cluster ended it at the max-runtime deadline
+    needs_cleanup: bool = False  # over, but its resources linger (e.g. a pod stuck pulling an image)
 
 
 class ClusterBackend(Protocol):
@@ -162,8 +164,16 @@ class ClusterBackend(Protocol):
         """The attempt's combined output (the last `tail_lines` lines if given)."""
         ...
 
-    def wait_for_change(self, timeout: float) -> None:
-        """Block until some attempt changes state or `timeout` seconds pass."""
+    def release(self, experiment_id: str) -> None:
+        """The experiment has ended: free what it kept between attempts (per the backend's policy)."""
+        ...
+
+    def wait_for_change(self, timeout: float) -> set[str] | None:
+        """Block until some attempt changes state or `timeout` seconds pass.
+
+        Returns the ids of the experiments that changed when the backend knows them (a watch does),
+        else None: then every active experiment must be looked at.
+        """
         ...
 
 

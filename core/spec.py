@@ -18,7 +18,8 @@ class GpuType(BaseModel):
     model_config = ConfigDict(frozen=True)
     name: str
     price_per_hour: float = 0.0
-    node_selector: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[str, str] = Field(default_factory=dict)  # Kubernetes: nodes of this type
+    tolerations: tuple[dict[str, str], ...] = ()  # Kubernetes: taints of this type's node pool
 
 
 def default_gpu_catalog() -> dict[str, GpuType]:

@@ -58,18 +58,43 @@ class Supervisor:
         self._refused_gpus: int | None = None
 
     def run(self, stop: threading.Event, resync_interval: float = 2.0) -> None:
-        """Reconcile until `stop` is set: on every backend change, when a restart is due, and periodically."""
+        """Reconcile until `stop` is set: on every backend change, when a restart is due, and periodically.
+
+        A backend that names the experiments that changed (a watch) gets passes over just those;
+        every `resync_interval` seconds, and whenever a restart falls due, all are looked at.
+        """
+        next_full: datetime | None = None
+        next_due: datetime | None = None
+        changed: set[str] | None = None
         while not stop.is_set():
+            now = self.clock.now()
             try:
-                next_due = self.reconcile_once()
+                if changed is None or next_full is None or now >= next_full or (next_due and next_due <= now):
+                    next_full = now + timedelta(seconds=resync_interval)  # first: a failing pass must not spin
+                    next_due = self.reconcile_once()
+                elif changed:
+                    due = self.reconcile_ids(changed)
+                    next_due = due if next_due is None or (due is not None and due < next_due) else next_due
             except Exception:  # the loop must outlive any one bad pass (e.g. database briefly locked)
                 log.exception("supervisor pass failed")
                 next_due = None
-            timeout = resync_interval
-            if next_due is not None:
-                until_due = (next_due - self.clock.now()).total_seconds()
-                timeout = min(resync_interval, max(0.01, until_due))
-            self.backend.wait_for_change(timeout)
+            wake = min(d for d in (next_full, next_due) if d is not None) if (next_full or next_due) else None
+            # At least 0.1s: a restart that is due but cannot fit yet must not make the loop spin.
+            timeout = resync_interval if wake is None else max(0.1, (wake - self.clock.now()).total_seconds())
+            changed = self.backend.wait_for_change(min(timeout, resync_interval))
+
+    def reconcile_ids(self, experiment_ids: set[str]) -> datetime | None:
+        """Reconcile just these experiments (the ones the backend saw change); the soonest restart due."""
+        next_due: datetime | None = None
+        for experiment_id in sorted(experiment_ids):
+            try:
+                due = self._reconcile_with_retry(experiment_id)
+            except Exception:
+                log.exception("supervising experiment %s failed", experiment_id)
+                continue
+            if due is not None and (next_due is None or due < next_due):
+                next_due = due
+        return next_due
 
     def reconcile_once(self) -> datetime | None:
         """One pass over every active experiment; returns when the next restart is due, if any."""
@@ -143,6 +168,8 @@ class Supervisor:
                     self._start_next(experiment, now)
             uow.commit()
         self._stop_pending()
+        if experiment.is_terminal:
+            self._release(experiment.id)
         return experiment.next_attempt_at if experiment.state == State.RESTARTING else None
 
     # --- steps -------------------------------------------------------------------------------
@@ -179,6 +206,8 @@ class Supervisor:
         if status.phase == AttemptPhase.RUNNING and attempt.state == AttemptState.STARTING:
             experiment.mark_running(min(status.started_at or now, now))
         if status.phase in (AttemptPhase.EXITED, AttemptPhase.LOST):
+            if status.needs_cleanup:
+                self._to_stop.append((experiment.id, attempt.number))
             self._finish_attempt(experiment, self._outcome(experiment, status), status.ended_at or now, now)
             return
         if status.phase == AttemptPhase.RUNNING:
@@ -199,6 +228,8 @@ class Supervisor:
         return None
 
     def _outcome(self, experiment: Experiment, status: AttemptStatus) -> AttemptOutcome:
+        if status.deadline_exceeded:
+            return AttemptOutcome(exit_code=status.exit_code, reason=status.reason, cause=Cause.MAX_RUNTIME)
         tail = ""
         if status.exit_code not in (0, None) and experiment.spec.give_up_patterns:
             tail = self.backend.logs(experiment.id, experiment.current_attempt.number, _LOG_TAIL_LINES)  # type: ignore[union-attr]
@@ -222,6 +253,12 @@ class Supervisor:
         else:
             resume = self.backend.latest_checkpoint(experiment.id, experiment.spec.checkpoint_glob)
             experiment.schedule_restart(now + decision.delay, decision.budget or "none", decision.reason, resume, now)
+
+    def _release(self, experiment_id: str) -> None:
+        try:
+            self.backend.release(experiment_id)
+        except Exception:  # its checkpoints outlive it; nothing else depends on this
+            log.exception("releasing %s's resources failed", experiment_id)
 
     def _stop_pending(self) -> None:
         # Ended by expbot (stall, max runtime): the decision is committed first, so the dying

@@ -114,7 +114,7 @@ class SlackThreadRow(SQLModel, table=True):
     created_at: datetime = _ts()
 
 
-# The cost-control tables live in their own module; importing it here keeps SQLModel.metadata
+# The cost-control and progress tables live in their own modules; importing them here keeps SQLModel.metadata
 # complete for whoever imports the rows (migrations, schema comparison).
 from adapters.db.rows_cost import (  # noqa: E402,F401
     AuditRow,
@@ -124,3 +124,4 @@ from adapters.db.rows_cost import (  # noqa: E402,F401
     IdleStateRow,
     SpendDayRow,
 )
+from adapters.db.rows_progress import AttemptProgressRow  # noqa: E402,F401

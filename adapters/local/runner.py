@@ -214,8 +214,11 @@ class LocalRunner:
         lines = (text[:-1] if trailing else text).split("\n")
         return "\n".join(lines[-tail_lines:]) + ("\n" if trailing else "")
 
+    def release(self, experiment_id: str) -> None:
+        """Nothing to free: checkpoints stay in the experiment's directory for the researcher."""
+
     def wait_for_change(self, timeout: float) -> None:
-        """Block until a process this runner started exits, or `timeout` seconds pass."""
+        """Block until a process this runner started exits, or `timeout` seconds pass (changes unnamed)."""
         if self._changed.wait(timeout):
             self._changed.clear()
 

@@ -42,6 +42,9 @@ class FakeBackend:
         self.stops: list[tuple[str, int, timedelta]] = []
         self.checkpoints: dict[str, list[str]] = {}
         self.stop_exit_code = 143  # what a stopped attempt exits with
+        self.released: list[str] = []
+        self.names_changes = False  # True: wait_for_change names what changed, as a watch does
+        self._changed_ids: set[str] = set()
         self._lock = threading.RLock()
         self._changed = threading.Event()
 
@@ -70,6 +73,7 @@ class FakeBackend:
             status = AttemptStatus(phase, started_at=now if self.auto_run else None)
             self.attempts[key] = FakeAttempt(launch, status, gpu_ids)
             self.submits.append(launch)
+            self._changed_ids.add(launch.experiment_id)
             self._changed.set()
             return SubmitResult(True)
 
@@ -106,10 +110,18 @@ class FakeBackend:
             return ""
         return "".join(text.splitlines(keepends=True)[-tail_lines:])
 
-    def wait_for_change(self, timeout: float) -> None:
-        """Block until the test changes an attempt, or `timeout` seconds pass."""
+    def release(self, experiment_id: str) -> None:
+        """Record that the experiment's kept resources were released."""
+        with self._lock:
+            self.released.append(experiment_id)
+
+    def wait_for_change(self, timeout: float) -> set[str] | None:
+        """Block until the test changes an attempt, or `timeout` seconds pass; names the changes if asked to."""
         if self._changed.wait(timeout):
             self._changed.clear()
+        with self._lock:
+            changed, self._changed_ids = self._changed_ids, set()
+        return changed if self.names_changes else None
 
     # --- test controls -----------------------------------------------------------------------
     def gpus_in_use(self) -> set[int]:
@@ -164,4 +176,5 @@ class FakeBackend:
         with self._lock:
             found = self.attempts[(experiment_id, attempt)]
             found.status = replace(found.status, **changes)  # type: ignore[arg-type]
+            self._changed_ids.add(experiment_id)
             self._changed.set()

@@ -1,0 +1,178 @@
+"""ClusterBackend on Kubernetes: one Job per attempt, a PVC per experiment, status from a watch."""
+from __future__ import annotations
+
+import fnmatch
+import logging
+import posixpath
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from kubernetes import client
+
+from adapters.k8s import manifests, names
+from adapters.k8s.classify import attempt_status
+from adapters.k8s.config import K8sConfig
+from adapters.k8s.errors import KubeConflict, KubeError, KubeNotFound, call
+from adapters.k8s.views import JobView
+from adapters.k8s.watch import ClusterCache, Watcher
+from core.ports import AttemptLaunch, AttemptStatus, Clock, SubmitResult
+from core.progress import ProgressStore
+from core.spec import ExperimentSpec
+
+log = logging.getLogger(__name__)
+_HEARTBEAT_REFRESH = timedelta(seconds=5)
+# Older reports cannot matter: an attempt silent that long has stalled by any sane stall timeout,
+# and without a report the supervisor counts from the attempt's start, which is older still.
+_HEARTBEAT_WINDOW = timedelta(days=1)
+
+
+class K8sBackend:
+    """Runs attempts as Jobs in one namespace. Call start() (the leader does) before status()."""
+
+    def __init__(
+        self, api_client: client.ApiClient, config: K8sConfig, clock: Clock,
+        progress: ProgressStore | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.progress = progress
+        self.batch = client.BatchV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.cache = ClusterCache()
+        self._watchers: list[Watcher] = []
+        self._heartbeats: dict[tuple[str, int], datetime] = {}
+        self._heartbeats_at: datetime | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def start(self, sync_timeout: float = 60.0) -> "K8sBackend":
+        """List and watch Jobs and Pods; returns once both lists are in (status() depends on them)."""
+        ns = self.config.namespace
+        self._watchers = [
+            Watcher("jobs", self.batch.list_namespaced_job, ns, self.cache).start(),
+            Watcher("pods", self.core.list_namespaced_pod, ns, self.cache).start(),
+        ]
+        for kind, synced in self.cache.synced.items():
+            if not synced.wait(sync_timeout):
+                self.close()
+                raise KubeError(f"could not list {kind} in namespace {ns} within {sync_timeout:g}s")
+        return self
+
+    def close(self) -> None:
+        """Stop watching."""
+        for watcher in self._watchers:
+            watcher.stop()
+        self._watchers = []
+
+    # --- ClusterBackend ----------------------------------------------------------------------
+    def check_fits(self, spec: ExperimentSpec) -> str | None:
+        """Why the spec can never be placed (more GPUs than any node has), or None."""
+        most = self.config.max_gpus_per_node
+        if most is not None and spec.gpus > most:
+            return f"{spec.gpus} GPUs asked for, but no node has more than {most}"
+        return None
+
+    def submit(self, launch: AttemptLaunch) -> SubmitResult:
+        """Create the attempt's PVC (first attempt) and Job; both exist already after a crash: fine."""
+        if (why := self.check_fits(launch.spec)) is not None:
+            return SubmitResult(False, why)
+        ns = self.config.namespace
+        self._create_if_absent(lambda: self.core.create_namespaced_persistent_volume_claim(
+            ns, manifests.pvc(launch, self.config)))
+        body = manifests.job(launch, self.config)
+        created = self._create_if_absent(lambda: self.batch.create_namespaced_job(ns, body))
+        if created is not None and self.cache.get((launch.experiment_id, launch.attempt))[0] is None:
+            # Seen at once as STARTING, before the watch delivers it: never "vanished".
+            view = JobView.from_raw(self.batch.api_client.sanitize_for_serialization(created))
+            if view is not None:
+                self.cache.put_job(view)
+        return SubmitResult(True)
+
+    def status(self, experiment_id: str, attempt: int) -> AttemptStatus | None:
+        """From the watch cache (no API call); last_progress_at from reported heartbeats."""
+        job, pod = self.cache.get((experiment_id, attempt))
+        now = self.clock.now()
+        found = attempt_status(job, pod, now, self.config.image_pull_grace)
+        if found is None or self.progress is None:
+            return found
+        heard = self._last_heartbeat(experiment_id, attempt, now)
+        return found if heard is None else _with_progress(found, heard)
+
+    def stop(self, experiment_id: str, attempt: int, grace: timedelta) -> None:
+        """Delete the attempt's Job and, through propagation, its pods (they get `grace` to exit)."""
+        name = names.job_name(experiment_id, attempt)
+        # Its pods get the template's terminationGracePeriodSeconds (the configured stop grace).
+        body = client.V1DeleteOptions(propagation_policy="Background")
+        try:
+            call(lambda: self.batch.delete_namespaced_job(name, self.config.namespace, body=body))
+        except KubeNotFound:
+            pass
+
+    def release(self, experiment_id: str) -> None:
+        """Delete the experiment's checkpoint volume claim, unless the policy keeps checkpoints."""
+        if self.config.keep_checkpoints:
+            return
+        try:
+            call(lambda: self.core.delete_namespaced_persistent_volume_claim(
+                names.pvc_name(experiment_id), self.config.namespace))
+        except KubeNotFound:
+            pass
+
+    def latest_checkpoint(self, experiment_id: str, pattern: str) -> str | None:
+        """The newest checkpoint the attempts reported (None: the job finds its own in EXPBOT_CHECKPOINT_DIR)."""
+        if self.progress is None:
+            return None
+        path = self.progress.latest_checkpoint(experiment_id)
+        if path is None or pattern in ("", "*", "**"):
+            return path
+        relative = posixpath.relpath(path, self.config.checkpoint_mount) if path.startswith("/") else path
+        return path if fnmatch.fnmatch(relative, pattern) or fnmatch.fnmatch(posixpath.basename(path), pattern) else None
+
+    def logs(self, experiment_id: str, attempt: int, tail_lines: int | None = None) -> str:
+        """The tail of the attempt's pod log ("" when the pod or its log is gone)."""
+        _job, pod = self.cache.get((experiment_id, attempt))
+        pod_name = pod.name if pod else self._find_pod(experiment_id, attempt)
+        if not pod_name:
+            return ""
+        kwargs: dict[str, Any] = {"container": manifests.CONTAINER}
+        if tail_lines is not None:
+            kwargs["tail_lines"] = max(0, tail_lines)
+        try:
+            text = call(lambda: self.core.read_namespaced_pod_log(pod_name, self.config.namespace, **kwargs))
+        except KubeError as e:
+            log.info("no log for %s attempt %d: %s", experiment_id, attempt, e)
+            return ""
+        return text if isinstance(text, str) else str(text)
+
+    def wait_for_change(self, timeout: float) -> set[str] | None:
+        """Block until the watch sees a change (or timeout); the experiments it touched."""
+        return self.cache.wait_for_change(timeout)
+
+    # --- internals ---------------------------------------------------------------------------
+    def _create_if_absent(self, create: Any) -> Any:
+        try:
+            return call(create)
+        except KubeConflict:
+            return None  # made by an earlier pass that died before recording it: the same object
+
+    def _find_pod(self, experiment_id: str, attempt: int) -> str | None:
+        selector = f"{names.EXPERIMENT}={experiment_id},{names.ATTEMPT}={attempt}"
+        pods = call(lambda: self.core.list_namespaced_pod(self.config.namespace, label_selector=selector))
+        newest = max(pods.items, key=lambda p: p.metadata.creation_timestamp, default=None)
+        return newest.metadata.name if newest else None
+
+    def _last_heartbeat(self, experiment_id: str, attempt: int, now: datetime) -> datetime | None:
+        # One query for every attempt every few seconds, not one per attempt per pass.
+        if self._heartbeats_at is None or now - self._heartbeats_at >= _HEARTBEAT_REFRESH:
+            assert self.progress is not None
+            try:
+                self._heartbeats = self.progress.heartbeats(now - _HEARTBEAT_WINDOW)
+                self._heartbeats_at = now
+            except Exception:
+                log.exception("could not read progress reports")
+        return self._heartbeats.get((experiment_id, attempt))
+
+
+def _with_progress(status: AttemptStatus, heard: datetime) -> AttemptStatus:
+    newest = max(heard, status.last_progress_at) if status.last_progress_at else heard
+    return replace(status, last_progress_at=newest)

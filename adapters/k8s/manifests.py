@@ -1,0 +1,154 @@
+"""Pure builders of expbot's Kubernetes objects: one Job per attempt, one PVC per experiment."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from adapters.k8s import names
+from adapters.k8s.config import GPU_RESOURCE, K8sConfig
+from core.ports import AttemptLaunch
+from core.progress import attempt_token
+
+CONTAINER = "train"
+
+
+def labels(experiment_id: str, name: str, owner: str, project: str) -> dict[str, str]:
+    """Labels on every object of one experiment (the watch selects on the managed-by one)."""
+    return {
+        names.MANAGED_BY: names.MANAGER,
+        names.EXPERIMENT: experiment_id,
+        names.NAME: names.label_value(name),
+        names.OWNER: names.label_value(owner),
+        names.PROJECT: names.label_value(project),
+    }
+
+
+def pvc(launch: AttemptLaunch, config: K8sConfig) -> dict[str, Any]:
+    """The experiment's checkpoint volume claim: created by its first attempt, reused by the rest."""
+    spec: dict[str, Any] = {
+        "accessModes": list(config.pvc_access_modes),
+        "resources": {"requests": {"storage": config.pvc_size}},
+    }
+    if config.storage_class:
+        spec["storageClassName"] = config.storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": names.pvc_name(launch.experiment_id),
+            "namespace": config.namespace,
+            "labels": labels(launch.experiment_id, launch.experiment_name, launch.owner, launch.spec.project),
+        },
+        "spec": spec,
+    }
+
+
+def job(launch: AttemptLaunch, config: K8sConfig) -> dict[str, Any]:
+    """The Job of one attempt: never restarted by Kubernetes (expbot decides), bounded by what runtime is left."""
+    spec = launch.spec
+    meta_labels = {
+        **labels(launch.experiment_id, launch.experiment_name, launch.owner, spec.project),
+        names.ATTEMPT: str(launch.attempt),
+    }
+    job_labels = dict(meta_labels)
+    if config.queue_name:
+        job_labels[names.KUEUE_QUEUE] = config.queue_name
+    job_spec: dict[str, Any] = {
+        "backoffLimit": 0,
+        "completions": 1,
+        "parallelism": 1,
+        "activeDeadlineSeconds": max(1, math.ceil(launch.max_runtime.total_seconds())),
+        "ttlSecondsAfterFinished": int(config.ttl_after_finished.total_seconds()),
+        "template": {
+            "metadata": {
+                "labels": {**config.pod_labels, **meta_labels},
+                **({"annotations": dict(config.pod_annotations)} if config.pod_annotations else {}),
+            },
+            "spec": _pod_spec(launch, config),
+        },
+    }
+    if config.queue_name:
+        job_spec["suspend"] = True  # Kueue admits (unsuspends) it when the queue has quota
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": names.job_name(launch.experiment_id, launch.attempt),
+            "namespace": config.namespace,
+            "labels": job_labels,
+        },
+        "spec": job_spec,
+    }
+
+
+def env(launch: AttemptLaunch, config: K8sConfig) -> list[dict[str, str]]:
+    """The env contract (EXPBOT_* after the user's own, so nobody can fake them)."""
+    values = {
+        **launch.spec.env,
+        "EXPBOT_EXPERIMENT": launch.experiment_name,
+        "EXPBOT_EXPERIMENT_ID": launch.experiment_id,
+        "EXPBOT_ATTEMPT": str(launch.attempt),
+        "EXPBOT_CHECKPOINT_DIR": config.checkpoint_mount,
+        "EXPBOT_RESUME_FROM": launch.resume_from or "",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if config.report_url and config.report_secret:
+        values["EXPBOT_REPORT_URL"] = config.report_url
+        values["EXPBOT_REPORT_TOKEN"] = attempt_token(config.report_secret, launch.experiment_id, launch.attempt)
+    return [{"name": key, "value": value} for key, value in values.items()]
+
+
+def _pod_spec(launch: AttemptLaunch, config: K8sConfig) -> dict[str, Any]:
+    spec = launch.spec
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": spec.image,
+        "command": list(spec.command),
+        "env": env(launch, config),
+        "resources": _resources(launch, config),
+        "volumeMounts": [{"name": "checkpoints", "mountPath": config.checkpoint_mount}],
+    }
+    volumes: list[dict[str, Any]] = [
+        {"name": "checkpoints", "persistentVolumeClaim": {"claimName": names.pvc_name(launch.experiment_id)}},
+    ]
+    if spec.gpus > 0:
+        # PyTorch data loaders share tensors through /dev/shm; the runtime's default 64Mi is too small.
+        container["volumeMounts"].append({"name": "dshm", "mountPath": "/dev/shm"})
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": max(0, math.ceil(config.stop_grace.total_seconds())),
+        "containers": [container],
+        "volumes": volumes,
+    }
+    pool = config.pool(spec.gpu_type)
+    if spec.gpus > 0 and pool.node_selector:
+        pod["nodeSelector"] = dict(pool.node_selector)
+    tolerations = [*config.gpu_tolerations, *pool.tolerations] if spec.gpus > 0 else []
+    if tolerations:
+        pod["tolerations"] = [dict(t) for t in tolerations]
+    if config.service_account:
+        pod["serviceAccountName"] = config.service_account
+    if config.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": secret} for secret in config.image_pull_secrets]
+    return pod
+
+
+def _resources(launch: AttemptLaunch, config: K8sConfig) -> dict[str, Any]:
+    spec = launch.spec
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    if spec.gpus > 0:
+        # Extended resources must have requests == limits.
+        requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(spec.gpus)
+    if spec.cpu:
+        requests["cpu"] = spec.cpu
+    if spec.memory:
+        # Memory limit = request: the pod is never OOM-killed for using what it asked for.
+        requests["memory"] = limits["memory"] = spec.memory
+    resources: dict[str, Any] = {}
+    if requests:
+        resources["requests"] = requests
+    if limits:
+        resources["limits"] = limits
+    return resources

@@ -1,0 +1,134 @@
+"""Small read-only views of the Jobs and Pods expbot watches, taken from the API's raw JSON.
+
+Only what classification needs is kept, so thousands of attempts cost little memory.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from adapters.k8s import names
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An RFC 3339 timestamp from the API (always UTC), or None."""
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _attempt_key(meta: dict[str, Any]) -> tuple[str, int] | None:
+    found = meta.get("labels") or {}
+    try:
+        return found[names.EXPERIMENT], int(found[names.ATTEMPT])
+    except (KeyError, ValueError):
+        return None
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    return next((c for c in status.get("conditions") or () if c.get("type") == kind), None)
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """One attempt's Job."""
+
+    experiment_id: str
+    attempt: int
+    name: str
+    resource_version: str
+    suspended: bool = False
+    complete: bool = False
+    failed_reason: str | None = None
+    failed_message: str = ""
+    finished_at: datetime | None = None  # completionTime, or when it was marked Failed
+    deleting: bool = False
+
+    @staticmethod
+    def from_raw(raw: dict[str, Any]) -> JobView | None:
+        """The view of a Job object, or None if it is not one of expbot's attempts."""
+        meta = raw.get("metadata") or {}
+        key = _attempt_key(meta)
+        if key is None:
+            return None
+        status = raw.get("status") or {}
+        complete = _condition(status, "Complete")
+        failed = _condition(status, "Failed")
+        failed = failed if failed and failed.get("status") == "True" else None
+        return JobView(
+            experiment_id=key[0], attempt=key[1], name=meta.get("name", ""),
+            resource_version=meta.get("resourceVersion", ""),
+            suspended=bool((raw.get("spec") or {}).get("suspend")),
+            complete=bool(complete and complete.get("status") == "True"),
+            failed_reason=failed.get("reason") or "Failed" if failed else None,
+            failed_message=(failed or {}).get("message", ""),
+            finished_at=parse_time(status.get("completionTime") or (failed or {}).get("lastTransitionTime")),
+            deleting=bool(meta.get("deletionTimestamp")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Terminated:
+    exit_code: int
+    reason: str
+    message: str
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class PodView:
+    """The newest pod of one attempt's Job."""
+
+    experiment_id: str
+    attempt: int
+    name: str
+    created_at: datetime | None
+    phase: str = "Pending"
+    pod_reason: str = ""
+    pod_message: str = ""
+    unschedulable: str | None = None  # the scheduler's message while it cannot place the pod
+    disruption: str | None = None  # DisruptionTarget reason: preempted, evicted, node gone...
+    terminated: Terminated | None = None
+    waiting_reason: str = ""
+    waiting_message: str = ""
+    running_since: datetime | None = None
+    deleted: bool = False
+
+    @staticmethod
+    def from_raw(raw: dict[str, Any], deleted: bool = False) -> PodView | None:
+        """The view of a Pod object, or None if it is not one of expbot's attempts."""
+        meta = raw.get("metadata") or {}
+        key = _attempt_key(meta)
+        if key is None:
+            return None
+        status = raw.get("status") or {}
+        scheduled = _condition(status, "PodScheduled")
+        unschedulable = None
+        if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+            unschedulable = scheduled.get("message") or "no node can take it"
+        disruption = _condition(status, "DisruptionTarget")
+        disrupted = None
+        if disruption and disruption.get("status") == "True":
+            disrupted = ": ".join(p for p in (disruption.get("reason"), disruption.get("message")) if p)
+        container = next(iter(status.get("containerStatuses") or ()), {})
+        state = container.get("state") or {}
+        term = state.get("terminated")
+        waiting = state.get("waiting") or {}
+        running = state.get("running") or {}
+        return PodView(
+            experiment_id=key[0], attempt=key[1], name=meta.get("name", ""),
+            created_at=parse_time(meta.get("creationTimestamp")),
+            phase=status.get("phase") or "Pending",
+            pod_reason=status.get("reason") or "", pod_message=status.get("message") or "",
+            unschedulable=unschedulable, disruption=disrupted or None,
+            terminated=Terminated(
+                exit_code=int(term.get("exitCode", 0)), reason=term.get("reason") or "",
+                message=term.get("message") or "", finished_at=parse_time(term.get("finishedAt")),
+            ) if term else None,
+            waiting_reason=waiting.get("reason") or "", waiting_message=waiting.get("message") or "",
+            running_since=parse_time(running.get("startedAt")) or (
+                parse_time(status.get("startTime")) if status.get("phase") == "Running" else None
+            ),
+            deleted=deleted,
+        )
