@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test services lint
+.PHONY: run test install install-test services cluster lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,13 @@ services:
 	    $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
 	  fi
 
+# The Kubernetes tests run a real control plane (etcd, kube-apiserver, controller-manager, scheduler,
+# KWOK GPU nodes) built from Go modules; cached by version, so only the first build takes ~10 minutes.
+cluster:
+	bash tests/cluster/build.sh
+
 lint: install-test
 	$(BIN)/lint-imports
 
-test: install-test services lint
+test: install-test services cluster lint
 	$(BIN)/pytest

@@ -120,7 +120,9 @@ def _elector(settings: Settings, backend: ClusterBackend) -> Any:
     identity = settings.pod_name or f"{socket.gethostname()}-{os.getpid()}"
     k8s = backend.config  # type: ignore[attr-defined]
     return LeaseElector(backend.batch.api_client, namespace=k8s.namespace,  # type: ignore[attr-defined]
-                        name=settings.lease_name, identity=identity)
+                        name=settings.lease_name, identity=identity,
+                        lease_duration=settings.lease_duration_seconds,
+                        renew_deadline=settings.lease_renew_deadline_seconds, retry_period=settings.lease_retry_seconds)
 
 
 def _slack_notifier(

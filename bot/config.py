@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     report_secret: SecretStr | None = None  # keys the per-attempt report tokens
     leader_election: bool = True  # Kubernetes: only the Lease holder supervises and schedules
     lease_name: str = "expbot-leader"
+    lease_duration_seconds: float = 15.0  # a dead leader is replaced within about this long
+    lease_renew_deadline_seconds: float = 10.0  # a leader that cannot renew this long stops leading
+    lease_retry_seconds: float = 2.0
     pod_name: str | None = None  # this replica's identity in the Lease (downward API)
 
     # Slack (all optional: without a bot token expbot runs without Slack)

@@ -52,7 +52,8 @@ def _lead_while_elected(bot: Expbot, stop: threading.Event) -> bool:
     elected, lost = threading.Event(), threading.Event()
 
     def stopped_leading() -> None:
-        lost.set()
+        if not stop.is_set():  # the elector also calls this when it resigns on a clean stop
+            lost.set()
         duty.set()
 
     duty = threading.Event()  # set when leading must end: stop asked for, or Lease lost

@@ -492,7 +492,7 @@ class ControlPlane:
         parts = []
         for name in components or self.COMPONENTS:
             proc = self.processes.get(name)
-            if proc is None:
+            if proc is None or proc.starts == 0:
                 continue
             state = "running" if proc.alive() else f"exited {proc.popen.returncode}" if proc.popen else "stopped"
             parts.append(f"---- {name} ({state}) {proc.log_path}\n{proc.tail(lines)}")

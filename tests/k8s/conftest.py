@@ -36,16 +36,20 @@ def k8s_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPla
     if external:
         yield ExternalCluster(Path(external))
         return
+    problem: str | None = None
     try:
         bin_dir = default_bin_dir()
     except (ControlPlaneError, OSError, subprocess.SubprocessError) as exc:
-        _unavailable(f"cannot build the binaries: {exc}")
-    cluster = ControlPlane(bin_dir, tmp_path_factory.mktemp("k8s"))
-    t0 = time.monotonic()
-    try:
-        cluster.start()
-    except ControlPlaneError as exc:
-        _unavailable(str(exc))
+        problem = f"cannot build the binaries: {exc}"
+    if problem is None:
+        cluster = ControlPlane(bin_dir, tmp_path_factory.mktemp("k8s"))
+        t0 = time.monotonic()
+        try:
+            cluster.start()
+        except ControlPlaneError as exc:
+            problem = str(exc)
+    if problem is not None:  # outside the except blocks: no chained tracebacks in the report
+        _unavailable(problem)
     cluster.startup_seconds["total"] = round(time.monotonic() - t0, 2)
     try:
         yield cluster
