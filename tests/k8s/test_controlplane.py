@@ -60,7 +60,8 @@ def test_h100_job_is_scheduled_runs_and_succeeds(k8s_api: Any, k8s_namespace: st
         done = pods.wait(lambda e: e.pod.status.phase == "Succeeded", what="pod Succeeded")
     term = _terminated(done.pod)
     assert (term.reason, term.exit_code) == ("Completed", 0)
-    assert done.at - running.at >= 1.0  # the pod-complete delay annotation is honoured
+    # The pod-complete delay annotation (1.5s) is honoured (the timestamps have whole seconds).
+    assert (term.finished_at - done.pod.status.start_time).total_seconds() >= 1
     wait_for(lambda: _job_condition(batch, ns, "train", "Complete"), timeout=15, what="Job Complete")
     assert batch.read_namespaced_job("train", ns).status.succeeded == 1
 

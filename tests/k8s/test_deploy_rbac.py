@@ -333,3 +333,19 @@ def test_impersonation_is_the_service_account(as_expbot):
     info = review.status.user_info
     assert info.username == SA_USER
     assert {"system:serviceaccounts", f"system:serviceaccounts:{NS}", "system:authenticated"} <= set(info.groups)
+
+
+def test_the_whole_backend_runs_as_the_service_account(k8s_cluster, deployed, admin, tmp_path):
+    """Launch -> Job -> SUCCEEDED -> PVC released, and logs, with only the Role's verbs."""
+    from core.model import State
+    from tests.k8s.harness import running_expbot
+
+    behaviour = {"ready": "200ms", "complete": "2s"}
+    with running_expbot(tmp_path, k8s_cluster.kubeconfig, NS, admin, pod_behaviour=behaviour, start=False) as w:
+        w.bot.backend.batch.api_client.default_headers["Impersonate-User"] = SA_USER  # type: ignore[attr-defined]
+        w.thread.start()
+        done = w.launch("rbac-ok --gpus 1 --gpu-type a100 -- python train.py")
+        finished = w.wait_state(done.name, State.SUCCEEDED, State.FAILED, timeout=45)
+        assert finished.state == State.SUCCEEDED, finished.state_reason
+        wait_for(lambda: not w.pvc_exists(done.id), timeout=15, what="the PVC to be released")
+        assert w.bot.backend.logs(done.id, 1) == ""  # allowed (pods/log), and KWOK pods have no log: "" not an error
