@@ -130,3 +130,23 @@ def _stop(name: str) -> Any:
     from core import commands
 
     return commands.StopExperiment(name=name, by="alice")
+
+
+def test_losing_the_node_restarts_the_attempt_as_infrastructure(k8s_cluster, k8s_api, k8s_namespace, tmp_path: Path) -> None:
+    from tests.k8s.cluster_helpers import delete_node, recreate_node
+
+    behaviour = {"ready": "200ms", "complete": "1h"}
+    with running_expbot(tmp_path, k8s_cluster.kubeconfig, k8s_namespace, k8s_api, pod_behaviour=behaviour) as w:
+        exp = w.launch("orphan --gpus 1 --gpu-type a100 --max-restarts 0 -- python train.py")
+        w.wait_state(exp.name, State.RUNNING)
+        [pod] = w.pods(exp.id)
+        node = pod.spec.node_name
+        try:
+            delete_node(w.core, node)
+            # The pod garbage collector removes pods of a vanished node after its quarantine (~40s).
+            wait_for(lambda: len(w.get(exp.name).attempts) == 2, timeout=150, what="a second attempt after the node loss")
+            after = w.get(exp.name)
+            assert after.attempts[0].failure_class == FailureClass.INFRA
+            assert after.infra_restarts == 1 and after.user_restarts == 0
+        finally:
+            recreate_node(w.core, node)
