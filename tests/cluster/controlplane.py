@@ -257,10 +257,13 @@ class ControlPlaneError(RuntimeError):
     """The control plane could not start (the message includes the tail of the process logs)."""
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (all held open while choosing, so none is returned twice)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
 
 
 def _run(cmd: list[str], cwd: Path) -> None:
@@ -416,8 +419,8 @@ class ControlPlane:
             self._atexit_registered = True
         try:
             make_certificates(self.pki)
-            self.ports = {"etcd": free_port(), "etcd-peer": free_port(), "apiserver": free_port(),
-                          "controller-manager": free_port(), "scheduler": free_port()}
+            names = ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler")
+            self.ports = dict(zip(names, free_ports(len(names)), strict=True))
             write_kubeconfig(self._kubeconfig, self.server, self.pki)
             stages_path = self.workdir / "kwok-stages.yaml"
             stages_path.write_text(yaml.safe_dump_all(kwok_stages(self.stages_dir, self.stage_delays_ms), sort_keys=False))
