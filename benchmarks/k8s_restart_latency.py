@@ -18,6 +18,7 @@ import contextlib
 import json
 import math
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -25,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from unittest import mock
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,13 +47,35 @@ TARGET_P50_S, TARGET_P99_S = 2.0, 5.0
 
 
 # --- shared with benchmarks/k8s_scale.py ------------------------------------------------------
+class UnthrottledControlPlane(ControlPlane):
+    """The test control plane with its controllers' and scheduler's API clients allowed `qps` requests/s.
+
+    By default kube-controller-manager's client gets 20 QPS (burst 30), shared by every controller: the
+    PV controller's 3 writes per claim binding then cap the whole cluster at ~7 new pods a second.
+    """
+
+    qps = 1000
+
+    def _define_processes(self, stages_path: Path) -> None:
+        super()._define_processes(stages_path)
+        for name in ("kube-controller-manager", "kube-scheduler"):
+            self.processes[name].args += [f"--kube-api-qps={self.qps}", f"--kube-api-burst={2 * self.qps}"]
+
+
 @contextlib.contextmanager
-def test_cluster(kubeconfig: Path | None, workdir: Path) -> Iterator[ControlPlane | ExternalCluster]:
-    """The cluster at `kubeconfig`, or a fresh test control plane (with its 4 fake GPU nodes) under workdir."""
+def test_cluster(kubeconfig: Path | None, workdir: Path, qps: int = 0) -> Iterator[ControlPlane | ExternalCluster]:
+    """The cluster at `kubeconfig`, or a fresh test control plane (with its 4 fake GPU nodes) under workdir.
+
+    qps: raise the controllers' and the scheduler's client limits to this (0: the defaults, 20 and 50).
+    """
     if kubeconfig is not None:
         yield ExternalCluster(kubeconfig)
         return
-    cluster = ControlPlane(default_bin_dir(REPO), workdir / "k8s")
+    if qps:
+        cluster: ControlPlane = type("Unthrottled", (UnthrottledControlPlane,), {"qps": qps})(
+            default_bin_dir(REPO), workdir / "k8s")
+    else:
+        cluster = ControlPlane(default_bin_dir(REPO), workdir / "k8s")
     t0 = time.monotonic()
     cluster.start()
     print(f"control plane up in {time.monotonic() - t0:.1f} s ({workdir / 'k8s'})", flush=True)
@@ -119,7 +142,7 @@ class Sightings:
         ]
         self._ready = [threading.Event(), threading.Event()]
 
-    def __enter__(self) -> "Sightings":
+    def __enter__(self) -> Self:
         for thread in self._threads:
             thread.start()
         for ready in self._ready:
@@ -208,6 +231,7 @@ def main() -> int:
     parser.add_argument("--no-log-read", action="store_true",
                         help="configure no give-up patterns, so that a failure does not read the pod's log "
                              "(kwok serves no logs: each read fails, after ~2 s of retries)")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (cluster logs, database)")
     parser.add_argument("--kubeconfig", type=Path, default=None, help="an existing cluster with the fake GPU nodes")
     args = parser.parse_args()
     experiments = max(args.experiments, math.ceil(args.failures / max(1, args.max_restarts)))
@@ -222,6 +246,8 @@ def main() -> int:
         return labels, annotations
 
     with contextlib.ExitStack() as stack:
+        if not args.keep:  # etcd's data and the logs: hundreds of MB after thousands of experiments
+            stack.callback(shutil.rmtree, work, ignore_errors=True)
         cluster = stack.enter_context(test_cluster(args.kubeconfig, work))
         api = cluster.api_client()
         stack.callback(api.close)

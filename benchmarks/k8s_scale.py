@@ -20,6 +20,7 @@ import cProfile
 import os
 import pstats
 import resource
+import shutil
 import signal
 import statistics
 import subprocess
@@ -28,9 +29,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from unittest import mock
 from urllib.parse import urlsplit
 
@@ -74,7 +74,7 @@ def subprocess_provisioner(kubeconfig: Path, cleanup: bool) -> type:
             self.namespace = namespace
             self.proc: subprocess.Popen[bytes] | None = None
 
-        def start(self) -> "SubprocessProvisioner":
+        def start(self) -> Self:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", _PROVISIONER, str(kubeconfig), self.namespace, "cleanup" if cleanup else "-"],
                 cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -126,17 +126,18 @@ def resource_of(url: str) -> str:
 
 
 class Sampler:
-    """VmRSS every `interval` seconds in a thread (its own CPU time is kept, to subtract)."""
+    """VmRSS and process CPU every `interval` seconds in a thread (its own CPU time is kept, to subtract)."""
 
     def __init__(self, interval: float = 0.5) -> None:
         self.interval = interval
         self.peak_kb = 0
         self.samples: list[int] = []
+        self.cpu_at: list[tuple[float, float]] = []  # (monotonic, process CPU seconds)
         self.cpu = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-rss", daemon=True)
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -148,9 +149,45 @@ class Sampler:
         while not self._stop.is_set():
             kb = vm_rss_kb()
             self.samples.append(kb)
+            self.cpu_at.append((time.monotonic(), process_cpu()))
             self.peak_kb = max(self.peak_kb, kb)
             self.cpu = time.thread_time()
             self._stop.wait(self.interval)
+
+
+    def cores(self, start: float, end: float) -> float | None:
+        """Average process CPU in cores between two monotonic times (None: too few samples)."""
+        inside = [(t, c) for t, c in self.cpu_at if start <= t <= end]
+        if len(inside) < 2 or inside[-1][0] - inside[0][0] < 1:
+            return None
+        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+
+    def peak_cores(self, start: float, end: float, window: float = 15.0) -> float:
+        """The busiest `window` seconds between start and end, in cores."""
+        inside = [(t, c) for t, c in self.cpu_at if start <= t <= end]
+        best, j = 0.0, 0
+        for i, (t, c) in enumerate(inside):
+            while j < len(inside) and inside[j][0] - t < window:
+                j += 1
+            if j < len(inside):
+                best = max(best, (inside[j][1] - c) / (inside[j][0] - t))
+        return best
+
+
+class Timed:
+    """Wraps a method on an instance: how often it ran and for how long (wall seconds)."""
+
+    def __init__(self, owner: Any, name: str) -> None:
+        self.durations: list[float] = []
+        self._fn = getattr(owner, name)
+        setattr(owner, name, self)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        t = time.monotonic()
+        try:
+            return self._fn(*args, **kwargs)
+        finally:
+            self.durations.append(time.monotonic() - t)
 
 
 def vm_rss_kb() -> int:
@@ -205,6 +242,10 @@ def add_nodes(api: Any, count: int, prefix: str = "bench-a100") -> list[str]:
     return names
 
 
+def fmt_cores(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} cores"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiments", type=int, default=5000)
@@ -213,7 +254,11 @@ def main() -> int:
                              "so that all are running at once on two cores)")
     parser.add_argument("--resync", type=float, default=30.0, help="expbot's full resync (k8s_resync_seconds)")
     parser.add_argument("--timeout", type=float, default=1500.0, help="give up this long after leading starts")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (cluster logs, database)")
     parser.add_argument("--kubeconfig", type=Path, default=None, help="an existing cluster (nodes are added to it)")
+    parser.add_argument("--cluster-qps", type=int, default=1000,
+                        help="API QPS for the test cluster's controller-manager and scheduler (0: their defaults, "
+                             "20 and 50, which cap the cluster at ~7 new pods a second)")
     parser.add_argument("--profile", type=Path, default=None, help="cProfile the lead thread into this file")
     args = parser.parse_args()
     n = args.experiments
@@ -223,7 +268,9 @@ def main() -> int:
     rss_start_kb = vm_rss_kb()
 
     with contextlib.ExitStack() as stack:
-        cluster = stack.enter_context(test_cluster(args.kubeconfig, work))
+        if not args.keep:  # etcd's data and the logs: hundreds of MB after thousands of experiments
+            stack.callback(shutil.rmtree, work, ignore_errors=True)
+        cluster = stack.enter_context(test_cluster(args.kubeconfig, work, args.cluster_qps))
         admin = cluster.api_client()
         stack.callback(admin.close)
         t0 = time.monotonic()
@@ -272,12 +319,15 @@ def main() -> int:
                 profiler.disable()
 
         world.thread = threading.Thread(target=run_lead, args=(world.stop,), name="expbot-lead", daemon=True)
+        full_passes = Timed(bot.supervisor, "reconcile_once")
+        reconciles = Timed(bot.supervisor, "reconcile")
         writes0 = counter.snapshot()
         cpu_lead0, lead_t0 = process_cpu(), time.monotonic()
         poll_cpu0, sampler_cpu0 = time.thread_time(), sampler.cpu
         world.thread.start()
         all_running_at: float | None = None
         all_succeeded_at: float | None = None
+        first_succeeded_at: float | None = None
         peak_running, last_print = 0, 0.0
         counts: Counter[str] = Counter()
         while time.monotonic() - lead_t0 < args.timeout:
@@ -286,6 +336,8 @@ def main() -> int:
             peak_running = max(peak_running, counts["RUNNING"])
             if all_running_at is None and counts["RUNNING"] == n:
                 all_running_at = now
+            if first_succeeded_at is None and counts["SUCCEEDED"]:
+                first_succeeded_at = now
             if counts["SUCCEEDED"] == n:
                 all_succeeded_at = now
                 break
@@ -318,14 +370,30 @@ def main() -> int:
     print(f"\nexperiments: {n} x 1 GPU on {len(nodes)} extra nodes; pods run {run_seconds:g} s; "
           f"full resync every {args.resync:g} s")
     print(f"final states: {dict(sorted(counts.items()))}  peak RUNNING at once: {peak_running}")
-    fmt = lambda v: f"{v:.1f} s" if v is not None else "never"  # noqa: E731
+
+    def fmt(v: float | None) -> str:
+        return f"{v:.1f} s" if v is not None else "never"
+
     print(f"leading -> all {n} RUNNING: {fmt(all_running_at)}   -> all SUCCEEDED: {fmt(all_succeeded_at)}")
     print(f"RSS: ru_maxrss {ru_maxrss_mb:.0f} MB, highest VmRSS sampled {sampler.peak_kb / 1024:.0f} MB "
           f"(at start {rss_start_kb / 1024:.0f} MB, after launching {rss_after_launch_kb / 1024:.0f} MB, "
           f"median while leading {statistics.median(sampler.samples) / 1024:.0f} MB)")
     print(f"CPU while leading: {lead_cpu:.1f} s over {lead_wall:.1f} s = {cores:.2f} cores "
-          f"(the benchmark's own polling, {bench_cpu:.1f} s, subtracted)")
-    print("  by thread: " + ", ".join(f"{name} {sec:.1f} s" for name, sec in
+          f"(the benchmark's own polling, {bench_cpu:.1f} s, subtracted); "
+          f"busiest 15 s: {sampler.peak_cores(lead_t0, lead_t0 + lead_wall):.2f} cores")
+    phases = (("submitting until all RUNNING", 0.0, all_running_at),
+              ("all RUNNING, none done yet", all_running_at, first_succeeded_at),
+              ("completing until all SUCCEEDED", first_succeeded_at, all_succeeded_at))
+    print("  by phase: " + ", ".join(
+        f"{label} {fmt_cores(sampler.cores(lead_t0 + a, lead_t0 + b))}"
+        for label, a, b in phases if a is not None and b is not None))
+    if full_passes.durations:
+        print(f"full passes: {summary_ms(full_passes.durations)} "
+              f"(the first one submits what was launched)")
+    if reconciles.durations:
+        print(f"reconciles of one experiment ({len(reconciles.durations) / max(1, counts['SUCCEEDED']):.1f} "
+              f"per lifecycle): {summary_ms(reconciles.durations)}")
+    print("  CPU by thread (whole run, launch included): " + ", ".join(f"{name} {sec:.1f} s" for name, sec in
                                       sorted(threads.items(), key=lambda kv: -kv[1])[:8]))
     print(f"outbox when all had succeeded: {backlog[0] or 0} of {backlog[1]} events not yet delivered")
     print(f"API writes while leading: {total_writes} = {per_lifecycle:.2f} per lifecycle")
