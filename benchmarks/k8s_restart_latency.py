@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import json
 import math
-import secrets
 import shutil
 import statistics
 import sys
@@ -33,14 +32,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from kubernetes import client, watch  # noqa: E402
-from kubernetes.client.rest import ApiException  # noqa: E402
 
 from adapters.k8s import names  # noqa: E402
 from benchmarks.stats import percentile  # noqa: E402
 from tests.cluster.controlplane import ControlPlane, default_bin_dir  # noqa: E402
 from tests.k8s import cluster_helpers, harness  # noqa: E402
 from tests.k8s.cluster_helpers import ExternalCluster  # noqa: E402
-from tests.polling import wait_for  # noqa: E402
 
 Key = tuple[str, int]  # (experiment id, attempt)
 TARGET_P50_S, TARGET_P99_S = 2.0, 5.0
@@ -83,30 +80,6 @@ def test_cluster(kubeconfig: Path | None, workdir: Path, qps: int = 0) -> Iterat
         yield cluster
     finally:
         cluster.stop()
-
-
-@contextlib.contextmanager
-def fresh_namespace(api: Any, prefix: str = "bench") -> Iterator[str]:
-    """A new namespace whose `default` ServiceAccount exists (as tests/k8s/conftest.py's k8s_namespace)."""
-    core = client.CoreV1Api(api)
-    name = f"{prefix}-{secrets.token_hex(4)}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-
-    def has_default_sa() -> bool:
-        try:
-            core.read_namespaced_service_account("default", name)
-            return True
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-
-    wait_for(has_default_sa, timeout=60, what=f"ServiceAccount {name}/default", interval=0.05)
-    try:
-        yield name
-    finally:
-        with contextlib.suppress(Exception):
-            core.delete_namespace(name, propagation_policy="Background")
 
 
 def attempt_key(raw: dict[str, Any]) -> Key | None:
@@ -251,7 +224,7 @@ def main() -> int:
         cluster = stack.enter_context(test_cluster(args.kubeconfig, work))
         api = cluster.api_client()
         stack.callback(api.close)
-        namespace = stack.enter_context(fresh_namespace(api))
+        namespace = stack.enter_context(cluster_helpers.fresh_namespace(api, "bench", timeout=60))
         stack.enter_context(mock.patch.object(harness, "lifecycle", jittered))
         if args.no_log_read:
             stack.enter_context(mock.patch.object(harness, "write_config", without_give_up_patterns))

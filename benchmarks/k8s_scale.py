@@ -40,11 +40,11 @@ sys.path.insert(0, str(REPO))
 import sqlalchemy as sa  # noqa: E402
 from kubernetes import client  # noqa: E402
 
-from benchmarks.k8s_restart_latency import fresh_namespace, summary_ms, test_cluster  # noqa: E402
+from benchmarks.k8s_restart_latency import summary_ms, test_cluster  # noqa: E402
 from bot.serve import lead  # noqa: E402
 from core import commands  # noqa: E402
 from tests.cluster.controlplane import gpu_node_manifest, node_is_ready  # noqa: E402
-from tests.k8s import harness  # noqa: E402
+from tests.k8s import cluster_helpers, harness  # noqa: E402
 from tests.polling import wait_for  # noqa: E402
 
 TARGET_RSS_MB, TARGET_CORES, TARGET_WRITES = 300, 1.0, 5
@@ -276,7 +276,7 @@ def main() -> int:
         t0 = time.monotonic()
         nodes = add_nodes(admin, n // 100 + 1)
         print(f"{len(nodes)} extra nodes of {PODS_PER_NODE} GPUs Ready in {time.monotonic() - t0:.1f} s", flush=True)
-        namespace = stack.enter_context(fresh_namespace(admin, "scale"))
+        namespace = stack.enter_context(cluster_helpers.fresh_namespace(admin, "scale", timeout=60))
         stack.enter_context(mock.patch.object(
             harness, "FakeProvisioner", subprocess_provisioner(cluster.kubeconfig, cleanup=args.kubeconfig is not None)))
         world = stack.enter_context(harness.running_expbot(

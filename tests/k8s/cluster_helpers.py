@@ -1,10 +1,12 @@
 """Helpers for tests against the KWOK test control plane (tests/cluster/controlplane.py)."""
 from __future__ import annotations
 
+import contextlib
 import queue
+import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -24,11 +26,38 @@ from tests.polling import wait_for
 
 __all__ = [
     "GPU_NODES", "GPU_RESOURCE", "GPU_TOLERATIONS", "GPU_TYPE_LABEL", "ExternalCluster", "PodWatcher",
-    "condition", "delete_node", "evict_pod", "gpu_job", "gpu_pod", "job_pods", "lifecycle", "recreate_node",
+    "condition", "delete_node", "evict_pod", "fresh_namespace", "gpu_job", "gpu_pod", "job_pods", "lifecycle", "recreate_node",
     "wait_for", "wait_for_pod", "wait_gone",
 ]
 
 STAGE = "stage.kwok.x-k8s.io"
+
+
+@contextlib.contextmanager
+def fresh_namespace(api: Any, prefix: str = "t", timeout: float = 30.0) -> Iterator[str]:
+    """A new namespace `<prefix>-<random>` whose `default` ServiceAccount exists; deleted afterwards (not waited for)."""
+    core = client.CoreV1Api(api)
+    name = f"{prefix}-{secrets.token_hex(4)}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+
+    def has_default_sa() -> bool:
+        try:
+            core.read_namespaced_service_account("default", name)
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    wait_for(has_default_sa, timeout=timeout, what=f"ServiceAccount {name}/default", interval=0.05)
+    try:
+        yield name
+    finally:
+        try:
+            core.delete_namespace(name, propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 FAIL_STAGE = "pod-container-running-failed"
 
 

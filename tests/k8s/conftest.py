@@ -11,7 +11,6 @@ k8s_namespace (function): a fresh namespace t-<random> whose `default` ServiceAc
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import time
 from collections.abc import Iterator
@@ -68,30 +67,7 @@ def k8s_api(k8s_cluster: ControlPlane | ExternalCluster) -> Iterator[Any]:
 
 @pytest.fixture
 def k8s_namespace(k8s_api: Any) -> Iterator[str]:
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
+    from tests.k8s.cluster_helpers import fresh_namespace
 
-    from tests.polling import wait_for
-
-    core = client.CoreV1Api(k8s_api)
-    name = f"t-{secrets.token_hex(4)}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-
-    def has_default_sa() -> bool:
-        try:
-            core.read_namespaced_service_account("default", name)
-            return True
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-
-    wait_for(has_default_sa, timeout=30, what=f"ServiceAccount {name}/default", interval=0.05)
-    try:
+    with fresh_namespace(k8s_api) as name:
         yield name
-    finally:
-        try:
-            core.delete_namespace(name, propagation_policy="Background")
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
