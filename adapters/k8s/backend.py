@@ -25,6 +25,9 @@ _HEARTBEAT_REFRESH = timedelta(seconds=5)
 # Older reports cannot matter: an attempt silent that long has stalled by any sane stall timeout,
 # and without a report the supervisor counts from the attempt's start, which is older still.
 _HEARTBEAT_WINDOW = timedelta(days=1)
+# The supervisor reads a failed attempt's log on its only thread: one try, bounded in time. A
+# kubelet that cannot serve it (node gone, log rotated) must cost seconds at most, never a backoff.
+_LOG_READ_TIMEOUT = (3.0, 5.0)  # (connect, read) seconds
 
 
 class K8sBackend:
@@ -129,16 +132,16 @@ class K8sBackend:
         return path if fnmatch.fnmatch(relative, pattern) or fnmatch.fnmatch(posixpath.basename(path), pattern) else None
 
     def logs(self, experiment_id: str, attempt: int, tail_lines: int | None = None) -> str:
-        """The tail of the attempt's pod log ("" when the pod or its log is gone)."""
-        _job, pod = self.cache.get((experiment_id, attempt))
-        pod_name = pod.name if pod else self._find_pod(experiment_id, attempt)
-        if not pod_name:
-            return ""
-        kwargs: dict[str, Any] = {"container": manifests.CONTAINER}
+        """The tail of the attempt's pod log ("" when the pod or its log is gone or cannot be read at once)."""
+        kwargs: dict[str, Any] = {"container": manifests.CONTAINER, "_request_timeout": _LOG_READ_TIMEOUT}
         if tail_lines is not None:
             kwargs["tail_lines"] = max(0, tail_lines)
+        _job, pod = self.cache.get((experiment_id, attempt))
         try:
-            text = call(lambda: self.core.read_namespaced_pod_log(pod_name, self.config.namespace, **kwargs))
+            pod_name = pod.name if pod else self._find_pod(experiment_id, attempt)
+            if not pod_name:
+                return ""
+            text = call(lambda: self.core.read_namespaced_pod_log(pod_name, self.config.namespace, **kwargs), attempts=1)
         except KubeError as e:
             log.info("no log for %s attempt %d: %s", experiment_id, attempt, e)
             return ""
@@ -147,6 +150,10 @@ class K8sBackend:
     def wait_for_change(self, timeout: float) -> set[str] | None:
         """Block until the watch sees a change (or timeout); the experiments it touched."""
         return self.cache.wait_for_change(timeout)
+
+    def wake(self, experiment_id: str) -> None:
+        """End the supervisor's wait now: the experiment changed in the store (launched, approved)."""
+        self.cache.mark_changed(experiment_id)
 
     # --- internals ---------------------------------------------------------------------------
     def _create_if_absent(self, create: Any) -> Any:
@@ -157,7 +164,8 @@ class K8sBackend:
 
     def _find_pod(self, experiment_id: str, attempt: int) -> str | None:
         selector = f"{names.EXPERIMENT}={experiment_id},{names.ATTEMPT}={attempt}"
-        pods = call(lambda: self.core.list_namespaced_pod(self.config.namespace, label_selector=selector))
+        pods = call(lambda: self.core.list_namespaced_pod(
+            self.config.namespace, label_selector=selector, _request_timeout=_LOG_READ_TIMEOUT), attempts=1)
         newest = max(pods.items, key=lambda p: p.metadata.creation_timestamp, default=None)
         return newest.metadata.name if newest else None
 
