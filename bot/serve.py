@@ -13,6 +13,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from bot.bootstrap import Expbot, idle_metrics
 from core import commands
 from core.budget_alerts import due_alerts
+from core.events import Event, ExperimentLaunched, LaunchApproved
 from core.idle_job import check_idle
 from core.relay import deliver_pending
 
@@ -79,9 +80,17 @@ def lead(bot: Expbot, stop: threading.Event) -> None:
     if start_watch is not None:
         start_watch()  # list-then-watch: status() must not answer before the first list is in
     scheduler = BackgroundScheduler(timezone="UTC")
+
+    def start_at_once(event: Event) -> None:
+        # Launches reach the leader through the outbox whichever replica took them: start them
+        # now rather than at the next full pass (up to k8s_resync_seconds away).
+        if isinstance(event, (ExperimentLaunched, LaunchApproved)):
+            bot.supervisor.wake(event.experiment_id)
+
     relay = scheduler.add_job(
         deliver_pending, "interval", seconds=settings.relay_interval_seconds,
-        args=(bot.uow_factory, bot.notifier, bot.clock), id="outbox-relay", max_instances=1, coalesce=True,
+        args=(bot.uow_factory, bot.notifier, bot.clock), kwargs={"observe": start_at_once},
+        id="outbox-relay", max_instances=1, coalesce=True,
     )
     scheduler.start()
     _schedule_jobs(bot, scheduler)

@@ -176,6 +176,10 @@ class ClusterBackend(Protocol):
         """
         ...
 
+    def wake(self, experiment_id: str) -> None:
+        """End a wait_for_change now, counting this experiment as changed (it was launched or approved)."""
+        ...
+
 
 class Notifier(Protocol):
     def notify(self, event: Event) -> None:

@@ -4,18 +4,29 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from core.events import Event
 from core.ports import Clock, Notifier, UnitOfWork
 
 log = logging.getLogger(__name__)
 
 
 def deliver_pending(
-    uow_factory: Callable[[], UnitOfWork], notifier: Notifier, clock: Clock, limit: int = 100
+    uow_factory: Callable[[], UnitOfWork], notifier: Notifier, clock: Clock, limit: int = 100,
+    observe: Callable[[Event], None] | None = None,
 ) -> int:
-    """Deliver undelivered events oldest first; stop at the first failure so order is kept."""
+    """Deliver undelivered events oldest first; stop at the first failure so order is kept.
+
+    `observe` sees every pending event first, delivered or not: the outbox is how events written
+    by any replica reach the leader (whose supervisor must start a launch at once).
+    """
     delivered = 0
     with uow_factory() as uow:
         pending = uow.outbox.pending(limit)
+    for event in pending if observe else ():
+        try:
+            observe(event)  # type: ignore[misc]
+        except Exception:
+            log.exception("observing %s %s failed", event.kind, event.event_id)
     for event in pending:
         try:
             notifier.notify(event)

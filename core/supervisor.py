@@ -46,6 +46,7 @@ class Supervisor:
         stop_grace: timedelta = timedelta(seconds=30),
         rng: random.Random | None = None,
         prices: HourlyRates | None = None,
+        max_starts_per_pass: int = 50,
     ) -> None:
         self.uow_factory = uow_factory
         self.backend = backend
@@ -54,8 +55,16 @@ class Supervisor:
         self.stop_grace = stop_grace
         self.rng = rng or random.Random()
         self.prices = prices or Prices()
+        # A burst of launches is submitted a slice per pass, so that failures seen meanwhile are
+        # still acted on within seconds rather than after the whole backlog (each submit is an API call).
+        self.max_starts_per_pass = max_starts_per_pass
+        self._starts_this_pass = 0
         self._to_stop: list[tuple[str, int]] = []
         self._refused_gpus: int | None = None
+
+    def wake(self, experiment_id: str) -> None:
+        """Look at this experiment now rather than at the next pass (it was launched or approved)."""
+        self.backend.wake(experiment_id)
 
     def run(self, stop: threading.Event, resync_interval: float = 2.0) -> None:
         """Reconcile until `stop` is set: on every backend change, when a restart is due, and periodically.
@@ -85,6 +94,7 @@ class Supervisor:
 
     def reconcile_ids(self, experiment_ids: set[str]) -> datetime | None:
         """Reconcile just these experiments (the ones the backend saw change); the soonest restart due."""
+        self._starts_this_pass = 0
         next_due: datetime | None = None
         for experiment_id in sorted(experiment_ids):
             try:
@@ -101,6 +111,7 @@ class Supervisor:
         with self.uow_factory() as uow:
             snapshot = uow.experiments.active()  # one query, attempts included
         now = self.clock.now()
+        self._starts_this_pass = 0
         next_due: datetime | None = None
         refused_gpus: int | None = None  # the smallest request the backend turned away this pass
         for experiment in snapshot:
@@ -108,6 +119,8 @@ class Supervisor:
                 # Most experiments need nothing most of the time: look before opening a transaction.
                 if not self._needs_work(experiment, now, refused_gpus):
                     due = experiment.next_attempt_at if experiment.state == State.RESTARTING else None
+                elif not self._may_start() and not self._has_live_attempt(experiment):
+                    due = now  # this pass has started its share: the next pass, in a moment
                 else:
                     self._refused_gpus = None
                     due = self._reconcile_with_retry(experiment.id)
@@ -163,13 +176,19 @@ class Supervisor:
                 self._observe(experiment, now)
             # An attempt expbot is about to kill must be gone before the next one shares its checkpoints.
             can_start = not self._to_stop and not self._has_live_attempt(experiment)
+            deferred = False
             if can_start and experiment.state in (State.QUEUED, State.RESTARTING):
                 if experiment.next_attempt_at is None or experiment.next_attempt_at <= now:
-                    self._start_next(experiment, now)
+                    if self._may_start():
+                        self._start_next(experiment, now)
+                    else:
+                        deferred = True
             uow.commit()
         self._stop_pending()
         if experiment.is_terminal:
             self._release(experiment.id)
+        if deferred:
+            return now
         return experiment.next_attempt_at if experiment.state == State.RESTARTING else None
 
     # --- steps -------------------------------------------------------------------------------
@@ -178,7 +197,11 @@ class Supervisor:
         attempt = experiment.current_attempt
         return attempt is not None and attempt.state != AttemptState.ENDED
 
+    def _may_start(self) -> bool:
+        return self._starts_this_pass < self.max_starts_per_pass
+
     def _start_next(self, experiment: Experiment, now: datetime) -> None:
+        self._starts_this_pass += 1
         resume = self.backend.latest_checkpoint(experiment.id, experiment.spec.checkpoint_glob)
         launch = AttemptLaunch(
             experiment_id=experiment.id, experiment_name=experiment.name,

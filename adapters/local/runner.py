@@ -222,6 +222,10 @@ class LocalRunner:
         if self._changed.wait(timeout):
             self._changed.clear()
 
+    def wake(self, experiment_id: str) -> None:
+        """End a wait_for_change now (every experiment is looked at: this runner names no changes)."""
+        self._changed.set()
+
     # --- internals ---------------------------------------------------------------------------
     @contextmanager
     def _exclusive(self) -> Iterator[None]:

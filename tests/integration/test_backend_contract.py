@@ -240,3 +240,13 @@ def test_wait_for_change(make: Callable[..., Driver]) -> None:
     d.backend.wait_for_change(10)
     assert time.monotonic() - began < 5
     wait_for(lambda: status(d, "exp-a").phase == AttemptPhase.EXITED)
+
+
+def test_wake_ends_a_wait_at_once_and_names_the_experiment_if_changes_are_named(make: Callable[..., Driver]) -> None:
+    d = make()
+    d.backend.wait_for_change(0)  # forget changes so far
+    threading.Timer(0.2, d.backend.wake, args=("exp-new",)).start()
+    began = time.monotonic()
+    changed = d.backend.wait_for_change(10)
+    assert time.monotonic() - began < 5
+    assert changed is None or changed == {"exp-new"}  # None: this backend names no changes at all

@@ -36,6 +36,16 @@ def test_launch_runs_on_a_node_of_the_requested_type_and_succeeds(k8s_cluster, k
         wait_for(lambda: not w.pvc_exists(exp.id), timeout=15, what="the PVC to be deleted by policy")
 
 
+def test_a_launch_while_leading_gets_its_job_at_once_not_at_the_next_resync(k8s_cluster, k8s_api, k8s_namespace, tmp_path: Path) -> None:
+    behaviour = {"ready": "200ms", "complete": "1h"}
+    with running_expbot(tmp_path, k8s_cluster.kubeconfig, k8s_namespace, k8s_api, pod_behaviour=behaviour,
+                        k8s_resync_seconds=600) as w:
+        first = w.launch("early --gpus 1 --gpu-type a100 -- python train.py")
+        w.wait_state(first.name, State.RUNNING)  # the first full pass is over; the next is 10 minutes away
+        late = w.launch("late --gpus 1 --gpu-type a100 -- python train.py")
+        wait_for(lambda: len(w.jobs(late.id)) == 1, timeout=5, what="the late launch's Job within seconds")
+
+
 def test_oom_killed_is_a_user_error_that_spends_max_restarts(k8s_cluster, k8s_api, k8s_namespace, tmp_path: Path) -> None:
     behaviour = {"ready": "200ms", "complete": "1h", "fail": "1s", "fail_reason": "OOMKilled", "fail_exit_code": 137}
     with running_expbot(tmp_path, k8s_cluster.kubeconfig, k8s_namespace, k8s_api, pod_behaviour=behaviour) as w:

@@ -281,3 +281,42 @@ def test_an_ordinary_exit_needs_no_stop(world):
     world.backend.exit(exp.id, 1, 1)
     world.supervisor.reconcile_once()
     assert state(world, "exp") == State.RESTARTING and world.backend.stops == []
+
+
+# ------------------------------------------------------------------------- bursts and wakes
+def test_a_burst_of_launches_is_started_a_slice_per_pass(world):
+    world.supervisor.max_starts_per_pass = 2
+    for n in "abcde":
+        world.launch(f"{n} -- python train.py")
+    started = []
+    for _ in range(3):
+        due = world.supervisor.reconcile_once()
+        started.append(len(world.backend.submits))
+        if len(world.backend.submits) < 5:
+            assert due == world.clock.now()  # the rest wait for the next pass, in a moment
+    assert started == [2, 4, 5]
+    assert due is None
+    assert [world.get(n).state for n in "abcde"] == [State.STARTING] * 5
+
+
+def test_reconcile_ids_defers_starts_beyond_the_slice_to_the_next_pass(world):
+    world.supervisor.max_starts_per_pass = 1
+    for n in "ab":
+        world.launch(f"{n} -- python train.py")
+    due = world.supervisor.reconcile_ids({world.get("a").id, world.get("b").id})
+    assert len(world.backend.submits) == 1 and due == world.clock.now()
+    assert sorted(world.get(n).state for n in "ab") == sorted([State.STARTING, State.QUEUED])
+
+
+def test_wake_starts_a_new_launch_without_waiting_for_a_resync(world, monkeypatch):
+    world.backend.names_changes = True
+    spy = Spy(world, monkeypatch)
+    with supervising(world, resync_interval=60.0):
+        wait_for(lambda: spy.full == 1, 5, "the first full pass")
+        world.launch("late -- python train.py")
+        late = world.get("late")
+        time.sleep(0.3)
+        assert late.state == State.QUEUED and state(world, "late") == State.QUEUED  # nothing looked yet
+        world.supervisor.wake(late.id)
+        wait_for(lambda: state(world, "late") == State.STARTING, 5, "started on the wake")
+        assert frozenset({late.id}) in spy.passes and spy.full == 1

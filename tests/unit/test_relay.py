@@ -1,0 +1,64 @@
+"""The outbox relay: in order, at least once, stops at the first failure; observers see every pending event."""
+from __future__ import annotations
+
+from core.events import Event, ExperimentQueued
+from core.relay import deliver_pending
+from tests.fakes.clock import FakeClock
+from tests.fakes.store import FakeDatabase, FakeUnitOfWork
+
+
+class Recorder:
+    """A notifier that fails on the events named in `failing`."""
+
+    def __init__(self, failing: set[str] = frozenset()) -> None:
+        self.failing = set(failing)
+        self.seen: list[str] = []
+
+    def notify(self, event: Event) -> None:
+        if event.experiment_name in self.failing:
+            raise RuntimeError("Slack said no")
+        self.seen.append(event.experiment_name)
+
+
+def outbox_with(*names: str) -> FakeDatabase:
+    db = FakeDatabase()
+    db.events.extend(ExperimentQueued(experiment_id=n, experiment_name=n, reason="full") for n in names)
+    return db
+
+
+def test_delivers_in_order_and_marks_delivered_once():
+    db = outbox_with("a", "b", "c")
+    notifier = Recorder()
+    assert deliver_pending(lambda: FakeUnitOfWork(db), notifier, FakeClock()) == 3
+    assert notifier.seen == ["a", "b", "c"]
+    assert deliver_pending(lambda: FakeUnitOfWork(db), notifier, FakeClock()) == 0
+    assert notifier.seen == ["a", "b", "c"]
+
+
+def test_stops_at_the_first_failure_and_retries_it_next_time():
+    db = outbox_with("a", "b", "c")
+    notifier = Recorder(failing={"b"})
+    assert deliver_pending(lambda: FakeUnitOfWork(db), notifier, FakeClock()) == 1
+    assert notifier.seen == ["a"]  # c waits behind b: order is kept
+    notifier.failing.clear()
+    assert deliver_pending(lambda: FakeUnitOfWork(db), notifier, FakeClock()) == 2
+    assert notifier.seen == ["a", "b", "c"]
+
+
+def test_observer_sees_every_pending_event_even_those_not_delivered():
+    db = outbox_with("a", "b", "c")
+    observed: list[str] = []
+    deliver_pending(lambda: FakeUnitOfWork(db), Recorder(failing={"a"}), FakeClock(),
+                    observe=lambda e: observed.append(e.experiment_id))
+    assert observed == ["a", "b", "c"]
+
+
+def test_a_failing_observer_does_not_stop_delivery():
+    db = outbox_with("a", "b")
+    notifier = Recorder()
+
+    def broken(_event: Event) -> None:
+        raise ValueError("observer bug")
+
+    assert deliver_pending(lambda: FakeUnitOfWork(db), notifier, FakeClock(), observe=broken) == 2
+    assert notifier.seen == ["a", "b"]
