@@ -60,7 +60,7 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
 
     clock = SystemClock()
     launch_config = settings.launch_config()
-    backend = _backend(settings, clock, session_factory)
+    backend, elector = _cluster(settings, clock, session_factory)
     prices, budgets = settings.prices(), settings.budget_config()
     if settings.prometheus_url and settings.opencost_prices:
         from adapters.opencost import OpenCostPrices, PriceBook
@@ -94,32 +94,31 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
     if settings.slack_enabled:
         notifier, slack_client = _slack_notifier(settings, uow_factory, session_factory, clock, idle_config)
     return Expbot(settings, session_factory, uow_factory, clock, launch_config, prices, budgets, idle_config, idle_states, backend, bus,
-                  supervisor, notifier, slack_client, _elector(settings, backend))
+                  supervisor, notifier, slack_client, elector)
 
 
-def _backend(settings: Settings, clock: Clock, session_factory: Any) -> ClusterBackend:
+def _cluster(settings: Settings, clock: Clock, session_factory: Any) -> tuple[ClusterBackend, Any]:
+    """The backend, and on Kubernetes with leader election the Lease elector (one API client for both)."""
     if settings.backend == "local":
-        return LocalRunner(settings.runs_dir(), settings.resolved_local_gpus(), clock)
+        return LocalRunner(settings.runs_dir(), settings.resolved_local_gpus(), clock), None
     # Imported here so the embedded default never loads the Kubernetes client.
     from adapters.db.progress import SqlProgressStore
     from adapters.k8s.backend import K8sBackend
     from adapters.k8s.connect import api_client
 
-    api = api_client(settings.k8s_kubeconfig, settings.k8s_context)
-    return K8sBackend(api, settings.k8s_config(), clock, progress=SqlProgressStore(session_factory))
+    api, k8s = api_client(settings.k8s_kubeconfig, settings.k8s_context), settings.k8s_config()
+    backend = K8sBackend(api, k8s, clock, progress=SqlProgressStore(session_factory))
+    return backend, _elector(settings, api, k8s.namespace) if settings.leader_election else None
 
 
-def _elector(settings: Settings, backend: ClusterBackend) -> Any:
-    if settings.backend != "kubernetes" or not settings.leader_election:
-        return None
+def _elector(settings: Settings, api: Any, namespace: str) -> Any:
     import os
     import socket
 
     from adapters.k8s.leader import LeaseElector
 
     identity = settings.pod_name or f"{socket.gethostname()}-{os.getpid()}"
-    k8s = backend.config  # type: ignore[attr-defined]
-    return LeaseElector(backend.batch.api_client, namespace=k8s.namespace,  # type: ignore[attr-defined]
+    return LeaseElector(api, namespace=namespace,
                         name=settings.lease_name, identity=identity,
                         lease_duration=settings.lease_duration_seconds,
                         renew_deadline=settings.lease_renew_deadline_seconds, retry_period=settings.lease_retry_seconds)
