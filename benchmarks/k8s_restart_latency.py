@@ -44,35 +44,18 @@ TARGET_P50_S, TARGET_P99_S = 2.0, 5.0
 
 
 # --- shared with benchmarks/k8s_scale.py ------------------------------------------------------
-class UnthrottledControlPlane(ControlPlane):
-    """The test control plane with its controllers' and scheduler's API clients allowed `qps` requests/s.
-
-    By default kube-controller-manager's client gets 20 QPS (burst 30), shared by every controller: the
-    PV controller's 3 writes per claim binding then cap the whole cluster at ~7 new pods a second.
-    """
-
-    qps = 1000
-
-    def _define_processes(self, stages_path: Path) -> None:
-        super()._define_processes(stages_path)
-        for name in ("kube-controller-manager", "kube-scheduler"):
-            self.processes[name].args += [f"--kube-api-qps={self.qps}", f"--kube-api-burst={2 * self.qps}"]
-
-
 @contextlib.contextmanager
 def test_cluster(kubeconfig: Path | None, workdir: Path, qps: int = 0) -> Iterator[ControlPlane | ExternalCluster]:
     """The cluster at `kubeconfig`, or a fresh test control plane (with its 4 fake GPU nodes) under workdir.
 
-    qps: raise the controllers' and the scheduler's client limits to this (0: the defaults, 20 and 50).
+    qps: raise the controllers' and the scheduler's client limits to this, burst twice that (0: the
+    defaults, 20 and 50; the controller-manager's 20 are shared by every controller, and the PV
+    controller's 3 writes per claim binding then cap the whole cluster at ~7 new pods a second).
     """
     if kubeconfig is not None:
         yield ExternalCluster(kubeconfig)
         return
-    if qps:
-        cluster: ControlPlane = type("Unthrottled", (UnthrottledControlPlane,), {"qps": qps})(
-            default_bin_dir(REPO), workdir / "k8s")
-    else:
-        cluster = ControlPlane(default_bin_dir(REPO), workdir / "k8s")
+    cluster = ControlPlane(default_bin_dir(REPO), workdir / "k8s", kube_api_qps=qps or None)
     t0 = time.monotonic()
     cluster.start()
     print(f"control plane up in {time.monotonic() - t0:.1f} s ({workdir / 'k8s'})", flush=True)

@@ -43,7 +43,7 @@ from kubernetes import client  # noqa: E402
 from benchmarks.k8s_restart_latency import summary_ms, test_cluster  # noqa: E402
 from bot.serve import lead  # noqa: E402
 from core import commands  # noqa: E402
-from tests.cluster.controlplane import gpu_node_manifest, node_is_ready  # noqa: E402
+from tests.cluster.nodes import gpu_node_manifest, node_is_ready  # noqa: E402
 from tests.k8s import cluster_helpers, harness  # noqa: E402
 from tests.polling import wait_for  # noqa: E402
 

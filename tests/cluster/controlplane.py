@@ -13,24 +13,9 @@ from ``tests/cluster/build.sh`` (cached per version); its last stdout line is th
 Manual use: ``python -m tests.cluster.controlplane up --workdir DIR`` prints the kubeconfig path
 and keeps the cluster up until SIGINT/SIGTERM.
 
-Pod lifecycle on the fake nodes (KWOK stages; upstream documents from ``<bin>/../stages`` plus two
-of ours, see ``EXPBOT_STAGES``). Every delay can be set per pod with an annotation
-``<stage>.stage.kwok.x-k8s.io/delay`` (Go duration, e.g. "3s"); the defaults below replace
-upstream's random jitter with fixed, short delays (``DEFAULT_STAGE_DELAYS_MS``):
-
-  bound pod --pod-create--> Pending (podIP, ContainerCreating) --pod-ready--> Running, Ready
-  Running Job pod --pod-complete--> Succeeded (exit 0)               [only pods owned by a Job]
-  Running pod labelled pod-container-running-failed.stage.kwok.x-k8s.io=true
-      --pod-container-running-failed--> Failed, container terminated with the annotated
-        reason/exit-code (e.g. OOMKilled/137)
-  deleted Pending/Running pod --pod-terminate (ours)--> Failed, containers terminated
-      reason Error exit 143 (what a kubelet does after SIGTERM); Job controllers then drop the
-      batch.kubernetes.io/job-tracking finalizer
-  deleted terminal pod without finalizers --pod-delete (ours)--> gone
-
-Fake GPU nodes (``create_gpu_nodes``): gpu-a100-{0,1} and gpu-h100-{0,1}, 8 nvidia.com/gpu each,
-label expbot.dev/gpu-type, taints kwok.x-k8s.io/node=fake:NoSchedule and
-nvidia.com/gpu=present:NoSchedule (pods need ``GPU_TOLERATIONS``).
+The pieces: ``pki`` (certificates, kubeconfig), ``processes`` (ports, supervised child processes),
+``kwok_stages`` (the pod and node lifecycle on fake nodes, and its delays), ``nodes`` (the fake GPU
+nodes), ``binaries`` (build.sh's bin dir). Their public names are importable from here too.
 
 Child processes get PR_SET_PDEATHSIG=SIGKILL (via ``setpriv``) so they die with the Python process
 that started them: call ``start()``/``restart_apiserver()`` from a thread that outlives the cluster
@@ -40,349 +25,88 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import contextlib
-import copy
-import os
 import shutil
 import signal
-import socket
 import ssl
-import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
 import yaml
 
-GPU_RESOURCE = "nvidia.com/gpu"
-GPU_TYPE_LABEL = "expbot.dev/gpu-type"
-GPUS_PER_NODE = 8
-KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
-KWOK_NODE_VALUE = "fake"
-GPU_NODES: dict[str, str] = {
-    "gpu-a100-0": "a100",
-    "gpu-a100-1": "a100",
-    "gpu-h100-0": "h100",
-    "gpu-h100-1": "h100",
-}
-GPU_TAINTS = [
-    {"key": KWOK_NODE_ANNOTATION, "value": KWOK_NODE_VALUE, "effect": "NoSchedule"},
-    {"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"},
+from tests.cluster.binaries import default_bin_dir
+from tests.cluster.kwok_stages import (
+    DEFAULT_STAGE_DELAYS_MS,
+    EXPBOT_STAGES,
+    STAGE_ANNOTATION_PREFIX,
+    UPSTREAM_STAGES,
+    kwok_stages,
+)
+from tests.cluster.nodes import (
+    GPU_NODES,
+    GPU_RESOURCE,
+    GPU_TAINTS,
+    GPU_TOLERATIONS,
+    GPU_TYPE_LABEL,
+    GPUS_PER_NODE,
+    KWOK_NODE_ANNOTATION,
+    KWOK_NODE_VALUE,
+    gpu_node_manifest,
+    node_is_ready,
+)
+from tests.cluster.pki import make_certificates, write_kubeconfig
+from tests.cluster.processes import ControlPlaneError, Process, free_ports
+
+__all__ = [
+    "DEFAULT_STAGE_DELAYS_MS", "EXPBOT_STAGES", "GPUS_PER_NODE", "GPU_NODES", "GPU_RESOURCE", "GPU_TAINTS",
+    "GPU_TOLERATIONS", "GPU_TYPE_LABEL", "KWOK_NODE_ANNOTATION", "KWOK_NODE_VALUE", "STAGE_ANNOTATION_PREFIX",
+    "UPSTREAM_STAGES", "ControlPlane", "ControlPlaneError", "default_bin_dir", "free_ports", "gpu_node_manifest",
+    "kwok_stages", "main", "make_certificates", "node_is_ready", "write_kubeconfig",
 ]
-GPU_TOLERATIONS = [
-    {"key": KWOK_NODE_ANNOTATION, "operator": "Exists", "effect": "NoSchedule"},
-    {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"},
-]
-
-STAGE_ANNOTATION_PREFIX = "stage.kwok.x-k8s.io"
-
-# Upstream KWOK stage documents used, relative to the stages dir (a copy of kwok's kustomize/stage).
-UPSTREAM_STAGES = {
-    "node-initialize": "node/fast/node-initialize.yaml",
-    "node-heartbeat": "node/heartbeat/node-heartbeat.yaml",
-    "node-not-ready": "node/chaos/node-not-ready.yaml",
-    "pod-create": "pod/general/pod-create.yaml",
-    "pod-init-container-running": "pod/general/pod-init-container-running.yaml",
-    "pod-init-container-completed": "pod/general/pod-init-container-completed.yaml",
-    "pod-ready": "pod/general/pod-ready.yaml",
-    "pod-complete": "pod/general/pod-complete.yaml",
-    "pod-container-running-failed": "pod/chaos/pod-container-running-failed.yaml",
-}
-
-# (delay, max delay) defaults in ms per stage; None drops upstream's jitter so that an annotated
-# `/delay` alone is exact. Annotations on the object still win.
-DEFAULT_STAGE_DELAYS_MS: dict[str, tuple[int, int | None]] = {
-    "node-heartbeat": (10_000, 15_000),
-    "node-not-ready": (500, None),
-    "pod-create": (100, None),
-    "pod-init-container-running": (100, None),
-    "pod-init-container-completed": (500, None),
-    "pod-ready": (500, None),
-    "pod-complete": (1_000, None),
-    "pod-container-running-failed": (1_000, None),
-    "pod-terminate": (500, None),
-    "pod-delete": (200, None),
-}
-
-
-def _annotation(stage: str, key: str) -> str:
-    return f'.metadata.annotations["{stage}.{STAGE_ANNOTATION_PREFIX}/{key}"]'
-
-
-_POD_TERMINATE_TEMPLATE = """\
-{{ $now := Now }}
-{{ $annotations := or .metadata.annotations dict }}
-{{ $exitCode := or ( index $annotations "pod-terminate.stage.kwok.x-k8s.io/exit-code" ) "143" }}
-{{ $reason := or ( index $annotations "pod-terminate.stage.kwok.x-k8s.io/reason" ) "Error" }}
-conditions:
-- lastProbeTime: null
-  lastTransitionTime: {{ $now | Quote }}
-  status: "False"
-  reason: PodCompleted
-  type: Ready
-- lastProbeTime: null
-  lastTransitionTime: {{ $now | Quote }}
-  status: "False"
-  reason: PodCompleted
-  type: ContainersReady
-containerStatuses:
-{{ range .spec.containers }}
-- image: {{ .image | Quote }}
-  name: {{ .name | Quote }}
-  ready: false
-  restartCount: 0
-  started: false
-  state:
-    terminated:
-      exitCode: {{ $exitCode }}
-      finishedAt: {{ $now | Quote }}
-      reason: {{ $reason | Quote }}
-      startedAt: {{ $now | Quote }}
-{{ end }}
-{{ if eq ( printf "%v" $exitCode ) "0" }}
-phase: Succeeded
-{{ else }}
-phase: Failed
-{{ end }}
-"""
-
-# Our stages: a kubelet moves a deleted pod to a terminal phase before it goes away (since 1.27),
-# which is what lets the Job controller drop its job-tracking finalizer. Upstream's general
-# pod-delete waits for finalizers to vanish (a deleted running Job pod would then hang forever),
-# upstream's fast pod-delete ignores them (the pod hangs Terminating just the same).
-EXPBOT_STAGES: list[dict[str, Any]] = [
-    {
-        "apiVersion": "kwok.x-k8s.io/v1alpha1",
-        "kind": "Stage",
-        "metadata": {"name": "pod-terminate"},
-        "spec": {
-            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
-            "selector": {"matchExpressions": [
-                {"key": ".metadata.deletionTimestamp", "operator": "Exists"},
-                {"key": ".status.phase", "operator": "In", "values": ["Pending", "Running", "Unknown"]},
-            ]},
-            "weight": 1,
-            "delay": {
-                "durationMilliseconds": 500,
-                "durationFrom": {"expressionFrom": _annotation("pod-terminate", "delay")},
-                "jitterDurationFrom": {"expressionFrom": _annotation("pod-terminate", "jitter-delay")},
-            },
-            "next": {"statusTemplate": _POD_TERMINATE_TEMPLATE},
-        },
-    },
-    {
-        "apiVersion": "kwok.x-k8s.io/v1alpha1",
-        "kind": "Stage",
-        "metadata": {"name": "pod-delete"},
-        "spec": {
-            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
-            "selector": {"matchExpressions": [
-                {"key": ".metadata.deletionTimestamp", "operator": "Exists"},
-                {"key": ".metadata.finalizers", "operator": "DoesNotExist"},
-                {"key": ".status.phase", "operator": "In", "values": ["Succeeded", "Failed"]},
-            ]},
-            "weight": 1,
-            "delay": {
-                "durationMilliseconds": 200,
-                "durationFrom": {"expressionFrom": _annotation("pod-delete", "delay")},
-                "jitterDurationFrom": {"expressionFrom": _annotation("pod-delete", "jitter-delay")},
-            },
-            "next": {"delete": True},
-        },
-    },
-]
-
-
-def kwok_stages(stages_dir: Path, delays_ms: dict[str, tuple[int, int | None]] | None = None) -> list[dict[str, Any]]:
-    """The Stage documents given to kwok: upstream ones read from stages_dir, then ours, with default delays applied."""
-    delays = {**DEFAULT_STAGE_DELAYS_MS, **(delays_ms or {})}
-    docs: list[dict[str, Any]] = []
-    for name, rel in UPSTREAM_STAGES.items():
-        path = stages_dir / rel
-        if not path.is_file():
-            raise FileNotFoundError(f"kwok stage {name!r} not found at {path}")
-        (doc,) = [d for d in yaml.safe_load_all(path.read_text()) if d]
-        if doc["metadata"]["name"] != name:
-            raise ValueError(f"{path} defines stage {doc['metadata']['name']!r}, expected {name!r}")
-        docs.append(doc)
-    docs.extend(copy.deepcopy(EXPBOT_STAGES))
-    for doc in docs:
-        name = doc["metadata"]["name"]
-        if name not in delays:
-            continue
-        delay, jitter = delays[name]
-        spec_delay = doc["spec"].setdefault("delay", {})
-        spec_delay["durationMilliseconds"] = delay
-        if jitter is None:
-            spec_delay.pop("jitterDurationMilliseconds", None)
-        else:
-            spec_delay["jitterDurationMilliseconds"] = jitter
-    return docs
-
-
-def gpu_node_manifest(name: str, gpu_type: str, gpus: int = GPUS_PER_NODE) -> dict[str, Any]:
-    """A fake GPU Node managed by kwok (status is kept by kwok's node-initialize stage)."""
-    resources = {"cpu": "64", "memory": "512Gi", "pods": "110", GPU_RESOURCE: str(gpus)}
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "annotations": {KWOK_NODE_ANNOTATION: KWOK_NODE_VALUE},
-            "labels": {
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
-                "type": "kwok",
-                GPU_TYPE_LABEL: gpu_type,
-            },
-        },
-        "spec": {"taints": copy.deepcopy(GPU_TAINTS)},
-        "status": {"capacity": dict(resources), "allocatable": dict(resources)},
-    }
-
-
-def node_is_ready(node: Any) -> bool:
-    """Whether a V1Node has condition Ready=True."""
-    return any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []) if node.status)
-
-
-class ControlPlaneError(RuntimeError):
-    """The control plane could not start (the message includes the tail of the process logs)."""
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (all held open while choosing, so none is returned twice)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-
-
-def _run(cmd: list[str], cwd: Path) -> None:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise ControlPlaneError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
-
-
-def make_certificates(pki: Path) -> None:
-    """CA, apiserver serving cert, admin client cert (group system:masters), service-account key pair (openssl CLI)."""
-    pki.mkdir(parents=True, exist_ok=True)
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _run(["openssl", "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "3650",
-          "-subj", "/CN=expbot-testbed-ca",
-          "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"], pki)
-    leaves = {
-        "apiserver": ("/CN=kube-apiserver",
-                      ("subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
-                       "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
-                       "extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n")),
-        "admin": ("/O=system:masters/CN=expbot-testbed-admin",
-                  "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n"),
-    }
-    for name, (subject, ext) in leaves.items():
-        (pki / f"{name}.ext").write_text(ext)
-        _run(["openssl", "req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject], pki)
-        _run(["openssl", "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-              "-CAcreateserial", "-days", "3650", "-sha256", "-extfile", f"{name}.ext", "-out", f"{name}.crt"], pki)
-    _run(["openssl", "genrsa", "-out", "sa.key", "2048"], pki)
-    _run(["openssl", "rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"], pki)
-    for key in pki.glob("*.key"):
-        key.chmod(0o600)
-
-
-def write_kubeconfig(path: Path, server: str, pki: Path, context: str = "expbot-testbed") -> None:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": context, "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")}}],
-        "users": [{"name": "admin", "user": {"client-certificate": str(pki / "admin.crt"),
-                                             "client-key": str(pki / "admin.key")}}],
-        "contexts": [{"name": context, "context": {"cluster": context, "user": "admin"}}],
-        "current-context": context,
-    }
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-
-
-@dataclass
-class _Process:
-    name: str
-    args: list[str]
-    log_path: Path
-    popen: subprocess.Popen[bytes] | None = None
-    starts: int = 0
-    env: dict[str, str] = field(default_factory=dict)
-
-    def start(self) -> None:
-        prefix = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n==== start {self.starts + 1} at {time.strftime('%H:%M:%S')}: {' '.join(self.args)}\n".encode())
-            log.flush()
-            self.popen = subprocess.Popen(
-                prefix + self.args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, env={**os.environ, **self.env},
-            )
-        self.starts += 1
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def signal_group(self, sig: int) -> None:
-        if self.popen is None:
-            return
-        try:
-            os.killpg(self.popen.pid, sig)
-        except ProcessLookupError:
-            pass
-
-    def stop(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
-        if self.popen is None:
-            return
-        if self.popen.poll() is None:
-            self.signal_group(sig)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.signal_group(signal.SIGKILL)
-                self.popen.wait(10)
-        # Whatever else is left in its process group (there should be nothing).
-        self.signal_group(signal.SIGKILL)
-        self.popen = None
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
 
 
 class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager + kube-scheduler + kwok on loopback.
 
     Files under workdir: pki/ (certificates), kubeconfig, kwok-stages.yaml, etcd/ (data), logs/<name>.log.
+
+    stage_delays_ms: per-stage (delay, max delay) over ``DEFAULT_STAGE_DELAYS_MS``; stages_dir: the
+    upstream Stage documents (default ``<bin_dir>/../stages``).
+    kube_api_qps, kube_api_burst: the API client rate limit of kube-controller-manager and of
+    kube-scheduler (``--kube-api-qps``/``--kube-api-burst``; burst defaults to twice the QPS). Unset,
+    they keep theirs: 20 QPS (burst 30) for the controller-manager, shared by every controller, so
+    that the PV controller's 3 writes per claim binding cap the cluster at ~7 new pods a second; 50
+    (burst 100) for the scheduler.
     """
 
     COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+    API_CLIENT_COMPONENTS = ("kube-controller-manager", "kube-scheduler")  # what kube_api_qps/_burst apply to
 
     def __init__(self, bin_dir: Path, workdir: Path, *, stage_delays_ms: dict[str, tuple[int, int | None]] | None = None,
-                 stages_dir: Path | None = None) -> None:
+                 stages_dir: Path | None = None, kube_api_qps: float | None = None,
+                 kube_api_burst: int | None = None) -> None:
+        if kube_api_qps is not None and kube_api_qps <= 0:
+            raise ValueError(f"kube_api_qps must be positive, not {kube_api_qps}")
+        if kube_api_burst is not None and kube_api_burst <= 0:
+            raise ValueError(f"kube_api_burst must be positive, not {kube_api_burst}")
         self.bin_dir = Path(bin_dir).resolve()
         self.workdir = Path(workdir).resolve()
         self.stages_dir = Path(stages_dir) if stages_dir else self.bin_dir.parent / "stages"
         self.stage_delays_ms = stage_delays_ms
+        self.kube_api_qps = kube_api_qps
+        if kube_api_burst is None and kube_api_qps is not None:
+            kube_api_burst = max(1, round(2 * kube_api_qps))
+        self.kube_api_burst = kube_api_burst
         self.pki = self.workdir / "pki"
         self.logs = self.workdir / "logs"
         self._kubeconfig = self.workdir / "kubeconfig"
         self.ports: dict[str, int] = {}
-        self.processes: dict[str, _Process] = {}
+        self.processes: dict[str, Process] = {}
         self.startup_seconds: dict[str, float] = {}
         self._lock = threading.Lock()
         self._atexit_registered = False
@@ -391,10 +115,12 @@ class ControlPlane:
 
     @property
     def kubeconfig(self) -> Path:
+        """The admin kubeconfig (written by start())."""
         return self._kubeconfig
 
     @property
     def server(self) -> str:
+        """kube-apiserver's URL (after start())."""
         return f"https://127.0.0.1:{self.ports['apiserver']}"
 
     def api_client(self) -> Any:
@@ -502,6 +228,7 @@ class ControlPlane:
         return "\n".join(parts)
 
     def alive(self) -> dict[str, bool]:
+        """Whether each component is running, by name."""
         return {name: proc.alive() for name, proc in self.processes.items()}
 
     def __enter__(self) -> Self:
@@ -562,8 +289,13 @@ class ControlPlane:
                 "--cidr=10.244.0.0/16", "--node-ip=127.0.0.1",
             ],
         }
+        for name in self.API_CLIENT_COMPONENTS:
+            if self.kube_api_qps is not None:
+                specs[name].append(f"--kube-api-qps={self.kube_api_qps}")
+            if self.kube_api_burst is not None:
+                specs[name].append(f"--kube-api-burst={self.kube_api_burst}")
         env = {"HOME": str(self.workdir)}  # kwok reads ~/.kwok/kwok.yaml when present: keep the user's out
-        self.processes = {name: _Process(name, args, self.logs / f"{name}.log", env=env) for name, args in specs.items()}
+        self.processes = {name: Process(name, args, self.logs / f"{name}.log", env=env) for name, args in specs.items()}
 
     def _mark(self, t0: float, what: str) -> None:
         self.startup_seconds[what] = round(time.monotonic() - t0, 2)
@@ -608,33 +340,8 @@ class ControlPlane:
         self._wait(lambda: self._http_ok(url), deadline, "kube-controller-manager", f"ServiceAccount {namespace}/default")
 
 
-def default_bin_dir(repo_root: Path | None = None) -> Path:
-    """Run tests/cluster/build.sh (a no-op when the cached binaries exist) and return its bin dir."""
-    env_bin = os.environ.get("EXPBOT_TESTBED_BIN")
-    if env_bin:
-        return Path(env_bin)
-    script = (repo_root or Path(__file__).resolve().parents[2]) / "tests" / "cluster" / "build.sh"
-    timeout = float(os.environ.get("EXPBOT_TESTBED_BUILD_TIMEOUT", "3600"))
-    # Its own process group, so that an interrupted build (Ctrl-C, pytest-timeout) leaves no `go build` behind.
-    proc = subprocess.Popen(["bash", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        raise
-    if proc.returncode != 0:
-        tail = "\n".join(stderr.splitlines()[-20:])
-        raise ControlPlaneError(f"{script} failed ({proc.returncode}):\n{tail}")
-    lines = stdout.strip().splitlines()
-    if not lines:
-        raise ControlPlaneError(f"{script} printed no bin dir")
-    return Path(lines[-1])
-
-
 def main(argv: list[str] | None = None) -> int:
+    """``python -m tests.cluster.controlplane up``: start a cluster and keep it up until SIGINT/SIGTERM."""
     parser = argparse.ArgumentParser(prog="python -m tests.cluster.controlplane")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start a cluster, print the kubeconfig path, run until SIGINT/SIGTERM")

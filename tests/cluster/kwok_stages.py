@@ -1,0 +1,169 @@
+"""KWOK Stage documents: which pod and node lifecycle the fake nodes play, and how fast.
+
+Upstream documents come from ``<bin>/../stages`` (a copy of kwok's kustomize/stage), plus two of
+ours, see ``EXPBOT_STAGES``. Every delay can be set per pod with an annotation
+``<stage>.stage.kwok.x-k8s.io/delay`` (Go duration, e.g. "3s"); the defaults below replace
+upstream's random jitter with fixed, short delays (``DEFAULT_STAGE_DELAYS_MS``):
+
+  bound pod --pod-create--> Pending (podIP, ContainerCreating) --pod-ready--> Running, Ready
+  Running Job pod --pod-complete--> Succeeded (exit 0)               [only pods owned by a Job]
+  Running pod labelled pod-container-running-failed.stage.kwok.x-k8s.io=true
+      --pod-container-running-failed--> Failed, container terminated with the annotated
+        reason/exit-code (e.g. OOMKilled/137)
+  deleted Pending/Running pod --pod-terminate (ours)--> Failed, containers terminated
+      reason Error exit 143 (what a kubelet does after SIGTERM); Job controllers then drop the
+      batch.kubernetes.io/job-tracking finalizer
+  deleted terminal pod without finalizers --pod-delete (ours)--> gone
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+STAGE_ANNOTATION_PREFIX = "stage.kwok.x-k8s.io"
+
+# Upstream KWOK stage documents used, relative to the stages dir (a copy of kwok's kustomize/stage).
+UPSTREAM_STAGES = {
+    "node-initialize": "node/fast/node-initialize.yaml",
+    "node-heartbeat": "node/heartbeat/node-heartbeat.yaml",
+    "node-not-ready": "node/chaos/node-not-ready.yaml",
+    "pod-create": "pod/general/pod-create.yaml",
+    "pod-init-container-running": "pod/general/pod-init-container-running.yaml",
+    "pod-init-container-completed": "pod/general/pod-init-container-completed.yaml",
+    "pod-ready": "pod/general/pod-ready.yaml",
+    "pod-complete": "pod/general/pod-complete.yaml",
+    "pod-container-running-failed": "pod/chaos/pod-container-running-failed.yaml",
+}
+
+# (delay, max delay) defaults in ms per stage; None drops upstream's jitter so that an annotated
+# `/delay` alone is exact. Annotations on the object still win.
+DEFAULT_STAGE_DELAYS_MS: dict[str, tuple[int, int | None]] = {
+    "node-heartbeat": (10_000, 15_000),
+    "node-not-ready": (500, None),
+    "pod-create": (100, None),
+    "pod-init-container-running": (100, None),
+    "pod-init-container-completed": (500, None),
+    "pod-ready": (500, None),
+    "pod-complete": (1_000, None),
+    "pod-container-running-failed": (1_000, None),
+    "pod-terminate": (500, None),
+    "pod-delete": (200, None),
+}
+
+
+def _annotation(stage: str, key: str) -> str:
+    return f'.metadata.annotations["{stage}.{STAGE_ANNOTATION_PREFIX}/{key}"]'
+
+
+_POD_TERMINATE_TEMPLATE = """\
+{{ $now := Now }}
+{{ $annotations := or .metadata.annotations dict }}
+{{ $exitCode := or ( index $annotations "pod-terminate.stage.kwok.x-k8s.io/exit-code" ) "143" }}
+{{ $reason := or ( index $annotations "pod-terminate.stage.kwok.x-k8s.io/reason" ) "Error" }}
+conditions:
+- lastProbeTime: null
+  lastTransitionTime: {{ $now | Quote }}
+  status: "False"
+  reason: PodCompleted
+  type: Ready
+- lastProbeTime: null
+  lastTransitionTime: {{ $now | Quote }}
+  status: "False"
+  reason: PodCompleted
+  type: ContainersReady
+containerStatuses:
+{{ range .spec.containers }}
+- image: {{ .image | Quote }}
+  name: {{ .name | Quote }}
+  ready: false
+  restartCount: 0
+  started: false
+  state:
+    terminated:
+      exitCode: {{ $exitCode }}
+      finishedAt: {{ $now | Quote }}
+      reason: {{ $reason | Quote }}
+      startedAt: {{ $now | Quote }}
+{{ end }}
+{{ if eq ( printf "%v" $exitCode ) "0" }}
+phase: Succeeded
+{{ else }}
+phase: Failed
+{{ end }}
+"""
+
+# Our stages: a kubelet moves a deleted pod to a terminal phase before it goes away (since 1.27),
+# which is what lets the Job controller drop its job-tracking finalizer. Upstream's general
+# pod-delete waits for finalizers to vanish (a deleted running Job pod would then hang forever),
+# upstream's fast pod-delete ignores them (the pod hangs Terminating just the same).
+EXPBOT_STAGES: list[dict[str, Any]] = [
+    {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": "pod-terminate"},
+        "spec": {
+            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
+            "selector": {"matchExpressions": [
+                {"key": ".metadata.deletionTimestamp", "operator": "Exists"},
+                {"key": ".status.phase", "operator": "In", "values": ["Pending", "Running", "Unknown"]},
+            ]},
+            "weight": 1,
+            "delay": {
+                "durationMilliseconds": 500,
+                "durationFrom": {"expressionFrom": _annotation("pod-terminate", "delay")},
+                "jitterDurationFrom": {"expressionFrom": _annotation("pod-terminate", "jitter-delay")},
+            },
+            "next": {"statusTemplate": _POD_TERMINATE_TEMPLATE},
+        },
+    },
+    {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": "pod-delete"},
+        "spec": {
+            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
+            "selector": {"matchExpressions": [
+                {"key": ".metadata.deletionTimestamp", "operator": "Exists"},
+                {"key": ".metadata.finalizers", "operator": "DoesNotExist"},
+                {"key": ".status.phase", "operator": "In", "values": ["Succeeded", "Failed"]},
+            ]},
+            "weight": 1,
+            "delay": {
+                "durationMilliseconds": 200,
+                "durationFrom": {"expressionFrom": _annotation("pod-delete", "delay")},
+                "jitterDurationFrom": {"expressionFrom": _annotation("pod-delete", "jitter-delay")},
+            },
+            "next": {"delete": True},
+        },
+    },
+]
+
+
+def kwok_stages(stages_dir: Path, delays_ms: dict[str, tuple[int, int | None]] | None = None) -> list[dict[str, Any]]:
+    """The Stage documents given to kwok: upstream ones read from stages_dir, then ours, with default delays applied."""
+    delays = {**DEFAULT_STAGE_DELAYS_MS, **(delays_ms or {})}
+    docs: list[dict[str, Any]] = []
+    for name, rel in UPSTREAM_STAGES.items():
+        path = stages_dir / rel
+        if not path.is_file():
+            raise FileNotFoundError(f"kwok stage {name!r} not found at {path}")
+        (doc,) = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        if doc["metadata"]["name"] != name:
+            raise ValueError(f"{path} defines stage {doc['metadata']['name']!r}, expected {name!r}")
+        docs.append(doc)
+    docs.extend(copy.deepcopy(EXPBOT_STAGES))
+    for doc in docs:
+        name = doc["metadata"]["name"]
+        if name not in delays:
+            continue
+        delay, jitter = delays[name]
+        spec_delay = doc["spec"].setdefault("delay", {})
+        spec_delay["durationMilliseconds"] = delay
+        if jitter is None:
+            spec_delay.pop("jitterDurationMilliseconds", None)
+        else:
+            spec_delay["jitterDurationMilliseconds"] = jitter
+    return docs
