@@ -18,6 +18,7 @@ from core.idle_job import check_idle
 from core.relay import deliver_pending
 
 log = logging.getLogger("expbot.serve")
+_RELAY_BATCH = 100
 
 
 def run_forever(bot: Expbot, stop: threading.Event | None = None, on_ready: Callable[[dict], None] | None = None) -> None:
@@ -80,26 +81,13 @@ def lead(bot: Expbot, stop: threading.Event) -> None:
     if start_watch is not None:
         start_watch()  # list-then-watch: status() must not answer before the first list is in
     scheduler = BackgroundScheduler(timezone="UTC")
-
-    def start_at_once(event: Event) -> None:
-        # Launches reach the leader through the outbox whichever replica took them: start them
-        # now rather than at the next full pass (up to k8s_resync_seconds away).
-        if isinstance(event, (ExperimentLaunched, LaunchApproved)):
-            bot.supervisor.wake(event.experiment_id)
-
-    relay = scheduler.add_job(
-        deliver_pending, "interval", seconds=settings.relay_interval_seconds,
-        args=(bot.uow_factory, bot.notifier, bot.clock), kwargs={"observe": start_at_once},
-        id="outbox-relay", max_instances=1, coalesce=True,
-    )
     scheduler.start()
     _schedule_jobs(bot, scheduler)
-
-    def relay_now(_event: object = None) -> None:
-        # A launch from Slack should reach its thread at once, not at the next tick.
-        relay.modify(next_run_time=datetime.now(timezone.utc))
-
-    bot.bus.subscribe_all(relay_now)
+    relay_woken = threading.Event()
+    # A launch from Slack should reach its thread at once, not at the next tick.
+    bot.bus.subscribe_all(lambda _event: relay_woken.set())
+    relay = threading.Thread(target=_relay, args=(bot, stop, relay_woken), name="outbox-relay", daemon=True)
+    relay.start()
     resync = settings.k8s_resync_seconds if settings.backend == "kubernetes" else settings.resync_interval_seconds
     try:
         bot.supervisor.run(stop, resync)
@@ -109,7 +97,30 @@ def lead(bot: Expbot, stop: threading.Event) -> None:
         close_watch = getattr(bot.backend, "close", None)
         if close_watch is not None:
             close_watch()
-        deliver_pending(bot.uow_factory, bot.notifier, bot.clock)
+        relay_woken.set()
+        relay.join(timeout=10)  # its last round delivers what the final pass stored
+
+
+def _relay(bot: Expbot, stop: threading.Event, woken: threading.Event) -> None:
+    """Deliver the outbox every relay interval and whenever woken, until a last round after `stop`."""
+
+    def start_at_once(event: Event) -> None:
+        # Launches reach the leader through the outbox whichever replica took them: start them
+        # now rather than at the next full pass (up to k8s_resync_seconds away).
+        if isinstance(event, (ExperimentLaunched, LaunchApproved)):
+            bot.supervisor.wake(event.experiment_id)
+
+    while True:
+        last_round = stop.is_set()
+        woken.clear()
+        try:
+            while deliver_pending(bot.uow_factory, bot.notifier, bot.clock, _RELAY_BATCH, observe=start_at_once) == _RELAY_BATCH:
+                pass  # a full batch: more are waiting
+        except Exception:  # e.g. the database briefly locked: the next round retries
+            log.exception("outbox relay round failed")
+        if last_round:
+            return
+        woken.wait(bot.settings.relay_interval_seconds)
 
 
 def _schedule_jobs(bot: Expbot, scheduler: BackgroundScheduler) -> None:
