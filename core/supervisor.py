@@ -59,6 +59,7 @@ class Supervisor:
         # still acted on within seconds rather than after the whole backlog (each submit is an API call).
         self.max_starts_per_pass = max_starts_per_pass
         self._starts_this_pass = 0
+        self._due: dict[str, datetime] = {}  # experiment -> when to look again (restarts, deferred starts)
         self._to_stop: list[tuple[str, int]] = []
         self._refused_gpus: int | None = None
 
@@ -69,27 +70,24 @@ class Supervisor:
     def run(self, stop: threading.Event, resync_interval: float = 2.0) -> None:
         """Reconcile until `stop` is set: on every backend change, when a restart is due, and periodically.
 
-        A backend that names the experiments that changed (a watch) gets passes over just those;
-        every `resync_interval` seconds, and whenever a restart falls due, all are looked at.
+        A backend that names the experiments that changed (a watch) gets passes over just those
+        and over the restarts that fall due; every `resync_interval` seconds all are looked at.
         """
         next_full: datetime | None = None
-        next_due: datetime | None = None
         changed: set[str] | None = None
         while not stop.is_set():
             now = self.clock.now()
             try:
-                if changed is None or next_full is None or now >= next_full or (next_due and next_due <= now):
+                if changed is None or next_full is None or now >= next_full:
                     next_full = now + timedelta(seconds=resync_interval)  # first: a failing pass must not spin
-                    next_due = self.reconcile_once()
-                elif changed:
-                    due = self.reconcile_ids(changed)
-                    next_due = due if next_due is None or (due is not None and due < next_due) else next_due
+                    self.reconcile_once()
+                elif ids := changed | self._take_due(now):
+                    self.reconcile_ids(ids)
             except Exception:  # the loop must outlive any one bad pass (e.g. database briefly locked)
                 log.exception("supervisor pass failed")
-                next_due = None
-            wake = min(d for d in (next_full, next_due) if d is not None) if (next_full or next_due) else None
+            wake = min([next_full, *self._due.values()])
             # At least 0.1s: a restart that is due but cannot fit yet must not make the loop spin.
-            timeout = resync_interval if wake is None else max(0.1, (wake - self.clock.now()).total_seconds())
+            timeout = max(0.1, (wake - self.clock.now()).total_seconds())
             changed = self.backend.wait_for_change(min(timeout, resync_interval))
 
     def reconcile_ids(self, experiment_ids: set[str]) -> datetime | None:
@@ -97,13 +95,13 @@ class Supervisor:
         self._starts_this_pass = 0
         next_due: datetime | None = None
         for experiment_id in sorted(experiment_ids):
+            self._due.pop(experiment_id, None)
             try:
                 due = self._reconcile_with_retry(experiment_id)
             except Exception:
                 log.exception("supervising experiment %s failed", experiment_id)
                 continue
-            if due is not None and (next_due is None or due < next_due):
-                next_due = due
+            next_due = self._note_due(experiment_id, due, next_due)
         return next_due
 
     def reconcile_once(self) -> datetime | None:
@@ -112,6 +110,7 @@ class Supervisor:
             snapshot = uow.experiments.active()  # one query, attempts included
         now = self.clock.now()
         self._starts_this_pass = 0
+        self._due = {}
         next_due: datetime | None = None
         refused_gpus: int | None = None  # the smallest request the backend turned away this pass
         for experiment in snapshot:
@@ -120,7 +119,7 @@ class Supervisor:
                 if not self._needs_work(experiment, now, refused_gpus):
                     due = experiment.next_attempt_at if experiment.state == State.RESTARTING else None
                 elif not self._may_start() and not self._has_live_attempt(experiment):
-                    due = now  # this pass has started its share: the next pass, in a moment
+                    due = now  # this pass has started its share: in a moment, without a whole pass
                 else:
                     self._refused_gpus = None
                     due = self._reconcile_with_retry(experiment.id)
@@ -129,9 +128,23 @@ class Supervisor:
             except Exception:
                 log.exception("supervising experiment %s failed", experiment.id)
                 continue
-            if due is not None and (next_due is None or due < next_due):
-                next_due = due
+            next_due = self._note_due(experiment.id, due, next_due)
         return next_due
+
+    def _note_due(self, experiment_id: str, due: datetime | None, soonest: datetime | None) -> datetime | None:
+        """Remember when to look at the experiment again; the sooner of `due` and `soonest`."""
+        if due is None:
+            return soonest
+        self._due[experiment_id] = due
+        return due if soonest is None or due < soonest else soonest
+
+    def _take_due(self, now: datetime) -> set[str]:
+        """The experiments due by now, the earliest first, at most a pass's share of starts."""
+        ready = sorted((due, n, eid) for n, (eid, due) in enumerate(self._due.items()) if due <= now)
+        taken = {eid for _due, _n, eid in ready[: self.max_starts_per_pass]}
+        for eid in taken:
+            del self._due[eid]
+        return taken
 
     def _needs_work(self, experiment: Experiment, now: datetime, refused_gpus: int | None) -> bool:
         """False when reconciling this experiment now would certainly change nothing."""

@@ -320,3 +320,31 @@ def test_wake_starts_a_new_launch_without_waiting_for_a_resync(world, monkeypatc
         world.supervisor.wake(late.id)
         wait_for(lambda: state(world, "late") == State.STARTING, 5, "started on the wake")
         assert frozenset({late.id}) in spy.passes and spy.full == 1
+
+
+def test_a_restart_falling_due_is_reconciled_alone_not_by_a_whole_pass(world, monkeypatch):
+    world.backend.names_changes = True
+    exp = start(world, "flaky --max-restarts 2 -- python train.py")
+    spy = Spy(world, monkeypatch)
+    with supervising(world, resync_interval=60.0):
+        wait_for(lambda: spy.full == 1, 5, "the first full pass")
+        world.backend.exit(exp.id, 1, 1)
+        wait_for(lambda: state(world, "flaky") == State.RESTARTING, 5, "the restart scheduled (backoff 10 s)")
+        time.sleep(0.3)
+        assert len(world.backend.submits) == 1  # not before its time
+        world.clock.advance(seconds=10)
+        world.backend._changed.set()  # end the loop's real-time wait now that the fake clock moved
+        wait_for(lambda: len(world.backend.submits) == 2, 5, "the second attempt submitted")
+        assert spy.full == 1 and frozenset({exp.id}) in spy.passes
+
+
+def test_a_burst_goes_on_in_slices_between_watch_changes_without_whole_passes(world, monkeypatch):
+    world.backend.names_changes = True
+    world.supervisor.max_starts_per_pass = 2
+    for n in "abcde":
+        world.launch(f"{n} -- python train.py")
+    spy = Spy(world, monkeypatch)
+    with supervising(world, resync_interval=60.0):
+        wait_for(lambda: len(world.backend.submits) == 5, 5, "all five submitted")
+        assert spy.full == 1  # the rest came in passes over just their ids
+        assert len(spy.passes) >= 3  # two at a time: at least three passes for five
