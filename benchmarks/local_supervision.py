@@ -91,7 +91,7 @@ def main() -> int:
         for exp in final:
             if exp.name not in killed_at or len(exp.attempts) < 2:
                 continue
-            first, second = exp.attempts[0], exp.attempts[1]
+            first = exp.attempts[0]
             delay = next((e.delay_seconds for e in uow.outbox.for_experiment(exp.id) if isinstance(e, RestartScheduled)), 0.0)
             launch2 = json.loads((data / "runs" / exp.id / "attempt-2" / "launch.json").read_text())
             process_started = datetime.fromisoformat(launch2["started_at"])

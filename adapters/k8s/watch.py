@@ -9,7 +9,6 @@ import json
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from bot.bootstrap import Expbot
 from bot.http_server import HttpServer, Stopper, WsgiApp, routes
