@@ -6,12 +6,14 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TypeVar
 
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from core.errors import ExpbotError
+from core.policy import Backoff
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -96,7 +98,9 @@ def call(
             error = translate(e)
             if not isinstance(error, KubeTransient) or attempt == attempts:
                 raise error from e
-            delay = min(max_delay, base_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+            # The module's own functions as the generator: one shared, and tests can fix its draws.
+            delay = Backoff(timedelta(seconds=base_delay), timedelta(seconds=max_delay)).delay(
+                attempt, random).total_seconds()  # type: ignore[arg-type]
             log.warning("%s; retrying in %.1fs (%d/%d)", error, delay, attempt, attempts)
             sleep(delay)
     raise AssertionError("unreachable")

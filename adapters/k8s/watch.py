@@ -11,7 +11,7 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from kubernetes import watch as k8s_watch
@@ -20,10 +20,12 @@ from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from adapters.k8s.errors import WatchExpired, translate
 from adapters.k8s.names import MANAGED_SELECTOR
 from adapters.k8s.views import JobView, PodView
+from core.policy import Backoff
 
 log = logging.getLogger(__name__)
 Key = tuple[str, int]  # (experiment id, attempt)
 _PAGE = 500
+_RELIST_BACKOFF = Backoff(base=timedelta(seconds=0.2), cap=timedelta(seconds=30))
 
 
 class ClusterCache:
@@ -166,7 +168,7 @@ class Watcher:
                 log.info("%s watch expired (410 Gone): listing again", self.kind)
             except Exception as e:  # the API restarting, the network: list again after a pause
                 failures += 1
-                delay = min(30.0, 0.2 * 2 ** min(failures, 8)) * random.uniform(0.5, 1.0)
+                delay = _RELIST_BACKOFF.delay(failures + 1, random).total_seconds()  # type: ignore[arg-type]
                 log.warning("%s watch failed (%s); listing again in %.1fs", self.kind, translate(e), delay)
                 self._stop.wait(delay)
             self.relists += 1
