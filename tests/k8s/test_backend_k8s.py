@@ -10,7 +10,7 @@ from adapters.k8s import names
 from core.model import FailureClass, State
 from core.ports import AttemptLaunch
 from core.progress import ProgressReport
-from tests.k8s.cluster_helpers import GPU_RESOURCE, GPU_TYPE_LABEL, evict_pod
+from tests.k8s.cluster_helpers import GPU_RESOURCE, GPU_TYPE_LABEL, delete_node, evict_pod, recreate_node
 from tests.k8s.harness import job_env, running_expbot
 from tests.polling import wait_for
 
@@ -143,8 +143,6 @@ def _stop(name: str) -> Any:
 
 
 def test_losing_the_node_restarts_the_attempt_as_infrastructure(k8s_cluster, k8s_api, k8s_namespace, tmp_path: Path) -> None:
-    from tests.k8s.cluster_helpers import delete_node, recreate_node
-
     behaviour = {"ready": "200ms", "complete": "1h"}
     with running_expbot(tmp_path, k8s_cluster.kubeconfig, k8s_namespace, k8s_api, pod_behaviour=behaviour) as w:
         exp = w.launch("orphan --gpus 1 --gpu-type a100 --max-restarts 0 -- python train.py")
