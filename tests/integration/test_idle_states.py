@@ -44,7 +44,9 @@ def test_concurrent_conditional_saves_let_exactly_one_win(idle_states) -> None:
 
     def write(n: int) -> None:
         barrier.wait()
-        results.append(idle_states.save("race", IdleState(idle_gpu_seconds=float(n)), expected=read))
+        # n + 1: a writer saving 0.0 would store a state equal to the fresh one every writer
+        # expects, so a second writer after it would rightly win as well.
+        results.append(idle_states.save("race", IdleState(idle_gpu_seconds=float(n + 1)), expected=read))
 
     threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
     for t in threads:
