@@ -45,7 +45,8 @@ def uninterrupted_final_line(steps: int, tmp_path: Path) -> str:
 
 
 def test_lost_process_group_restarts_from_the_newest_checkpoint_and_succeeds(expbot, tmp_path):
-    expbot.cli("launch", "toy", "--max-restarts", "0", "--", *TOY, "--steps", "80", "--step-seconds", "0.05",
+    # 8 s of work: it must still be running after several CLI round trips on a loaded machine.
+    expbot.cli("launch", "toy", "--max-restarts", "0", "--", *TOY, "--steps", "80", "--step-seconds", "0.1",
                "--checkpoint-every", "10")
     expbot.serve()
     status = wait_for(lambda: (s := expbot.status("toy"))["state"] == "RUNNING" and s, 20, "attempt 1 running")
@@ -97,7 +98,8 @@ def test_retryable_exit_code_does_not_spend_the_restart_budget(expbot):
 
 def test_killing_serve_loses_nothing_and_starts_no_duplicate(expbot):
     expbot.serve()
-    expbot.cli("launch", "survivor", "--", *TOY, "--steps", "60", "--step-seconds", "0.05")
+    # 12 s of work: it must outlive a status poll, a kill and a CLI launch (each ~1 s under load).
+    expbot.cli("launch", "survivor", "--", *TOY, "--steps", "60", "--step-seconds", "0.2")
     status = wait_for(lambda: (s := expbot.status("survivor"))["state"] == "RUNNING" and s, 20, "running")
     pid = expbot.attempt_pid(status["id"], 1)
 

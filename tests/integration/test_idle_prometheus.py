@@ -115,10 +115,11 @@ def test_idle_gpus_are_warned_and_keep_snoozes_the_warning(stack, dcgm):
     assert [o.action for o in seen if o.error == ""] == [IdleAction.WARN]
     with stack.store.new_uow() as uow:
         assert [e.kind for e in uow.outbox.for_experiment(exp.id)][-1] == "IdleWarning"
-    stack.bus.handle(KeepExperiment(name="idle-keep", by="UANA", hours=6 / 3600))
-    during = stack.run_for(4.5)  # longer than the grace: kept, so neither warned nor stopped
+    stack.bus.handle(KeepExperiment(name="idle-keep", by="UANA", hours=9 / 3600))
+    # Longer than the grace (3 s) yet well inside the Keep (9 s), even if a check stalls.
+    during = stack.run_for(4.5)
     assert [o.action for o in during] == [] and stack.get("idle-keep").state == State.RUNNING
-    stack.run_until(IdleAction.WARN, timeout=15)  # the Keep ran out and it is still idle
+    stack.run_until(IdleAction.WARN, timeout=30)  # the Keep ran out and it is still idle
     with stack.store.new_uow() as uow:
         assert [e["actor"] for e in uow.audit.entries(action="idle-keep")] == ["UANA"]
 

@@ -289,7 +289,7 @@ def test_toy_resumes_after_losing_its_process(make_runner: Callable[..., LocalRu
         [PY, TOY, *args, "--step-seconds", "0"], capture_output=True, text=True, check=True, timeout=30,
         env={**os.environ, "EXPBOT_CHECKPOINT_DIR": str(tmp_path / "reference"), "EXPBOT_RESUME_FROM": ""},
     ).stdout.splitlines()[-1]
-    command = (PY, TOY, *args, "--step-seconds", "0.03")
+    command = (PY, TOY, *args, "--step-seconds", "0.1")  # 4 s: still running when the kill comes
     runner.submit(launch("exp-a", command))
     wait_for(lambda: runner.latest_checkpoint("exp-a", "ckpt-*.json"))
     os.killpg(pgid(runner, "exp-a"), signal.SIGKILL)

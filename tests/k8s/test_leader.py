@@ -22,7 +22,9 @@ from tests.polling import wait_for
 
 NAME = "expbot-leader"
 TIMING = {"lease_duration": 3.0, "renew_deadline": 2.0, "retry_period": 0.5}
-SLACK = 0.75  # thread scheduling and API latency on a busy test machine
+# Thread scheduling and API latency on a busy 2-core test machine running the whole control
+# plane. Still below the lease duration, so a clean stop is proven to hand over before expiry.
+SLACK = 1.5
 
 
 @dataclass
@@ -248,7 +250,7 @@ def test_an_api_server_that_never_answers_costs_one_timeout_not_retries():
         started = time.monotonic()
         with pytest.raises(KubeError):
             store.get(0.5)
-        assert time.monotonic() - started < 1.2
+        assert time.monotonic() - started < 1.8  # well under a urllib3 retry (>= 2 s)
         store.close()
     finally:
         silent.close()

@@ -57,7 +57,9 @@ def test_killing_the_leader_hands_supervision_over_within_the_lease(k8s_cluster,
         killed_at = time.monotonic()
         wait_for(lambda: holder() == follower, timeout=15, what=f"{follower} to take over the Lease")
         took_over = time.monotonic() - killed_at
-        assert took_over < 3 + 2 * 0.5 + 1.5, f"handover took {took_over:.1f}s"
+        # Lease duration + two retry periods, plus slack for two serve processes and the API
+        # calls on a loaded machine.
+        assert took_over < 3 + 2 * 0.5 + 3, f"handover took {took_over:.1f}s"
 
         installation.cli("launch", "second", "--gpus", "1", "--gpu-type", "a100", "--", "python", "train.py")
         wait_for(lambda: len(jobs()) == 2, timeout=30, what="the new leader to create the second Job")
