@@ -111,6 +111,11 @@ def test_concurrent_attempts_get_distinct_gpus(make_runner: Callable[..., LocalR
     assert runner.submit(launch("exp-c", SLEEP, gpus=1)).started
 
 
+def test_check_fits_says_how_to_give_it_more_gpus(make_runner: Callable[..., LocalRunner]) -> None:
+    runner = make_runner(gpus=2)
+    assert runner.check_fits(launch("exp-a", SLEEP, gpus=3).spec) == "needs 3 GPUs but this machine has 2 (set EXPBOT_LOCAL_GPUS)"
+
+
 def test_output_log_has_stdout_and_stderr(make_runner: Callable[..., LocalRunner]) -> None:
     runner = make_runner()
     code = "import sys; print('to stdout'); print('to stderr', file=sys.stderr)"

@@ -1,4 +1,4 @@
-"""Fixtures for tests against a real Kubernetes control plane with KWOK fake GPU nodes.
+"""Fixtures for tests against a real Kubernetes control plane with KWOK fake GPU nodes (a plugin of tests/conftest.py).
 
 k8s_cluster (session): a ControlPlane started from the binaries of tests/cluster/build.sh, with
   the fake GPU nodes Ready; or, when EXPBOT_TEST_KUBECONFIG is set, that existing cluster (an
