@@ -23,7 +23,6 @@ from tests.polling import wait_for
 PROCESS = pytest.mark.parametrize("make", ["fake", "local"], indirect=True)
 
 
-
 @pytest.fixture(params=["fake", "local", "k8s"])
 def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Driver]]:
     drivers: list[Driver] = []
@@ -48,6 +47,8 @@ def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..
 
 
 def launch(d: Driver, eid: str, attempt: int = 1, gpus: int = 1) -> AttemptLaunch:
+    # One GPU by default: the test cluster's nodes are all tainted GPU nodes, which only a pod that
+    # asks for a GPU tolerates.
     spec = ExperimentSpec(name=eid, command=d.command(), image="python:3.11-slim", gpus=gpus)
     return AttemptLaunch(eid, eid, attempt, spec, "alice", None, timedelta(hours=1))
 
