@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from waitress import wasyncore
 from waitress.server import create_server
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,17 @@ class HttpServer:
         return self
 
     def stop(self) -> None:
-        """Stop accepting and close the socket."""
-        self._server.close()
-        self._thread.join(timeout=5)
+        """Close the listening socket and every open connection, then end the request threads."""
+        if self._thread.is_alive():
+            # Closing sockets from this thread while the loop sits in select() kills the loop
+            # with EBADF. The trigger runs the close on the loop's own thread instead, and the
+            # loop returns once its map of channels (listener, trigger, connections) is empty.
+            channels = self._server._map  # waitress keeps no public handle on it
+            self._server.trigger.pull_trigger(lambda: wasyncore.close_all(channels))
+            self._thread.join(timeout=5)
+        else:
+            self._server.close()
+        self._server.task_dispatcher.shutdown(timeout=5)
 
 
 class Stopper:

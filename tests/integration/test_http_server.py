@@ -1,0 +1,40 @@
+"""HttpServer (waitress on a thread): it stops cleanly even with connections still open."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from bot.http_server import HttpServer, routes
+
+
+@pytest.fixture
+def thread_errors(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[BaseException]]:
+    """Exceptions that ended any thread during the test."""
+    seen: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.exc_value))
+    yield seen
+
+
+def test_stop_ends_the_loop_and_closes_open_connections(thread_errors: list[BaseException]) -> None:
+    server = HttpServer(routes(None), "127.0.0.1", 0, threads=2).start()
+    base = f"http://127.0.0.1:{server.port}"
+    with httpx.Client(timeout=5) as kept_alive:
+        assert kept_alive.get(f"{base}/healthz").text == "ok"  # its connection stays open
+        server.stop()
+        assert not server._thread.is_alive()
+        assert thread_errors == []  # no EBADF from a select() whose sockets were closed under it
+        with pytest.raises(httpx.TransportError):
+            kept_alive.get(f"{base}/healthz")
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{base}/healthz", timeout=2)
+
+
+def test_stop_before_start_closes_the_socket() -> None:
+    server = HttpServer(routes(None), "127.0.0.1", 0, threads=1)
+    port = server.port
+    server.stop()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
