@@ -231,6 +231,11 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
     out.print(f"database at revision {current_revision(url)}")
 
 
+# click's usage-error base, wherever this typer takes click from: newer typers vendor their own
+# copy (typer._click), whose errors are not the `click` package's.
+_USAGE_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 def main() -> None:
     """Console-script entry point: known errors become one clear line, never a traceback."""
     try:
@@ -240,12 +245,10 @@ def main() -> None:
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
-    except Exception as e:  # click's own usage errors arrive here too
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
+    except _USAGE_ERRORS as e:  # an unknown command or option, a bad option value
+        e.show()
+        sys.exit(e.exit_code)
+    except Exception:
         error_id = uuid.uuid4().hex[:8]
         where = _record_internal_error(error_id)
         err.print(f"error: internal error (id {error_id}); details are in {where}", markup=False)

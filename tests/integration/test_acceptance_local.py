@@ -134,3 +134,16 @@ def test_bad_launch_input_is_one_clear_line_and_stores_nothing(expbot):
     bad = expbot.cli("launch", "Bad_Name", "--gpus", "four", "--", "true", check=False)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
     assert "no experiments" in expbot.cli("ls", "--all").stdout
+
+
+@pytest.mark.parametrize("args, says", [
+    (("list",), "No such command 'list'"),  # a command that does not exist (it is `ls`)
+    (("cost", "--since", "yesterday"), "No such option: --since"),
+    (("cost", "--days", "0"), "--days"),  # out of range
+    (("status",), "Missing argument"),
+])
+def test_cli_usage_errors_say_what_is_wrong_never_internal_error(expbot, args, says):
+    wrong = expbot.cli(*args, check=False)
+    assert wrong.returncode == 2, wrong
+    assert says in wrong.stderr and "Usage:" in wrong.stderr
+    assert "internal error" not in wrong.stderr and "Traceback" not in wrong.stderr
