@@ -81,7 +81,7 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
             commands.ApproveLaunch: functools.partial(approvals.approve, clock=clock),
             commands.DenyLaunch: functools.partial(approvals.deny, clock=clock),
             commands.ExpireApprovals: functools.partial(approvals.expire, clock=clock, config=budgets),
-            commands.SetBudget: functools.partial(approvals.set_budget, clock=clock),
+            commands.SetBudget: functools.partial(approvals.set_budget, clock=clock, projects=launch_config.projects),
             commands.KeepExperiment: functools.partial(idle_job.handle_keep, idle_states=idle_states, clock=clock),
             commands.StopExperiment: functools.partial(
                 handlers.stop, backend=backend, clock=clock,

@@ -1,12 +1,14 @@
 """Budget admission and the approval flow: launches that would overrun a budget wait for an approver."""
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 from core import commands, events
 from core.budget import PROJECT, USER, BudgetConfig, BudgetStatus, Limit, exceeded, limits_for, month_window
 from core.cost import Prices
 from core.errors import ExpbotError, NotAllowed, NotFound
+from core.grammar_values import parse_project
 from core.model import Experiment, State
 from core.ports import Clock, UnitOfWork
 
@@ -114,14 +116,18 @@ def expire(cmd: commands.ExpireApprovals, uow: UnitOfWork, *, clock: Clock, conf
     return len(expired)
 
 
-def set_budget(cmd: commands.SetBudget, uow: UnitOfWork, *, clock: Clock) -> None:
-    """An admin sets a monthly budget; audited."""
+def set_budget(cmd: commands.SetBudget, uow: UnitOfWork, *, clock: Clock, projects: tuple[str, ...] = ()) -> None:
+    """An admin sets a monthly budget; audited. Refuses one that could never apply to a launch."""
     if not cmd.as_admin:
         raise NotAllowed("only admins may set budgets")
     if cmd.scope not in (PROJECT, USER):
         raise ExpbotError(f"budget scope must be 'project' or 'user', not {cmd.scope!r}")
-    if not cmd.monthly_limit >= 0:
-        raise ExpbotError(f"a budget must be a positive amount, not {cmd.monthly_limit}")
+    if not (math.isfinite(cmd.monthly_limit) and cmd.monthly_limit >= 0):
+        raise ExpbotError(f"a budget must be an amount of zero or more, like 5000, not {cmd.monthly_limit}")
+    if cmd.scope == PROJECT:
+        parse_project(cmd.name, projects, option="project")  # a name no launch can carry matches nothing
+    elif not cmd.name or len(cmd.name) > 64 or any(c.isspace() for c in cmd.name):
+        raise ExpbotError(f"user {cmd.name!r} is not a user name or id: give one word, like ana or U012AB3CD")
     with uow:
         now = clock.now()
         uow.budgets.set(scope=cmd.scope, name=cmd.name, monthly_limit=cmd.monthly_limit, by=cmd.by, at=now)

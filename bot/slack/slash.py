@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import shlex
 from typing import Any
 
@@ -20,13 +21,15 @@ from bot.slack.auth import Admins
 from core import commands
 from core.errors import ExpbotError, NotFound
 from core.grammar import USAGE as LAUNCH_USAGE
-from core.model import ACTIVE, Experiment
+from core.model import ACTIVE, Experiment, State
 from core.reports import budget_report, cost_report
 
 SUBCOMMANDS = tuple(usage.split()[0] for usage, _ in blocks.SUBCOMMANDS)  # one list: the help's
 USAGE = "/experiment " + LAUNCH_USAGE
 LOG_LINES_INLINE = 40
 LOG_LINES_FILE = 5000
+_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
+_MEMBER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 
 
 def split_subcommand(text: str) -> tuple[str, str]:
@@ -89,6 +92,10 @@ class SlashCommands:
             return
         names = ", ".join(blocks.escape(e.name) for e in result.experiments[:10])
         more = f" and {len(result.experiments) - 10} more" if len(result.experiments) > 10 else ""
+        if any(e.state == State.PENDING_APPROVAL for e in result.experiments):
+            respond(text=f":hourglass_flowing_sand: {names}{more} would go over budget, so it waits for an "
+                         "approver; updates follow in its thread.", response_type="ephemeral")
+            return
         respond(text=f":rocket: Launched {names}{more}; updates follow in its thread.", response_type="ephemeral")
 
     def list(self, respond, rest: str, user: str) -> None:
@@ -101,9 +108,10 @@ class SlashCommands:
             if index + 1 >= len(words):
                 raise ExpbotError("--project needs a project name, e.g. `list --project nlp`")
             project = words[index + 1]
-        unknown = [w for w in words if w.startswith("--") and w not in ("--all", "--project")]
+        known = {"--all", "--project", project}
+        unknown = [w for w in words if w not in known]
         if unknown:
-            raise ExpbotError(f"unknown option {unknown[0]}; usage: list [--all] [--project P]")
+            raise ExpbotError(f"unknown argument {unknown[0]!r}; usage: list [--all] [--project P]")
         with self.bot.uow_factory() as uow:
             found = uow.experiments.list(
                 states=None if everyone else ACTIVE, owner=None if everyone or project else user,
@@ -169,7 +177,7 @@ class SlashCommands:
                 amount = float(words[3].replace(",", "").lstrip("$"))
             except ValueError:
                 raise ExpbotError(f"budget amount must be a number like 5000, got {words[3]!r}") from None
-            name = words[2][2:-1].split("|")[0] if words[2].startswith("<@") else words[2]  # a mention -> its id
+            name = words[2] if words[1] == "project" else _member_id(words[2])
             self.bot.bus.handle(commands.SetBudget(scope=words[1], name=name, monthly_limit=amount, by=user,
                                                    as_admin=self.admins.is_admin(user)))
         elif words:
@@ -206,3 +214,17 @@ class SlashCommands:
         if len(words) != 1:
             raise ExpbotError(f"usage: /experiment {usage}")
         return words[0], attempt
+
+
+def _member_id(word: str) -> str:
+    """A Slack member id from a mention or the id itself: budgets of Slack users are keyed by id."""
+    if (found := _MENTION.fullmatch(word)) is not None:
+        return found.group(1)
+    if _MEMBER_ID.fullmatch(word):
+        return word
+    # The manifest keeps should_escape off (launch commands may hold URLs), so "@bob" arrives as
+    # plain text that names nobody: refuse it rather than store a budget that never applies.
+    raise ExpbotError(
+        f"{word!r} does not say which Slack user: give their member ID (their profile, ⋯, "
+        "Copy member ID), e.g. `budget set user U012AB3CD 500`"
+    )

@@ -59,6 +59,13 @@ def test_over_budget_launch_waits_and_an_approver_lets_it_run(slack_bot):
         assert [(e["actor"], e["action"]) for e in uow.audit.entries(experiment_id=exp.id)] == [("UAPPROVER", "approve")]
 
 
+def test_an_over_budget_slash_launch_says_it_waits_for_an_approver(slack_bot):
+    slack_bot.slash(OVER_BUDGET.format(name="waits"))
+    said = wait_for(lambda: slack_bot.slack_api.responses(slack_bot.last_response_url), what="the launch reply")
+    text = said[-1].payload["text"]
+    assert "waits for an approver" in text and "Launched" not in text
+
+
 def test_an_approver_can_deny(slack_bot):
     slack_bot.slash(OVER_BUDGET.format(name="denied"))
     exp = wait_for(lambda: slack_bot.experiment("denied"), what="the launch")

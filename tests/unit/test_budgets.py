@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from core import commands
 from core.budget import BudgetConfig, month_window
 from core.budget_alerts import due_alerts
-from core.errors import NotAllowed
+from core.errors import ExpbotError, NotAllowed
 from core.model import State
 from tests.unit.conftest import make_world
 
@@ -107,6 +107,29 @@ def test_admins_set_budgets_at_runtime(world):
     world.bus.handle(commands.SetBudget(scope="project", name="nlp", monthly_limit=1000.0, by="admin", as_admin=True))
     world.launch("now-fits --project nlp --gpus 4 --gpu-type a100 --hours 20 -- python t.py")
     assert world.get("now-fits").state == State.QUEUED
+
+
+@pytest.mark.parametrize("scope, name, amount, says", [
+    ("project", "nlp", float("inf"), "zero or more"),
+    ("project", "nlp", float("nan"), "zero or more"),
+    ("project", "nlp", -100.0, "zero or more"),
+    ("project", "NLP", 100.0, "lowercase"),  # launches refuse such a project: the budget would match nothing
+    ("project", "my project", 100.0, "lowercase"),
+    ("project", "p" * 64, 100.0, "up to 63"),
+    ("user", "", 100.0, "not a user name"),
+    ("user", "ana smith", 100.0, "not a user name"),
+])
+def test_a_budget_that_could_never_apply_is_refused_and_nothing_is_stored(world, scope, name, amount, says):
+    with pytest.raises(ExpbotError, match=says):
+        world.bus.handle(commands.SetBudget(scope=scope, name=name, monthly_limit=amount, by="admin", as_admin=True))
+    with world.uow() as uow:
+        assert uow.budgets.overrides() == {} and uow.audit.entries(action="budget-set") == []
+
+
+def test_a_zero_budget_is_allowed_every_launch_then_needs_approval(world):
+    world.bus.handle(commands.SetBudget(scope="user", name="ana", monthly_limit=0.0, by="admin", as_admin=True))
+    world.launch("tiny --gpus 1 --gpu-type t4 --hours 1 -- python t.py", owner="ana")
+    assert world.get("tiny").state == State.PENDING_APPROVAL
 
 
 def test_alerts_fire_once_per_threshold_per_month(world):
