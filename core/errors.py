@@ -6,12 +6,16 @@ class ExpbotError(Exception):
     """Base of every error expbot raises on purpose; its message is safe to show a user."""
 
 
-class SpecError(ExpbotError):
-    """Bad launch input: names the option, what was given and what is allowed."""
+class OptionError(ExpbotError):
+    """A launch refused because of one of its options; `option` names it (e.g. '--gpus', 'name')."""
 
     def __init__(self, message: str, option: str | None = None):
         super().__init__(message)
         self.option = option
+
+
+class SpecError(OptionError):
+    """Bad launch input: names the option, what was given and what is allowed."""
 
 
 class NotFound(ExpbotError):
@@ -34,13 +38,20 @@ class DuplicateLaunch(ExpbotError):
         self.idempotency_key = idempotency_key
 
 
-class NameInUse(ExpbotError):
+class NameInUse(OptionError):
     """An active experiment already has this name."""
+
+    def __init__(self, message: str, option: str | None = "name"):
+        super().__init__(message, option)
 
 
 class NotAllowed(ExpbotError):
     """The actor may not do this (e.g. stop somebody else's experiment)."""
 
 
-class CapacityError(ExpbotError):
+class CapacityError(OptionError):
     """The request can never fit the backend (e.g. more GPUs than it has in total)."""
+
+    # Every backend's "can never fit" is about the GPU count today.
+    def __init__(self, message: str, option: str | None = "--gpus"):
+        super().__init__(message, option)

@@ -2,19 +2,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 from core import commands
-from core.errors import CapacityError, DuplicateLaunch, ExpbotError, NameInUse, NotAllowed, NotFound
 from core.approvals import admit
 from core.budget import BudgetConfig
 from core.cost import Prices
+from core.errors import CapacityError, DuplicateLaunch, ExpbotError, NameInUse, NotAllowed, NotFound
 from core.grammar import parse_launch
 from core.model import AttemptState, Experiment, FailureClass, State
-from core.ports import ClusterBackend, Clock, UnitOfWork
-from core.spec import LaunchConfig
+from core.ports import Clock, ClusterBackend, UnitOfWork
+from core.spec import ExperimentSpec, LaunchConfig
 
 
 @dataclass(frozen=True)
@@ -41,25 +41,14 @@ def launch(
 ) -> LaunchResult:
     """Parse, check, admit against budgets and store a launch; the supervisor starts it."""
     request = parse_launch(cmd.text, config)
-    for spec in request.specs:
-        problem = backend.check_fits(spec)
-        if problem:
-            raise CapacityError(f"{spec.name}: {problem}")
     with uow:
-        if cmd.idempotency_key:
-            earlier = _already_launched(uow, cmd.idempotency_key, len(request.specs))
-            if earlier:
-                return LaunchResult(earlier, duplicate=True)
+        earlier = preflight(uow, request.specs, backend=backend, idempotency_key=cmd.idempotency_key)
+        if earlier:
+            return LaunchResult(earlier, duplicate=True)
         now = clock.now()
         launch_id = new_id()
         created = []
         for index, spec in enumerate(request.specs, start=1):
-            existing = uow.experiments.get_by_name(spec.name)
-            if existing is not None and not existing.is_terminal:
-                raise NameInUse(
-                    f"an experiment named {spec.name!r} is already {existing.state}; "
-                    "stop it first or pick another name"
-                )
             key = member_key(cmd.idempotency_key, index) if cmd.idempotency_key else None
             experiment = Experiment(
                 id=new_id(), spec=spec, owner=cmd.owner, created_at=now, updated_at=now,
@@ -81,6 +70,34 @@ def launch(
                 raise
             return LaunchResult(earlier, duplicate=True)
     return LaunchResult(created)
+
+
+def preflight(
+    uow: UnitOfWork,
+    specs: Sequence[ExperimentSpec],
+    *,
+    backend: ClusterBackend,
+    idempotency_key: str | None = None,
+) -> list[Experiment]:
+    """The earlier launch if this request was seen before, else [] or CapacityError / NameInUse."""
+    # One rule for the launch handler and for the Slack modal, which checks before it closes
+    # (fast: a name lookup per member and the backend's static capacity, no cluster calls).
+    if idempotency_key:
+        earlier = _already_launched(uow, idempotency_key, len(specs))
+        if earlier:
+            return earlier
+    for spec in specs:
+        problem = backend.check_fits(spec)
+        if problem:
+            raise CapacityError(f"{spec.name}: {problem}")
+    for spec in specs:
+        existing = uow.experiments.get_by_name(spec.name)
+        if existing is not None and not existing.is_terminal:
+            raise NameInUse(
+                f"an experiment named {spec.name!r} is already {existing.state}; "
+                "stop it first or pick another name"
+            )
+    return []
 
 
 def _already_launched(uow: UnitOfWork, key: str, count: int) -> list[Experiment]:

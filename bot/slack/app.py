@@ -21,8 +21,9 @@ from bot.slack.listeners import ack_then, background_runner, user_facing
 from bot.slack.modals import launch_modal, launch_text_from_modal, modal_errors
 from core import commands
 from core.budget import month_window
-from core.errors import ExpbotError, SpecError
+from core.errors import ExpbotError, OptionError, SpecError
 from core.grammar import parse_launch
+from core.handlers import preflight
 from core.model import ACTIVE, TERMINAL
 
 log = logging.getLogger(__name__)
@@ -50,16 +51,19 @@ def create_app(bot: Expbot, client: WebClient, *, socket_mode: bool = False) -> 
     approvers = Admins(client, settings.slack_approver_ids(), settings.slack_approver_group)
     app.middleware(dedupe_middleware(SeenEvents()))
     handlers = slash.SlashCommands(bot, admins)
+    opener = _trigger_client(client)
 
     # --- /experiment -----------------------------------------------------------------------------
     def ack_experiment(ack, body, client: WebClient, respond) -> None:
         sub, rest = slash.split_subcommand(body.get("text", ""))
         if sub == "launch" and not rest:
-            # The trigger id lives 3 s: open the modal before anything else.
+            # The trigger id lives 3 s: open the modal before anything else, with one short try so
+            # that the ack still comes in time when Slack is slow or rate-limits views.open.
             try:
-                client.views_open(trigger_id=body["trigger_id"], view=_modal(bot, body.get("channel_id", "")))
-            except SlackApiError as e:
-                log.warning("could not open the launch form: %s", e.response.get("error"))
+                opener.views_open(trigger_id=body["trigger_id"], view=_modal(bot, body.get("channel_id", "")))
+            except (SlackApiError, OSError) as e:  # OSError: a timeout or a dropped connection
+                log.warning("could not open the launch form: %s",
+                            e.response.get("error") if isinstance(e, SlackApiError) else repr(e))
                 ack(text=blocks.error_text("Slack would not open the launch form in time; please try again."))
                 return
             ack()
@@ -86,11 +90,18 @@ def create_app(bot: Expbot, client: WebClient, *, socket_mode: bool = False) -> 
 
     # --- launch modal ----------------------------------------------------------------------------
     def ack_launch_modal(ack, body, view, client: WebClient) -> None:
+        # Everything that can be told on a field is checked before the ack, so the modal stays
+        # open with what the user typed; the launch itself (and its races) happens after.
         try:
-            parse_launch(launch_text_from_modal(view["state"]["values"]), bot.launch_config)
-        except SpecError as e:
+            request = parse_launch(launch_text_from_modal(view["state"]["values"]), bot.launch_config)
+            with bot.uow_factory() as uow:
+                preflight(uow, request.specs, backend=bot.backend, idempotency_key=f"view:{view['id']}")
+        except OptionError as e:
             ack(response_action="errors", errors=modal_errors(e))
             return
+        except Exception:
+            # Only an early check: the launch after the ack checks again and reports to the user.
+            log.exception("could not check the launch form before closing it")
         ack()
         later(launch_from_modal, body=body, view=view, client=client)
 
@@ -106,8 +117,7 @@ def create_app(bot: Expbot, client: WebClient, *, socket_mode: bool = False) -> 
             _tell(client, user, channel, blocks.error_text(str(e)))
             return
         if not result.duplicate:
-            names = ", ".join(e.name for e in result.experiments[:5])
-            _tell(client, user, channel, f":rocket: Launched {blocks.escape(names)}; updates follow in its thread.")
+            _tell(client, user, channel, slash.launched_text(result.experiments))
 
     app.view(CallbackId.LAUNCH_MODAL.value)(ack_launch_modal)
 
@@ -156,6 +166,12 @@ def create_app(bot: Expbot, client: WebClient, *, socket_mode: bool = False) -> 
 def _modal(bot: Expbot, channel: str):
     config = bot.launch_config
     return launch_modal(list(config.gpu_catalog), list(config.projects), config, private_metadata=channel)
+
+
+def _trigger_client(client: WebClient) -> WebClient:
+    """The app's client for views.open on a trigger: one try, short timeout (the trigger lives 3 s)."""
+    return WebClient(token=client.token, base_url=client.base_url, timeout=2, ssl=client.ssl,
+                     proxy=client.proxy, headers=dict(client.headers), retry_handlers=[])
 
 
 def _tell(client: WebClient, user: str, channel: str | None, text: str) -> None:

@@ -19,14 +19,16 @@ from slack_sdk.models.views import View
 from bot.slack.blocks import limit_text, truncate
 from bot.slack.ids import ELEMENT, BlockId, CallbackId
 from core.durations import format_duration
-from core.errors import SpecError
+from core.errors import OptionError
 from core.spec import LaunchConfig
 
 MAX_OPTIONS = 100
-ERROR_LIMIT = 150
+# Slack documents no length limit for a view_submission error (only for the block's own label and
+# hint: 2,000), and expbot's errors end with what to do instead, so they are kept whole up to that.
+ERROR_LIMIT = 2000
 _CONTINUATION = re.compile(r"\\\r?\n")  # a shell line continuation: backslash-newline
 
-# SpecError.option -> the modal block that shows the error.
+# OptionError.option -> the modal block that shows the error.
 _ERROR_BLOCKS: dict[str, BlockId] = {
     "name": BlockId.NAME,
     "--image": BlockId.IMAGE,
@@ -174,7 +176,7 @@ def launch_text_from_modal(state_values: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def modal_errors(error: SpecError) -> dict[str, str]:
-    """The `response_action: errors` map for a SpecError: its option's block -> message."""
+def modal_errors(error: OptionError) -> dict[str, str]:
+    """The `response_action: errors` map for a SpecError, NameInUse, ...: its option's block -> message."""
     block = _ERROR_BLOCKS.get(error.option or "command", BlockId.COMMAND)
     return {block.value: truncate(str(error), ERROR_LIMIT)}

@@ -90,13 +90,7 @@ class SlashCommands:
         ))
         if result.duplicate:
             return
-        names = ", ".join(blocks.escape(e.name) for e in result.experiments[:10])
-        more = f" and {len(result.experiments) - 10} more" if len(result.experiments) > 10 else ""
-        if any(e.state == State.PENDING_APPROVAL for e in result.experiments):
-            respond(text=f":hourglass_flowing_sand: {names}{more} would go over budget, so it waits for an "
-                         "approver; updates follow in its thread.", response_type="ephemeral")
-            return
-        respond(text=f":rocket: Launched {names}{more}; updates follow in its thread.", response_type="ephemeral")
+        respond(text=launched_text(result.experiments), response_type="ephemeral")
 
     def list(self, respond, rest: str, user: str) -> None:
         """`list [--all] [--project P]`: mine by default."""
@@ -214,6 +208,16 @@ class SlashCommands:
         if len(words) != 1:
             raise ExpbotError(f"usage: /experiment {usage}")
         return words[0], attempt
+
+
+def launched_text(experiments: list[Experiment]) -> str:
+    """What the user who launched (slash command or form) is told: launched, or waiting for approval."""
+    names = ", ".join(blocks.escape(e.name) for e in experiments[:10])
+    more = f" and {len(experiments) - 10} more" if len(experiments) > 10 else ""
+    if any(e.state == State.PENDING_APPROVAL for e in experiments):
+        return (f":hourglass_flowing_sand: {names}{more} would go over budget, so it waits for an approver; "
+                "updates follow in its thread.")
+    return f":rocket: Launched {names}{more}; updates follow in its thread."
 
 
 def _member_id(word: str) -> str:

@@ -9,6 +9,8 @@ from bot.slack.ids import ActionId, BlockId
 from core.model import State
 from tests.integration.slack_harness import CHANNEL, SlackBot, sign
 from tests.polling import wait_for
+from tests.slack.fake_slack_api import FakeSlackApi
+from tests.slack.fixtures import BOT_TOKEN
 
 pytestmark = pytest.mark.slow
 
@@ -154,6 +156,88 @@ def test_modal_errors_point_at_the_field_and_a_good_submission_launches(slack_bo
     assert exp.channel == CHANNEL and exp.spec.max_restarts == 1
     time.sleep(0.5)
     assert len(slack_bot.experiments()) == 1
+
+
+def test_modal_keeps_the_form_open_when_the_name_is_in_use_or_the_gpus_never_fit(slack_bot):
+    launch_long_running(slack_bot, "busy")
+    fields = {"command": "python -c pass", "max_runtime": "1h", "max_restarts": "1"}
+    for view_id, typed, block, words in [
+        ("VBUSY", {"name": "busy", "gpus": "0"}, BlockId.NAME, "already RUNNING"),
+        ("VSWEEP", {"name": "busy", "gpus": "0", "sweep": "lr=1,2"}, None, None),  # busy-1, busy-2 are free
+        ("VBIG", {"name": "big", "gpus": "8"}, BlockId.GPUS, "needs 8 GPUs but this machine has 2"),
+    ]:
+        response = slack_bot.submit_view(view_id, modal_values(**fields, **typed))
+        assert response.status_code == 200
+        if block is None:
+            assert not response.content or "errors" not in response.json()
+            continue
+        body = response.json()
+        assert body["response_action"] == "errors" and list(body["errors"]) == [block.value]
+        assert words in body["errors"][block.value] and "Traceback" not in response.text
+    wait_for(lambda: slack_bot.experiment("busy-2"), what="the sweep that fits")
+    # A sweep whose member name is taken stays open too, on the Name field.
+    body = slack_bot.submit_view("VSWEEP2", modal_values(**fields, name="busy", gpus="0", sweep="lr=1,2")).json()
+    assert body["response_action"] == "errors" and "'busy-1' is already" in body["errors"][BlockId.NAME.value]
+    time.sleep(0.5)
+    assert not any("already" in e.text or "GPUs" in e.text for e in slack_bot.slack_api.ephemerals())
+    assert sorted(e.name for e in slack_bot.experiments()) == ["busy", "busy-1", "busy-2"]
+
+
+def test_a_long_modal_error_keeps_its_actionable_end(slack_bot):
+    name = "n" * 40  # the longest name allowed, so sweep members (name-2) are too long
+    body = slack_bot.submit_view("VLONG", modal_values(name=name, command="python -c pass", sweep="lr=1,2")).json()
+    message = body["errors"][BlockId.NAME.value]
+    assert len(message) > 150 and message.endswith("so use a name of at most 38")
+
+
+class SlowViewsOpen(FakeSlackApi):
+    """The local Slack Web API, with views.open answering only after `delay` seconds."""
+
+    delay = 0.0
+
+    def _serve_api(self, method, *args):
+        if method == "views.open":
+            time.sleep(self.delay)
+        return super()._serve_api(method, *args)
+
+
+@pytest.mark.parametrize("fault", ["429", "503", "slow"])
+def test_launch_form_that_slack_will_not_open_is_answered_within_the_3_seconds(tmp_path, fault):
+    with SlowViewsOpen(bot_token=BOT_TOKEN) as api:
+        bot = SlackBot(tmp_path / "data", api)
+        try:
+            if fault == "429":
+                api.rate_limit("views.open", times=1, retry_after=5)
+            elif fault == "503":
+                api.fail("views.open", times=3, status=503)
+            else:
+                api.delay = 4.0
+            started = time.monotonic()
+            response = bot.slash("launch")
+            took = time.monotonic() - started
+        finally:
+            bot.close()
+        assert response.status_code == 200 and took < 2.8
+        assert "would not open the launch form in time; please try again" in response.text
+        if fault != "slow":  # the slow call is recorded only when it finally answers
+            assert len(api.calls_to("views.open")) == 1  # one try: the trigger would be dead by a retry
+
+
+def test_an_over_budget_modal_launch_says_it_waits_for_approval(tmp_path, slack_api):
+    config = tmp_path / "expbot.toml"
+    config.write_text('[budgets]\nprojects = { nlp = 40.0 }\napproval_ttl_hours = 24\n')
+    bot = SlackBot(tmp_path / "data", slack_api, config_file=str(config), slack_approvers="UAPPROVER",
+                   slack_approvals_channel="C0APPROVALS")
+    try:
+        # 2 a100s for 10 hours (50) is over project nlp's 40.
+        values = modal_values(name="big", command="python -c pass", gpus="2", gpu_type="a100",
+                              max_runtime="10h", project="nlp")
+        assert bot.submit_view("VBUDGET", values).status_code == 200
+        [told] = wait_for(lambda: slack_api.ephemerals(CHANNEL, user="UOWNER"), what="the ephemeral")
+        assert bot.experiment("big").state == State.PENDING_APPROVAL
+        assert "waits for an approver" in told.text and "Launched" not in told.text
+    finally:
+        bot.close()
 
 
 # --- App Home, logs, delivery --------------------------------------------------------------------

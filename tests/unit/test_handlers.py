@@ -4,8 +4,18 @@ from __future__ import annotations
 import pytest
 
 from core import commands
-from core.errors import CapacityError, ExpbotError, NameInUse, NotAllowed, NotFound, SpecError
+from core.errors import (
+    CapacityError,
+    ExpbotError,
+    NameInUse,
+    NotAllowed,
+    NotFound,
+    SpecError,
+)
+from core.grammar import parse_launch
+from core.handlers import preflight
 from core.model import State
+from core.spec import LaunchConfig
 
 
 def test_launch_stores_a_queued_experiment_with_its_event(world):
@@ -52,6 +62,32 @@ def test_active_names_are_unique_but_ended_names_can_be_reused(world):
     world.clock.advance(seconds=1)
     second = world.launch("dup -- true").experiments[0]
     assert world.get("dup").id == second.id
+
+
+def preflight_of(world, text: str, key: str | None = None):
+    with world.uow() as uow:
+        return preflight(uow, parse_launch(text, LaunchConfig()).specs, backend=world.backend, idempotency_key=key)
+
+
+def test_preflight_is_the_launch_rule_and_names_the_field_at_fault(world):
+    world.launch("sw-2 -- true")
+    assert preflight_of(world, "other --sweep lr=1,2 -- true") == []
+    with pytest.raises(NameInUse, match="'sw-2' is already QUEUED") as in_use:
+        preflight_of(world, "sw --sweep lr=1,2 -- true")  # a sweep member's name is taken
+    assert in_use.value.option == "name"
+    with pytest.raises(CapacityError, match="8 GPUs") as too_big:
+        preflight_of(world, "big --gpus 8 -- true")
+    assert too_big.value.option == "--gpus"
+    with pytest.raises(NameInUse):
+        world.launch("sw --sweep lr=1,2 -- true")
+    assert [e.name for e in world.db.experiments.values()] == ["sw-2"]
+
+
+def test_preflight_of_a_request_already_launched_returns_it_instead_of_name_in_use(world):
+    first = world.launch("again -- true", key="view:V1").experiments
+    assert [e.id for e in preflight_of(world, "again -- true", key="view:V1")] == [e.id for e in first]
+    with pytest.raises(NameInUse):
+        preflight_of(world, "again -- true", key="view:V2")
 
 
 def test_only_the_owner_or_an_admin_may_stop(world):

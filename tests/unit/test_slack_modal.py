@@ -8,8 +8,14 @@ from typing import Any
 import pytest
 
 from bot.slack.ids import ELEMENT, BlockId
-from bot.slack.modals import launch_modal, launch_text_from_modal, loading_modal, modal_errors
-from core.errors import SpecError
+from bot.slack.modals import (
+    ERROR_LIMIT,
+    launch_modal,
+    launch_text_from_modal,
+    loading_modal,
+    modal_errors,
+)
+from core.errors import CapacityError, NameInUse, SpecError
 from core.grammar import parse_launch
 from core.spec import LaunchConfig
 
@@ -82,7 +88,7 @@ def test_modal_value_starting_with_a_dash_reaches_the_value_check():
     line = launch_text_from_modal(state_values(name="x", gpus="-1", command="true"))
     with pytest.raises(SpecError) as caught:
         parse_launch(line, CONFIG)
-    assert modal_errors(caught.value) == {BlockId.GPUS.value: str(caught.value)[:150]}
+    assert modal_errors(caught.value) == {BlockId.GPUS.value: str(caught.value)}
     assert "needs a value" not in str(caught.value)
 
 
@@ -107,7 +113,7 @@ def test_modal_errors_land_on_the_field_that_caused_them(fields, block):
         parse_launch(launch_text_from_modal(state_values(**fields)), CONFIG)
     errors = modal_errors(caught.value)
     assert list(errors) == [block.value]
-    assert 0 < len(errors[block.value]) <= 150
+    assert errors[block.value] == str(caught.value)  # whole: its end says what to do instead
 
 
 @pytest.mark.parametrize(
@@ -120,9 +126,21 @@ def test_modal_errors_land_on_the_field_that_caused_them(fields, block):
      ("--cpu", BlockId.COMMAND), ("--bogus", BlockId.COMMAND)],
 )
 def test_modal_errors_map_each_option(option, block):
-    errors = modal_errors(SpecError("bad &amp; " * 40, option=option))
+    errors = modal_errors(SpecError("bad &amp; " * 400, option=option))
     assert list(errors) == [block.value]
-    assert len(errors[block.value]) <= 150 and errors[block.value].endswith("…")
+    assert len(errors[block.value]) <= ERROR_LIMIT and errors[block.value].endswith("…")
+
+
+def test_modal_errors_keep_a_long_message_whole_with_its_advice_at_the_end():
+    with pytest.raises(SpecError) as caught:
+        parse_launch(launch_text_from_modal(state_values(name="n" * 40, sweep="lr=1,2", command="true")), CONFIG)
+    [message] = modal_errors(caught.value).values()
+    assert len(message) > 150 and message == str(caught.value) and message.endswith("a name of at most 38")
+
+
+def test_name_in_use_and_capacity_errors_land_on_name_and_gpus():
+    assert list(modal_errors(NameInUse("an experiment named 'x' is already RUNNING"))) == [BlockId.NAME.value]
+    assert list(modal_errors(CapacityError("x: needs 8 GPUs but this machine has 2"))) == [BlockId.GPUS.value]
 
 
 def test_launch_modal_without_catalog_or_projects_uses_text_inputs():
