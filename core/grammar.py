@@ -117,9 +117,8 @@ def _quote_problem(text: str) -> str:
 
 def _split(tokens: list[str]) -> _Parsed:
     """Separate name, options and command, checking the shape of the line (not the values)."""
-    # Slack passes "launch NAME ...", the CLI passes "NAME ..."; both mean the same.
-    if tokens and tokens[0].lower() == "launch":
-        tokens = tokens[1:]
+    # Callers pass what follows the subcommand (the slash command's and the CLI's `launch` is
+    # already gone), so a first word "launch" is the experiment's name, never a keyword.
     if not tokens:
         raise SpecError(f"missing the experiment name: write {_SHORT_USAGE}", option="name")
     if "--" in tokens:

@@ -149,8 +149,7 @@ def _option(option: str, value: str) -> str:
 def launch_text_from_modal(state_values: dict[str, Any]) -> str:
     """The modal's values as one line in core.grammar's launch syntax."""
     get = lambda block_id: _value(state_values, block_id)  # noqa: E731
-    # Leading 'launch' so that an experiment named "launch" keeps its name.
-    parts = ["launch"]
+    parts: list[str] = []
     if get(BlockId.NAME):
         parts.append(shlex.quote(get(BlockId.NAME)))
     gpus = get(BlockId.GPUS)

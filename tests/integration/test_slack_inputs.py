@@ -50,3 +50,8 @@ def test_a_user_budget_is_keyed_by_the_mentioned_members_id(slack_bot):
 def test_list_refuses_arguments_it_does_not_know(slack_bot, text):
     said = reply(slack_bot, text)
     assert "unknown argument" in said and "usage: list" in said
+
+
+def test_an_experiment_may_be_called_launch(slack_bot):
+    assert "Launching launch" in slack_bot.slash("launch launch -- python -c pass").text
+    wait_for(lambda: slack_bot.experiment("launch"), what="the experiment named launch")

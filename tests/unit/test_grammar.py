@@ -13,7 +13,7 @@ from tests.unit.grammar_helpers import ALL_OPTIONS, CONFIG, error, one
 
 
 def test_defaults_come_from_the_config():
-    spec = one("launch train-bert -- python train.py")
+    spec = one("train-bert -- python train.py")
     assert spec.name == "train-bert"
     assert spec.command == ("python", "train.py")
     assert spec.image == "python:3.11-slim"
@@ -54,13 +54,15 @@ def test_custom_config_defaults_are_used():
     assert spec.give_up_patterns == ("Killed",)
 
 
-@pytest.mark.parametrize("prefix", ["launch ", "Launch ", "", "  launch\t"])
-def test_leading_launch_word_is_optional(prefix):
+@pytest.mark.parametrize("prefix", ["", "  ", "\t"])
+def test_leading_blanks_are_ignored(prefix):
     assert one(prefix + "exp-1 --gpus 1 -- echo hi").name == "exp-1"
 
 
-def test_an_experiment_may_be_called_launch_after_the_launch_word():
-    assert one("launch launch -- echo").name == "launch"
+def test_an_experiment_may_be_called_launch():
+    # `/experiment launch launch -- echo` and `expbot launch launch -- echo` both arrive as this.
+    assert one("launch -- echo").name == "launch"
+    assert one("launch --gpus 1 -- echo").name == "launch"
 
 
 def test_everything_after_the_first_double_dash_is_the_command_verbatim():
@@ -232,7 +234,7 @@ def test_usage_lists_every_option():
 
 def test_sweep_product_naming_and_values():
     request = parse_launch(
-        "launch tune --gpus 1 --env SEED=0 --sweep lr=0.1,0.01 --sweep bs=32,64,128 "
+        "tune --gpus 1 --env SEED=0 --sweep lr=0.1,0.01 --sweep bs=32,64,128 "
         "-- python train.py --lr={lr} --bs {bs} --tag {lr}-{bs} {other} {LR}",
         CONFIG,
     )

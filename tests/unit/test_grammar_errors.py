@@ -15,11 +15,11 @@ from tests.unit.grammar_helpers import CONFIG, error, one
 ERRORS = [
     # text, option, words the message must contain
     ("", "name", ["missing", "name"]),
-    ("launch", "name", ["missing", "name"]),
-    ("launch -- python", "name", ["missing", "name", "before '--'"]),
-    ("launch --gpus 2 -- x", "name", ["missing", "name", "--gpus"]),
+    ("   ", "name", ["missing", "name"]),
+    ("-- python", "name", ["missing", "name", "before '--'"]),
+    ("--gpus 2 -- x", "name", ["missing", "name", "--gpus"]),
     (
-        "launch Train_BERT -- x",
+        "Train_BERT -- x",
         "name",
         ["'Train_BERT'", "lowercase letters, digits and '-'", "starting and ending", "'train-bert'"],
     ),

@@ -50,7 +50,7 @@ def test_any_text_gives_a_request_or_a_spec_error(text):
 
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    prefix=st.sampled_from(["", "launch ", "launch x ", "x ", "my-exp "]),
+    prefix=st.sampled_from(["", "launch ", "launch x ", "x ", "my-exp "]),  # "launch" is a name like any
     words=st.lists(_WORDS, max_size=12),
     tail=st.sampled_from(["", " -- python train.py", " -- run {lr} {k}", " --"]),
 )
@@ -73,7 +73,6 @@ _ARG = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=(
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    launch=st.booleans(),
     name=_NAMES,
     gpus=st.integers(0, 64),
     gpu_type=st.one_of(st.none(), st.sampled_from(list(CONFIG.gpu_catalog))),
@@ -83,7 +82,7 @@ _ARG = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=(
     equals=st.booleans(),
     data=st.data(),
 )
-def test_valid_inputs_round_trip(launch, name, gpus, gpu_type, tenths_of_hours, env, command, equals, data):
+def test_valid_inputs_round_trip(name, gpus, gpu_type, tenths_of_hours, env, command, equals, data):
     hours = f"{tenths_of_hours // 10}.{tenths_of_hours % 10}"
     pairs = [("--gpus", str(gpus)), ("--hours", hours)]
     pairs += [("--env", f"{key}={value}") for key, value in env.items()]
@@ -91,7 +90,7 @@ def test_valid_inputs_round_trip(launch, name, gpus, gpu_type, tenths_of_hours, 
         pairs.append(("--gpu-type", gpu_type))
     pairs = data.draw(st.permutations(pairs))
     words = [f"{opt}={shlex.quote(val)}" if equals else f"{opt} {shlex.quote(val)}" for opt, val in pairs]
-    text = ("launch " if launch else "") + " ".join([name, *words, "--", *map(shlex.quote, command)])
+    text = " ".join([name, *words, "--", *map(shlex.quote, command)])
 
     spec = one(text)
 

@@ -54,7 +54,7 @@ def test_modal_values_round_trip_through_the_launch_grammar():
     line = launch_text_from_modal(values)
     request = parse_launch(line, LaunchConfig())
     typed = parse_launch(
-        "launch lr-sweep --image pytorch:2.3 --gpus 2 --gpu-type a100 --max-runtime 12h "
+        "lr-sweep --image pytorch:2.3 --gpus 2 --gpu-type a100 --max-runtime 12h "
         "--max-restarts 5 --project research --env WANDB_MODE=offline "
         "--env 'MSG=hello world & more' --sweep lr=0.1,0.01 --sweep seed=1,2 "
         "-- python train.py --msg \"it's {lr}\" --tag 'a b' --seed {seed}", LaunchConfig())
@@ -73,7 +73,7 @@ def test_modal_with_only_required_fields_uses_the_defaults():
     values = state_values(name="tiny", command="python -c 'print(1)'", image=None, gpus="0",
                           gpu_type="h100", env=None, sweep=None, project=None)
     line = launch_text_from_modal(values)
-    assert line == "launch tiny --gpus 0 -- python -c 'print(1)'"
+    assert line == "tiny --gpus 0 -- python -c 'print(1)'"
     spec = parse_launch(line, CONFIG).specs[0]
     assert spec.gpus == 0 and spec.gpu_type is None and spec.project == "default"
     assert spec.command == ("python", "-c", "print(1)")
