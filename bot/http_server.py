@@ -39,7 +39,8 @@ class HttpServer:
         # Bolt acks from the request thread while lazy listeners run on their own pool, so a
         # modest thread count keeps acks fast even when launches are busy.
         self._server = create_server(app, host=host, port=port, threads=threads, ident="expbot")
-        self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="http", daemon=True)
 
     @property
     def port(self) -> int:
@@ -54,16 +55,25 @@ class HttpServer:
 
     def stop(self) -> None:
         """Close the listening socket and every open connection, then end the request threads."""
+        self._stopping.set()
         if self._thread.is_alive():
-            # Closing sockets from this thread while the loop sits in select() kills the loop
-            # with EBADF. The trigger runs the close on the loop's own thread instead, and the
-            # loop returns once its map of channels (listener, trigger, connections) is empty.
-            channels = self._server._map  # waitress keeps no public handle on it
-            self._server.trigger.pull_trigger(lambda: wasyncore.close_all(channels))
+            try:
+                self._server.pull_trigger()  # wakes the poll now rather than at its timeout
+            except OSError:  # the trigger is already closed: the poll times out on its own
+                pass
             self._thread.join(timeout=5)
         else:
             self._server.close()
         self._server.task_dispatcher.shutdown(timeout=5)
+
+    def _serve(self) -> None:
+        # waitress's own run() loops until its map of channels is empty, and closing sockets from
+        # another thread while it sits in select() kills it with EBADF. So poll one round at a
+        # time, and close every channel (listener, trigger, connections) here, on this thread.
+        channels = self._server._map  # waitress keeps no public handle on it
+        while channels and not self._stopping.is_set():
+            wasyncore.loop(timeout=self._server.adj.asyncore_loop_timeout, map=channels, count=1)
+        wasyncore.close_all(channels)
 
 
 class Stopper:

@@ -38,3 +38,14 @@ def test_stop_before_start_closes_the_socket() -> None:
     server.stop()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
+def test_stop_ends_the_loop_even_when_its_wake_up_trigger_is_already_closed(thread_errors) -> None:
+    # Seen once in CI: pulling the trigger raised EBADF. The trigger only wakes the poll early;
+    # stopping must not depend on it.
+    server = HttpServer(routes(None), "127.0.0.1", 0, threads=1).start()
+    server._server.trigger.close()
+    server.stop()
+    assert not server._thread.is_alive() and thread_errors == []
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{server.port}/healthz", timeout=2)
