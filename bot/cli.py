@@ -29,8 +29,10 @@ from core.reports import budget_report, cost_report
 app = typer.Typer(help="expbot: run, supervise and checkpoint-restart ML experiments.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-out = Console()
-err = Console(stderr=True)
+# No markup: names, commands and reasons are user text, and "[/mnt/a]" or "[/]" in them is not
+# rich markup (it printed wrongly, or failed on every later `status` and `ls`).
+out = Console(markup=False)
+err = Console(stderr=True, markup=False)
 log = logging.getLogger("expbot")
 
 
@@ -79,7 +81,7 @@ def list_experiments(
     all_: bool = typer.Option(False, "--all", "-a", help="Include finished experiments."),
     owner: Optional[str] = typer.Option(None, help="Only this owner's."),
     project: Optional[str] = typer.Option(None, help="Only this project's."),
-    limit: int = typer.Option(50, help="At most this many."),
+    limit: int = typer.Option(50, min=1, max=10_000, help="At most this many."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List experiments (active ones unless --all)."""
@@ -121,8 +123,8 @@ def stop(name: str, reason: str = typer.Option("", help="Why, for the record."))
 @app.command()
 def logs(
     name: str,
-    attempt: Optional[int] = typer.Option(None, help="Attempt number (default: the latest)."),
-    tail: Optional[int] = typer.Option(None, help="Only the last N lines."),
+    attempt: Optional[int] = typer.Option(None, min=1, help="Attempt number (default: the latest)."),
+    tail: Optional[int] = typer.Option(None, min=1, help="Only the last N lines."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the attempt ends."),
 ) -> None:
     """Print an attempt's output."""

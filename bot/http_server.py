@@ -9,6 +9,8 @@ from typing import Any
 from waitress import wasyncore
 from waitress.server import create_server
 
+from core.errors import ExpbotError
+
 log = logging.getLogger(__name__)
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -38,7 +40,10 @@ class HttpServer:
     def __init__(self, app: WsgiApp, host: str, port: int, threads: int = 16) -> None:
         # Bolt acks from the request thread while lazy listeners run on their own pool, so a
         # modest thread count keeps acks fast even when launches are busy.
-        self._server = create_server(app, host=host, port=port, threads=threads, ident="expbot")
+        try:
+            self._server = create_server(app, host=host, port=port, threads=threads, ident="expbot")
+        except OSError as e:  # e.g. the port is taken, or the host does not resolve
+            raise ExpbotError(f"cannot listen for HTTP on {host}:{port}: {e.strerror or e}") from e
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="http", daemon=True)
 

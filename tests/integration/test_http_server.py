@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from bot.http_server import HttpServer, routes
+from core.errors import ExpbotError
 
 
 @pytest.fixture
@@ -49,3 +50,12 @@ def test_stop_ends_the_loop_even_when_its_wake_up_trigger_is_already_closed(thre
     assert not server._thread.is_alive() and thread_errors == []
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{server.port}/healthz", timeout=2)
+
+
+def test_a_taken_port_is_one_clear_error() -> None:
+    first = HttpServer(routes(None), "127.0.0.1", 0, threads=1)
+    try:
+        with pytest.raises(ExpbotError, match=rf"cannot listen for HTTP on 127.0.0.1:{first.port}: .*in use"):
+            HttpServer(routes(None), "127.0.0.1", first.port, threads=1)
+    finally:
+        first.stop()
