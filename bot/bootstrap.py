@@ -7,6 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from alembic.util import CommandError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
 from adapters.clock import SystemClock
 from adapters.console_notifier import ConsoleNotifier
 from adapters.db.engine import make_engine
@@ -20,6 +24,7 @@ from core.bus import MessageBus
 from core.ports import ClusterBackend, Clock, Notifier, UnitOfWork
 from core.budget import BudgetConfig
 from core.cost import Prices
+from core.errors import ExpbotError
 from core.idle import IdleConfig
 from core.spec import LaunchConfig
 from core.supervisor import Supervisor
@@ -46,13 +51,28 @@ class Expbot:
     elector: Any = None  # Kubernetes: a LeaseElector; only its leader supervises and schedules
 
 
+def _shown_url(url: str) -> str:
+    """The database URL as an error may show it: never its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except SQLAlchemyError:
+        return "(a URL that does not parse)"
+
+
 def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
     """Build and wire expbot from settings (upgrading the database schema first if asked)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ExpbotError(f"cannot use EXPBOT_DATA_DIR={settings.data_dir}: {e.strerror or e}") from e
     url = settings.resolved_database_url()
-    if migrate:
-        upgrade(url)
-    engine = make_engine(url)
+    try:
+        if migrate:
+            upgrade(url)
+        engine = make_engine(url)
+    except (SQLAlchemyError, CommandError, ImportError) as e:  # malformed, unreachable, corrupt, no driver...
+        reason = getattr(e, "orig", None) or e
+        raise ExpbotError(f"cannot open the database {_shown_url(url)} (EXPBOT_DATABASE_URL): {reason}") from e
     session_factory = make_session_factory(engine)
 
     def uow_factory() -> UnitOfWork:

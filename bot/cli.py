@@ -32,7 +32,7 @@ app.add_typer(db_app, name="db")
 # No markup: names, commands and reasons are user text, and "[/mnt/a]" or "[/]" in them is not
 # rich markup (it printed wrongly, or failed on every later `status` and `ls`).
 out = Console(markup=False)
-err = Console(stderr=True, markup=False)
+err = Console(stderr=True, markup=False, soft_wrap=True)  # one line per error: paths stay whole
 log = logging.getLogger("expbot")
 
 

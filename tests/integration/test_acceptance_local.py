@@ -135,28 +135,3 @@ def test_bad_launch_input_is_one_clear_line_and_stores_nothing(expbot):
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
     assert "no experiments" in expbot.cli("ls", "--all").stdout
 
-
-@pytest.mark.parametrize("args, says", [
-    (("list",), "No such command 'list'"),  # a command that does not exist (it is `ls`)
-    (("cost", "--since", "yesterday"), "No such option: --since"),
-    (("cost", "--days", "0"), "--days"),  # out of range
-    (("status",), "Missing argument"),
-    (("ls", "--limit", "0"), "--limit"),
-    (("ls", "--limit", "99999999999999999999"), "--limit"),
-    (("logs", "x", "--attempt", "0"), "--attempt"),
-    (("logs", "x", "--tail", "0"), "--tail"),
-])
-def test_cli_usage_errors_say_what_is_wrong_never_internal_error(expbot, args, says):
-    wrong = expbot.cli(*args, check=False)
-    assert wrong.returncode == 2, wrong
-    assert says in wrong.stderr and "Usage:" in wrong.stderr
-    assert "internal error" not in wrong.stderr and "Traceback" not in wrong.stderr
-
-
-def test_brackets_in_user_text_are_shown_as_typed_not_read_as_markup(expbot):
-    expbot.cli("launch", "hydra", "--", "python", "train.py", "data.paths=[/mnt/a,/mnt/b]", "trainer=[gpu]")
-    stopped = expbot.cli("stop", "hydra", "--reason", "[/] [bold]why[/bold]")
-    assert "[/] [bold]why[/bold]" in stopped.stdout
-    shown = expbot.cli("status", "hydra").stdout
-    assert "data.paths=[/mnt/a,/mnt/b]" in shown and "trainer=[gpu]" in shown
-    assert "[/]" in expbot.cli("ls", "--all").stdout  # the reason column: every later ls used to fail
