@@ -18,7 +18,7 @@ from rich.table import Table
 
 from bot import render
 from bot.bootstrap import Expbot, bootstrap
-from bot.config import Settings
+from bot.config import Settings, load_settings
 from core import commands
 from core.errors import ExpbotError, NotFound
 from core.grammar import USAGE
@@ -41,7 +41,7 @@ def _user() -> str:
 
 
 def _expbot(migrate: bool = True) -> Expbot:
-    return bootstrap(Settings(), migrate=migrate)
+    return bootstrap(load_settings(), migrate=migrate)
 
 
 def _find(bot: Expbot, name: str):
@@ -216,7 +216,7 @@ def serve(
     """Run expbot: the supervisor and the schedulers (and Slack, when configured)."""
     from bot.serve import run_forever  # keeps plain CLI commands from importing APScheduler
 
-    settings = Settings()
+    settings = load_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run_forever(bootstrap(settings, migrate=migrate))
 
@@ -226,7 +226,7 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
     """Upgrade the database schema (Alembic) to the given revision."""
     from adapters.db.migrate import current_revision, upgrade
 
-    settings = Settings()
+    settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.resolved_database_url()
     upgrade(url, revision)
@@ -262,7 +262,8 @@ def _record_internal_error(error_id: str) -> str:
     import traceback
 
     try:
-        path = Settings().data_dir / "errors.log"
+        # Not Settings(): the error being recorded may be a bad setting; the default dir still works.
+        path = Path(os.environ.get("EXPBOT_DATA_DIR") or Settings.model_fields["data_dir"].default) / "errors.log"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as f:
             f.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} error {error_id}\n{traceback.format_exc()}\n")

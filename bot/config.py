@@ -1,56 +1,64 @@
 """Settings from EXPBOT_* environment variables plus an optional TOML file for structured parts."""
 from __future__ import annotations
 
+import logging
+import re
 import shutil
 import subprocess
-import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.errors import ExpbotError
+from bot.config_toml import check_keys, expected_words, gpu_type_from_table, model_from_table, toml_duration, toml_tables
 from core.budget import BudgetConfig
 from core.cost import Prices
+from core.errors import ExpbotError
 from core.idle import IdleConfig
 from core.policy import Backoff
-from core.spec import GpuType, LaunchConfig
+from core.spec import LaunchConfig
 
 if TYPE_CHECKING:
     from adapters.k8s.config import K8sConfig
+
+# How often a loop runs: 0 or less would make it spin at 100% CPU, so intervals must be positive.
+Interval = Annotated[float, Field(gt=0)]
+# A grace period or delay: 0 means none, a negative one means nothing.
+Delay = Annotated[float, Field(ge=0)]
 
 
 class Settings(BaseSettings):
     """Everything expbot reads from its environment; secrets only ever come from here."""
 
-    model_config = SettingsConfigDict(env_prefix="EXPBOT_", extra="ignore")
+    # allow_inf_nan: 'inf' and 'nan' parse as floats, and no interval, price or percentage means them.
+    model_config = SettingsConfigDict(env_prefix="EXPBOT_", extra="ignore", allow_inf_nan=False)
 
     data_dir: Path = Path.home() / ".expbot"
     database_url: str | None = None  # default: SQLite file in data_dir
     config_file: Path | None = None  # TOML: GPU catalog and prices, projects, launch defaults
     backend: Literal["local", "kubernetes"] = "local"
-    local_gpus: int | None = None  # default: what nvidia-smi lists, else 0
-    resync_interval_seconds: float = 2.0
-    backoff_base_seconds: float = 10.0
-    backoff_cap_seconds: float = 600.0
-    stop_grace_seconds: float = 30.0
-    relay_interval_seconds: float = 1.0
+    local_gpus: Annotated[int, Field(ge=0)] | None = None  # default: what nvidia-smi lists, else 0
+    resync_interval_seconds: Interval = 2.0
+    backoff_base_seconds: Delay = 10.0
+    backoff_cap_seconds: Delay = 600.0
+    stop_grace_seconds: Delay = 30.0
+    relay_interval_seconds: Interval = 1.0
     log_level: str = "INFO"
 
     # Kubernetes backend (EXPBOT_BACKEND=kubernetes); Job shape details in the TOML [kubernetes] table
     k8s_namespace: str | None = None  # default: the pod's own namespace in a cluster, else "default"
     k8s_kubeconfig: Path | None = None  # default: in-cluster credentials, else ~/.kube/config
     k8s_context: str | None = None
-    k8s_resync_seconds: float = 30.0  # the watch drives supervision; a full pass this often besides
+    k8s_resync_seconds: Interval = 30.0  # the watch drives supervision; a full pass this often besides
     report_url: str | None = None  # expbot's /report endpoint as training pods reach it
     report_secret: SecretStr | None = None  # keys the per-attempt report tokens
     leader_election: bool = True  # Kubernetes: only the Lease holder supervises and schedules
     lease_name: str = "expbot-leader"
-    lease_duration_seconds: float = 15.0  # a dead leader is replaced within about this long
-    lease_renew_deadline_seconds: float = 10.0  # a leader that cannot renew this long stops leading
-    lease_retry_seconds: float = 2.0
+    lease_duration_seconds: Interval = 15.0  # a dead leader is replaced within about this long
+    lease_renew_deadline_seconds: Interval = 10.0  # a leader that cannot renew this long stops leading
+    lease_retry_seconds: Interval = 2.0
     pod_name: str | None = None  # this replica's identity in the Lease (downward API)
 
     # Slack (all optional: without a bot token expbot runs without Slack)
@@ -65,7 +73,7 @@ class Settings(BaseSettings):
     slack_approver_group: str | None = None  # a user group whose members are approvers too
     slack_approvals_channel: str | None = None  # where approval requests go (default: the default channel)
     http_host: str = "0.0.0.0"
-    http_port: int = 3000
+    http_port: int = Field(default=3000, ge=0, le=65535)  # 0: any free port (the tests use it)
 
     # Daily digest: posted at digest_time (in the budgets' time zone) to the digest channel
     slack_digest_channel: str | None = None
@@ -77,15 +85,59 @@ class Settings(BaseSettings):
     prometheus_pod_label: str = "exported_pod"
     prometheus_namespace: str | None = None
     opencost_prices: bool = True  # GPU/CPU/memory prices from OpenCost's node metrics when present
-    opencost_refresh_seconds: float = 600
-    idle_sample_window_seconds: float = 300
-    idle_threshold_percent: float = 1.0
-    idle_for_minutes: float = 30
-    idle_warm_up_minutes: float = 15
-    idle_grace_minutes: float = 30
+    opencost_refresh_seconds: Interval = 600
+    idle_sample_window_seconds: Interval = 300
+    idle_threshold_percent: float = Field(default=1.0, ge=0, le=100)
+    idle_for_minutes: Interval = 30
+    idle_warm_up_minutes: Delay = 15
+    idle_grace_minutes: Delay = 30
     idle_auto_stop: bool = True
     idle_keep_hours: str = "2,24"
-    idle_check_seconds: float = 60
+    idle_check_seconds: Interval = 60
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()  # logging.basicConfig wants the upper-case name
+        if level not in logging.getLevelNamesMapping():
+            raise ValueError("expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @field_validator("digest_time")
+    @classmethod
+    def _time_of_day(cls, value: str) -> str:
+        # The digest job parses it with time.fromisoformat, which needs two-digit hours: normalise.
+        match = re.fullmatch(r"(\d{1,2}):(\d\d)", value.strip())
+        if match is None or int(match[1]) > 23 or int(match[2]) > 59:
+            raise ValueError("expected a time of day as HH:MM, e.g. 09:00")
+        return f"{int(match[1]):02d}:{match[2]}"
+
+    @field_validator("idle_keep_hours")
+    @classmethod
+    def _keep_hours(cls, value: str) -> str:
+        for part in filter(str.strip, value.split(",")):
+            if not re.fullmatch(r"\s*\d{1,6}(\.\d+)?\s*", part) or float(part) == 0:
+                raise ValueError("expected comma-separated hours greater than 0, e.g. 2,24")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        problems = []
+        if self.backoff_cap_seconds < self.backoff_base_seconds:
+            problems.append(f"{_env_name('backoff_cap_seconds')}={self.backoff_cap_seconds:g} is less than "
+                            f"{_env_name('backoff_base_seconds')}={self.backoff_base_seconds:g}")
+        # The elector needs these in order; checked here so a mistake is refused before it starts.
+        timings = ("lease_retry_seconds", "lease_renew_deadline_seconds", "lease_duration_seconds")
+        if not self.lease_retry_seconds < self.lease_renew_deadline_seconds < self.lease_duration_seconds:
+            given = ", ".join(f"{_env_name(f)}={getattr(self, f):g}" for f in timings)
+            problems.append(f"{given}: expected retry < renew deadline < duration")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def check_config_file(self) -> None:
+        """Read every table of the TOML file now, so a mistake in it is refused at start."""
+        self.launch_config(), self.prices(), self.budget_config(), self.k8s_config()
 
     def idle_config(self) -> IdleConfig:
         """The idle policy's thresholds."""
@@ -133,30 +185,31 @@ class Settings(BaseSettings):
 
     def prices(self) -> Prices:
         """Prices: GPU prices from the catalog, CPU/memory rates and currency from the TOML [prices]."""
-        extra = _read_toml(self.config_file).get("prices", {}) if self.config_file else {}
-        try:
-            return Prices(gpu_catalog=self.launch_config().gpu_catalog, **extra)
-        except (ValidationError, TypeError) as e:
-            raise ExpbotError(f"{self.config_file}: invalid [prices]: {e}") from e
+        fields = self._table("prices")
+        check_keys(self.config_file, "prices", fields, set(Prices.model_fields) - {"gpu_catalog"})
+        return model_from_table(self.config_file, "prices", Prices, fields, gpu_catalog=self.launch_config().gpu_catalog)
 
     def budget_config(self) -> BudgetConfig:
         """Budgets from the TOML [budgets] section (none configured: nothing needs approval)."""
-        fields = dict(_read_toml(self.config_file).get("budgets", {})) if self.config_file else {}
+        fields = self._table("budgets")
+        # TOML has no durations: the TTL is written in hours, and a bare approval_ttl would be seconds.
+        allowed = set(BudgetConfig.model_fields) - {"approval_ttl"} | {"approval_ttl_hours"}
+        check_keys(self.config_file, "budgets", fields, allowed)
         if "approval_ttl_hours" in fields:
-            fields["approval_ttl"] = timedelta(hours=fields.pop("approval_ttl_hours"))
-        try:
-            return BudgetConfig(**fields)
-        except (ValidationError, TypeError) as e:
-            raise ExpbotError(f"{self.config_file}: invalid [budgets]: {e}") from e
+            hours = fields.pop("approval_ttl_hours")
+            fields["approval_ttl"] = toml_duration(self.config_file, "budgets", "approval_ttl_hours", hours, "hours")
+        return model_from_table(self.config_file, "budgets", BudgetConfig, fields)
 
     def k8s_config(self) -> "K8sConfig":
         """The Kubernetes backend's configuration: TOML [kubernetes], GPU pools from the catalog, env."""
         from adapters.k8s.config import GpuPool, K8sConfig
 
-        fields: dict[str, Any] = dict(_read_toml(self.config_file).get("kubernetes", {})) if self.config_file else {}
+        fields = self._table("kubernetes")
+        # gpu_pools come from [gpu_types], stop_grace from EXPBOT_STOP_GRACE_SECONDS.
+        check_keys(self.config_file, "kubernetes", fields, set(K8sConfig.model_fields) - {"gpu_pools", "stop_grace"})
         for key in ("ttl_after_finished", "image_pull_grace"):
-            if isinstance(fields.get(key), (int, float)):
-                fields[key] = timedelta(seconds=fields[key])
+            if key in fields:
+                fields[key] = toml_duration(self.config_file, "kubernetes", key, fields[key], "seconds", allow_zero=True)
         fields["namespace"] = self.k8s_namespace or fields.get("namespace") or _pod_namespace() or "default"
         fields["stop_grace"] = timedelta(seconds=self.stop_grace_seconds)
         fields["gpu_pools"] = {
@@ -167,37 +220,60 @@ class Settings(BaseSettings):
             fields["report_url"] = self.report_url
         if self.report_secret is not None:
             fields["report_secret"] = self.report_secret.get_secret_value()
-        try:
-            return K8sConfig(**fields)
-        except (ValidationError, TypeError) as e:
-            raise ExpbotError(f"{self.config_file}: invalid [kubernetes]: {e}") from e
+        return model_from_table(self.config_file, "kubernetes", K8sConfig, fields)
 
     def launch_config(self) -> LaunchConfig:
         """Launch defaults and limits: built-in, overridden by the TOML file's [launch] and [gpu_types]."""
-        if self.config_file is None:
-            return LaunchConfig()
-        data = _read_toml(self.config_file)
-        fields: dict[str, Any] = dict(data.get("launch", {}))
-        if "gpu_types" in data:
-            fields["gpu_catalog"] = {
-                name: GpuType(name=name, **entry) for name, entry in data["gpu_types"].items()
-            }
+        path, fields = self.config_file, self._table("launch")
+        check_keys(path, "launch", fields, set(LaunchConfig.model_fields) - {"gpu_catalog"})
         for key in ("default_max_runtime", "max_runtime_limit", "default_stall_timeout"):
-            if key in fields and isinstance(fields[key], (int, float)):
-                fields[key] = timedelta(seconds=fields[key])
-        try:
-            return LaunchConfig(**fields)
-        except (ValidationError, TypeError) as e:
-            raise ExpbotError(f"{self.config_file}: invalid configuration: {e}") from e
+            if key in fields:
+                fields[key] = toml_duration(path, "launch", key, fields[key], "seconds")
+        if path is not None and "gpu_types" in (data := toml_tables(path)):
+            fields["gpu_catalog"] = {name: gpu_type_from_table(path, name, entry) for name, entry in data["gpu_types"].items()}
+        config = model_from_table(path, "launch", LaunchConfig, fields)
+        problems = config.contradictions()
+        if problems:
+            raise ExpbotError("\n".join(f"{path}: [launch] {problem}" for problem in problems))
+        return config
+
+    def _table(self, section: str) -> dict[str, Any]:
+        """A copy of one top-level table of the TOML file ({} without a file or that table)."""
+        return dict(toml_tables(self.config_file).get(section, {})) if self.config_file is not None else {}
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (overrides win), TOML file included; any mistake is an ExpbotError."""
     try:
-        return tomllib.loads(path.read_text())
-    except FileNotFoundError as e:
-        raise ExpbotError(f"configuration file {path} does not exist") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ExpbotError(f"configuration file {path} is not valid TOML: {e}") from e
+        settings = Settings(**overrides)
+    except ValidationError as e:
+        # from None: the chained error would carry the inputs, secrets among them, into logs.
+        raise ExpbotError("\n".join(_env_problem(error) for error in e.errors())) from None
+    settings.check_config_file()
+    return settings
+
+
+# --- turning pydantic's errors into one line per mistake ----------------------------------------
+# Values of these are never repeated back: tokens, secrets, and database URLs with their passwords.
+_SECRET_FIELDS = frozenset(
+    {name for name, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)} | {"database_url"}
+)
+def _env_name(field: str) -> str:
+    """The environment variable a Settings field is read from."""
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias or info.alias if info else None
+    if isinstance(alias, str):  # pydantic-settings reads an alias as is, without the prefix
+        return alias.upper()
+    return f"{Settings.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def _env_problem(error: Any) -> str:
+    """One line for one bad setting: 'EXPBOT_LOCAL_GPUS='abc': expected a whole number'."""
+    if not error["loc"]:  # a check across settings: its message names them itself
+        return expected_words(error)
+    field = str(error["loc"][0])
+    value = "(hidden)" if field in _SECRET_FIELDS else repr(error["input"])
+    return f"{_env_name(field)}={value}: {expected_words(error)}"
 
 
 def _pod_namespace() -> str | None:

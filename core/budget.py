@@ -1,13 +1,18 @@
 """Monthly budgets: which apply to a launch, how much of each is used, and when approval is needed."""
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PROJECT, USER = "project", "user"
+
+# A monthly amount: negative or infinite limits could never apply (and NaN compares false to all).
+Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class BudgetConfig(BaseModel):
@@ -15,12 +20,26 @@ class BudgetConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     timezone: str = "UTC"  # months (and the digest's days) start at midnight here
-    projects: dict[str, float] = Field(default_factory=dict)  # project -> monthly limit
-    users: dict[str, float] = Field(default_factory=dict)  # owner -> monthly limit
-    default_user_limit: float | None = None  # for owners without their own line
-    alert_thresholds: tuple[int, ...] = (50, 80, 100)  # percent of a budget; each alerts once a month
-    approval_ttl: timedelta = timedelta(hours=24)  # unanswered requests expire as denied
+    projects: dict[str, Amount] = Field(default_factory=dict)  # project -> monthly limit
+    users: dict[str, Amount] = Field(default_factory=dict)  # owner -> monthly limit
+    default_user_limit: Amount | None = None  # for owners without their own line
+    # percent of a budget; each alerts once a month
+    alert_thresholds: tuple[Annotated[int, Field(gt=0)], ...] = (50, 80, 100)
+    approval_ttl: timedelta = Field(default=timedelta(hours=24), gt=timedelta(0))  # unanswered: denied
     channels: dict[str, str] = Field(default_factory=dict)  # project -> Slack channel for its alerts
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        # Checked here, so a typo is refused at start and not at the first month_window() call.
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            zones = sorted(available_timezones())
+            close = [z for z in zones if z.lower() == value.lower()] or difflib.get_close_matches(value, zones, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ValueError(f"unknown time zone, expected an IANA name like 'Europe/Berlin'{hint}") from None
+        return value
 
 
 @dataclass(frozen=True)

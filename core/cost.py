@@ -19,9 +19,9 @@ class Prices(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     gpu_catalog: dict[str, GpuType] = Field(default_factory=dict)
-    cpu_per_hour: float = 0.03  # per vCPU-hour
-    memory_gib_per_hour: float = 0.004  # per GiB-hour
-    currency: str = "USD"
+    cpu_per_hour: float = Field(default=0.03, ge=0, allow_inf_nan=False)  # per vCPU-hour
+    memory_gib_per_hour: float = Field(default=0.004, ge=0, allow_inf_nan=False)  # per GiB-hour
+    currency: str = Field(default="USD", min_length=1)
     as_of: date = date(2025, 6, 1)
     source: str = "approximate cloud on-demand list prices per GPU-hour (see README)"
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,7 +18,8 @@ class GpuType(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     name: str
-    price_per_hour: float = 0.0
+    # A negative price would make committed cost negative and let over-budget launches skip approval.
+    price_per_hour: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     node_selector: dict[str, str] = Field(default_factory=dict)  # Kubernetes: nodes of this type
     tolerations: tuple[dict[str, str], ...] = ()  # Kubernetes: taints of this type's node pool
 
@@ -35,18 +37,34 @@ class LaunchConfig(BaseModel):
     gpu_catalog: dict[str, GpuType] = Field(default_factory=default_gpu_catalog)
     default_gpu_type: str | None = None  # None: the first catalog entry
     projects: tuple[str, ...] = ()  # empty: any project name is accepted
-    default_project: str = "default"
-    default_image: str = "python:3.11-slim"
-    default_gpus: int = 0
-    max_gpus: int = 64
-    default_max_runtime: timedelta = timedelta(hours=24)
-    max_runtime_limit: timedelta = timedelta(days=7)
-    default_max_restarts: int = 3
-    default_max_preemptions: int = 10
+    default_project: str = Field(default="default", min_length=1)
+    default_image: str = Field(default="python:3.11-slim", min_length=1)
+    default_gpus: int = Field(default=0, ge=0)
+    max_gpus: int = Field(default=64, ge=0)
+    default_max_runtime: timedelta = Field(default=timedelta(hours=24), gt=timedelta(0))
+    max_runtime_limit: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
+    default_max_restarts: int = Field(default=3, ge=0)
+    default_max_preemptions: int = Field(default=10, ge=0)
     default_checkpoint_glob: str = "*"
-    default_stall_timeout: timedelta | None = None
+    default_stall_timeout: Annotated[timedelta, Field(gt=timedelta(0))] | None = None
     give_up_patterns: tuple[str, ...] = ("CUDA out of memory",)
-    max_sweep_size: int = 32
+    max_sweep_size: int = Field(default=32, ge=1)
+
+    def contradictions(self) -> list[str]:
+        """Settings that each look fine but contradict each other (checked when loaded from a file)."""
+        problems = []
+        if self.default_gpus > self.max_gpus:
+            problems.append(f"default_gpus={self.default_gpus} is more than max_gpus={self.max_gpus}")
+        if self.default_max_runtime > self.max_runtime_limit:
+            problems.append(f"default_max_runtime ({self.default_max_runtime.total_seconds():g} s) is more "
+                            f"than max_runtime_limit ({self.max_runtime_limit.total_seconds():g} s)")
+        if self.projects and self.default_project not in self.projects:
+            problems.append(f"default_project={self.default_project!r} is not one of projects "
+                            f"({', '.join(self.projects)}); launches without --project would bypass the list")
+        if self.default_gpu_type and self.default_gpu_type not in self.gpu_catalog:
+            known = ", ".join(self.gpu_catalog) or "none"
+            problems.append(f"default_gpu_type={self.default_gpu_type!r} is not a GPU type of the catalog ({known})")
+        return problems
 
     def resolved_default_gpu_type(self) -> str | None:
         """The GPU type used when a launch names none."""

@@ -61,3 +61,20 @@ def test_a_data_dir_that_cannot_be_a_directory_is_named(expbot, tmp_path):
     expbot.env["EXPBOT_DATA_DIR"] = str(tmp_path / "a-file" / "data")
     said = one_clear_error(expbot.cli("ls", check=False))
     assert "EXPBOT_DATA_DIR" in said and "Not a directory" in said
+
+
+@pytest.mark.parametrize("setting, value, says", [
+    ("EXPBOT_LOCAL_GPUS", "abc", "EXPBOT_LOCAL_GPUS='abc': expected a whole number"),
+    ("EXPBOT_RELAY_INTERVAL_SECONDS", "0", "EXPBOT_RELAY_INTERVAL_SECONDS='0': must be more than 0"),
+])
+def test_a_bad_setting_is_named_with_what_it_expects(expbot, setting, value, says):
+    expbot.env[setting] = value
+    assert says in one_clear_error(expbot.cli("ls", check=False))
+
+
+def test_a_typo_in_the_config_file_is_named_with_a_suggestion(expbot, tmp_path):
+    config = tmp_path / "expbot.toml"
+    config.write_text("[launch]\nmax_gpu = 8\n")
+    expbot.env["EXPBOT_CONFIG_FILE"] = str(config)
+    said = one_clear_error(expbot.cli("ls", check=False))
+    assert f"{config}: unknown key 'max_gpu' in [launch]; did you mean max_gpus?" in said
