@@ -76,7 +76,10 @@ def digest_command(bot: Expbot, day: str | None, dry_run: bool, chart: Path | No
     if chart is not None:
         png = chart_for(data)
         if png:
-            chart.write_bytes(png)
+            try:
+                chart.write_bytes(png)
+            except OSError as e:
+                raise ExpbotError(f"cannot write the chart to {chart}: {e.strerror or e}") from e
     if dry_run:
         return render_for_terminal(compose_digest(data, bot.prices))
     if bot.slack_client is None or not bot.settings.slack_digest_channel:

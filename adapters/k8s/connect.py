@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import yaml
 from kubernetes import client, config
 
 from core.errors import ExpbotError
@@ -20,6 +21,8 @@ def api_client(kubeconfig: Path | None = None, context: str | None = None) -> cl
                 config_file=str(kubeconfig) if kubeconfig else None, context=context,
                 client_configuration=configuration,
             )
-    except (config.ConfigException, OSError) as e:
-        raise ExpbotError(f"cannot load Kubernetes credentials: {e}") from e
+    except (config.ConfigException, OSError, yaml.YAMLError) as e:  # YAMLError: a malformed kubeconfig
+        where = f"EXPBOT_K8S_KUBECONFIG={kubeconfig}" if kubeconfig else "in-cluster, $KUBECONFIG or ~/.kube/config"
+        reason = " ".join(str(e).split())  # one line: YAML errors point at the spot over several
+        raise ExpbotError(f"cannot load Kubernetes credentials ({where}): {reason}") from e
     return client.ApiClient(configuration)

@@ -78,3 +78,9 @@ def test_a_typo_in_the_config_file_is_named_with_a_suggestion(expbot, tmp_path):
     expbot.env["EXPBOT_CONFIG_FILE"] = str(config)
     said = one_clear_error(expbot.cli("ls", check=False))
     assert f"{config}: unknown key 'max_gpu' in [launch]; did you mean max_gpus?" in said
+
+
+def test_a_chart_that_cannot_be_written_is_named(expbot, tmp_path):
+    chart = tmp_path / "no-such-dir" / "chart.png"
+    said = one_clear_error(expbot.cli("digest", "--dry-run", "--chart", str(chart), check=False))
+    assert f"cannot write the chart to {chart}: No such file or directory" in said
