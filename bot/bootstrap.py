@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -51,12 +52,24 @@ class Expbot:
     elector: Any = None  # Kubernetes: a LeaseElector; only its leader supervises and schedules
 
 
-def _shown_url(url: str) -> str:
-    """The database URL as an error may show it: never its password."""
+def shown_url(url: str) -> str:
+    """The database URL as an error or a log line may show it: never its password."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except SQLAlchemyError:
+    except (SQLAlchemyError, ValueError):
         return "(a URL that does not parse)"
+
+
+@contextmanager
+def database_errors(url: str) -> Iterator[None]:
+    """Turn a database that cannot be opened or upgraded into one line naming EXPBOT_DATABASE_URL."""
+    try:
+        yield
+    # Malformed (a port that is not a number: ValueError), unreachable, corrupt, newer than this
+    # expbot (CommandError), or no driver installed (ImportError).
+    except (SQLAlchemyError, CommandError, ImportError, ValueError) as e:
+        reason = " ".join(str(getattr(e, "orig", None) or e).split())  # drivers explain over several lines
+        raise ExpbotError(f"cannot open the database {shown_url(url)} (EXPBOT_DATABASE_URL): {reason}") from e
 
 
 def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
@@ -66,13 +79,10 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
     except OSError as e:
         raise ExpbotError(f"cannot use EXPBOT_DATA_DIR={settings.data_dir}: {e.strerror or e}") from e
     url = settings.resolved_database_url()
-    try:
+    with database_errors(url):
         if migrate:
             upgrade(url)
         engine = make_engine(url)
-    except (SQLAlchemyError, CommandError, ImportError) as e:  # malformed, unreachable, corrupt, no driver...
-        reason = getattr(e, "orig", None) or e
-        raise ExpbotError(f"cannot open the database {_shown_url(url)} (EXPBOT_DATABASE_URL): {reason}") from e
     session_factory = make_session_factory(engine)
 
     def uow_factory() -> UnitOfWork:

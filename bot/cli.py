@@ -225,12 +225,15 @@ def serve(
 def db_upgrade(revision: str = typer.Argument("head")) -> None:
     """Upgrade the database schema (Alembic) to the given revision."""
     from adapters.db.migrate import current_revision, upgrade
+    from bot.bootstrap import database_errors
 
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.resolved_database_url()
-    upgrade(url, revision)
-    out.print(f"database at revision {current_revision(url)}")
+    with database_errors(url):
+        upgrade(url, revision)
+        current = current_revision(url)
+    out.print(f"database at revision {current}")
 
 
 # click's usage-error base, wherever this typer takes click from: newer typers vendor their own

@@ -45,6 +45,10 @@ class HttpServer:
         except OSError as e:  # e.g. the port is taken, or the host does not resolve
             raise ExpbotError(f"cannot listen for HTTP on {host}:{port}: {e.strerror or e}") from e
         self._stopping = threading.Event()
+        # Held while the wake-up byte is written and while the loop closes its channels: the trigger
+        # writes to a stored fd number, which after the close may belong to another file.
+        self._closing = threading.Lock()
+        self._closed = False
         self._thread = threading.Thread(target=self._serve, name="http", daemon=True)
 
     @property
@@ -62,23 +66,31 @@ class HttpServer:
         """Close the listening socket and every open connection, then end the request threads."""
         self._stopping.set()
         if self._thread.is_alive():
-            try:
-                self._server.pull_trigger()  # wakes the poll now rather than at its timeout
-            except OSError:  # the trigger is already closed: the poll times out on its own
-                pass
+            with self._closing:
+                if not self._closed:
+                    try:
+                        self._server.pull_trigger()  # wakes the poll now rather than at its timeout
+                    except OSError:  # the wake-up failed: the poll times out on its own
+                        pass
             self._thread.join(timeout=5)
         else:
-            self._server.close()
+            self._close_channels()
         self._server.task_dispatcher.shutdown(timeout=5)
 
     def _serve(self) -> None:
         # waitress's own run() loops until its map of channels is empty, and closing sockets from
         # another thread while it sits in select() kills it with EBADF. So poll one round at a
         # time, and close every channel (listener, trigger, connections) here, on this thread.
-        channels = self._server._map  # waitress keeps no public handle on it
-        while channels and not self._stopping.is_set():
-            wasyncore.loop(timeout=self._server.adj.asyncore_loop_timeout, map=channels, count=1)
-        wasyncore.close_all(channels)
+        try:
+            while self._server._map and not self._stopping.is_set():
+                wasyncore.loop(timeout=self._server.adj.asyncore_loop_timeout, map=self._server._map, count=1)
+        finally:  # a failed poll must not leave the port open either
+            self._close_channels()
+
+    def _close_channels(self) -> None:
+        with self._closing:
+            self._closed = True
+            wasyncore.close_all(self._server._map)  # waitress keeps no public handle on its map
 
 
 class Stopper:

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from bot.bootstrap import Expbot, idle_metrics
+from bot.bootstrap import Expbot, idle_metrics, shown_url
 from core import commands
 from core.budget_alerts import due_alerts
 from core.events import Event, ExperimentLaunched, LaunchApproved
@@ -33,7 +33,7 @@ def run_forever(bot: Expbot, stop: threading.Event | None = None, on_ready: Call
     stop_http = _start_http(bot)
     log.info(
         "expbot serving: database %s, %s, Slack %s",
-        _redact(bot.settings.resolved_database_url()), _describe_backend(bot),
+        shown_url(bot.settings.resolved_database_url()), _describe_backend(bot),
         "on" if bot.settings.slack_enabled else "off (no EXPBOT_SLACK_BOT_TOKEN)",
     )
     if on_ready:
@@ -215,11 +215,3 @@ def send_budget_alerts(bot: Expbot) -> None:
             log.exception("could not post budget alert to %s: %s", channel, text)
 
 
-def _redact(url: str) -> str:
-    """Hide a password in a database URL before logging it."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    credentials, host = rest.rsplit("@", 1)
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"

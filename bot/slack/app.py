@@ -170,7 +170,7 @@ def _modal(bot: Expbot, channel: str):
 
 def _trigger_client(client: WebClient) -> WebClient:
     """The app's client for views.open on a trigger: one try, short timeout (the trigger lives 3 s)."""
-    return WebClient(token=client.token, base_url=client.base_url, timeout=2, ssl=client.ssl,
+    return WebClient(token=client.token, base_url=client.base_url, timeout=1.5, ssl=client.ssl,
                      proxy=client.proxy, headers=dict(client.headers), retry_handlers=[])
 
 

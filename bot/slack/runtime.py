@@ -18,12 +18,16 @@ def start_slack(bot: Expbot, report: WsgiApp | None = None) -> Stopper:
 
         app = create_app(bot, bot.slack_client, socket_mode=True)
         handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
-        handler.connect()  # returns at once; the connection lives on its own threads
-        log.info("connected to Slack in Socket Mode")
         if report is None:
+            handler.connect()  # returns at once; the connection lives on its own threads
+            log.info("connected to Slack in Socket Mode")
             return Stopper(handler.close, None)
-        # Progress reports still need HTTP: a server for them (and the probes) alone.
-        reports = HttpServer(routes(None, report), settings.http_host, settings.http_port).start()
+        # Progress reports still need HTTP: a server for them (and the probes) alone. Bound before
+        # connecting, so a taken port leaves no Socket Mode connection behind.
+        reports = HttpServer(routes(None, report), settings.http_host, settings.http_port)
+        handler.connect()
+        log.info("connected to Slack in Socket Mode")
+        reports.start()
         return Stopper(lambda: (handler.close(), reports.stop()), reports.port)
     from slack_bolt.adapter.wsgi import SlackRequestHandler
 

@@ -95,17 +95,17 @@ class SlashCommands:
     def list(self, respond, rest: str, user: str) -> None:
         """`list [--all] [--project P]`: mine by default."""
         words = _words(rest, "list [--all] [--project P]")
-        everyone = "--all" in words
-        project = None
-        if "--project" in words:
-            index = words.index("--project")
-            if index + 1 >= len(words):
+        everyone, project = False, None
+        while words:
+            word = words.pop(0)
+            if word == "--all":
+                everyone = True
+            elif word == "--project" and words and not words[0].startswith("--"):
+                project = words.pop(0)
+            elif word == "--project":
                 raise ExpbotError("--project needs a project name, e.g. `list --project nlp`")
-            project = words[index + 1]
-        known = {"--all", "--project", project}
-        unknown = [w for w in words if w not in known]
-        if unknown:
-            raise ExpbotError(f"unknown argument {unknown[0]!r}; usage: list [--all] [--project P]")
+            else:
+                raise ExpbotError(f"unknown argument {word!r}; usage: list [--all] [--project P]")
         with self.bot.uow_factory() as uow:
             found = uow.experiments.list(
                 states=None if everyone else ACTIVE, owner=None if everyone or project else user,
@@ -230,5 +230,6 @@ def _member_id(word: str) -> str:
     # plain text that names nobody: refuse it rather than store a budget that never applies.
     raise ExpbotError(
         f"{word!r} does not say which Slack user: give their member ID (their profile, ⋯, "
-        "Copy member ID), e.g. `budget set user U012AB3CD 500`"
+        "Copy member ID), e.g. `budget set user U012AB3CD 500`; a command-line user's budget is set "
+        "with `expbot budget user NAME AMOUNT`"
     )

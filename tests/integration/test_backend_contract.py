@@ -127,6 +127,8 @@ def test_stop_ends_the_attempt(make: Callable[..., Driver]) -> None:
     d.backend.submit(launch(d, "exp-a"))
     d.started("exp-a", 1)
     d.backend.stop("exp-a", 1, timedelta(seconds=5))
+    if not d.forgets_stopped:  # the process backends' stop returns once the attempt has ended
+        assert over(d, "exp-a")
     wait_for(lambda: over(d, "exp-a"), timeout=30, what="the stopped attempt to end")
     d.backend.stop("exp-a", 1, timedelta(seconds=5))  # already gone: nothing happens
     d.backend.stop("exp-never", 1, timedelta(seconds=5))

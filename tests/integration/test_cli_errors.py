@@ -84,3 +84,11 @@ def test_a_chart_that_cannot_be_written_is_named(expbot, tmp_path):
     chart = tmp_path / "no-such-dir" / "chart.png"
     said = one_clear_error(expbot.cli("digest", "--dry-run", "--chart", str(chart), check=False))
     assert f"cannot write the chart to {chart}: No such file or directory" in said
+
+
+@pytest.mark.parametrize("command", [("ls",), ("db", "upgrade")])
+def test_a_database_url_with_a_bad_port_is_named(expbot, command):
+    expbot.env["EXPBOT_DATABASE_URL"] = "postgresql://ana:s3cret-pw@localhost:notaport/expbot"
+    said = one_clear_error(expbot.cli(*command, check=False))
+    assert "cannot open the database" in said and "EXPBOT_DATABASE_URL" in said and "s3cret-pw" not in said
+    assert said.count("\n") == 1  # one line, however the driver words it

@@ -41,11 +41,15 @@ def test_stop_before_start_closes_the_socket() -> None:
         httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
 
 
-def test_stop_ends_the_loop_even_when_its_wake_up_trigger_is_already_closed(thread_errors) -> None:
+def test_stop_ends_the_loop_even_when_the_wake_up_fails(thread_errors, monkeypatch) -> None:
     # Seen once in CI: pulling the trigger raised EBADF. The trigger only wakes the poll early;
     # stopping must not depend on it.
     server = HttpServer(routes(None), "127.0.0.1", 0, threads=1).start()
-    server._server.trigger.close()
+
+    def broken_wake_up() -> None:
+        raise OSError(9, "Bad file descriptor")
+
+    monkeypatch.setattr(server._server, "pull_trigger", broken_wake_up)
     server.stop()
     assert not server._thread.is_alive() and thread_errors == []
     with pytest.raises(httpx.ConnectError):

@@ -217,7 +217,7 @@ def test_launch_form_that_slack_will_not_open_is_answered_within_the_3_seconds(t
             took = time.monotonic() - started
         finally:
             bot.close()
-        assert response.status_code == 200 and took < 2.8
+        assert response.status_code == 200 and took < 3.0  # Slack's deadline for the ack
         assert "would not open the launch form in time; please try again" in response.text
         if fault != "slow":  # the slow call is recorded only when it finally answers
             assert len(api.calls_to("views.open")) == 1  # one try: the trigger would be dead by a retry

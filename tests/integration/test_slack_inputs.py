@@ -46,7 +46,7 @@ def test_a_user_budget_is_keyed_by_the_mentioned_members_id(slack_bot):
     assert stored_budgets(slack_bot) == {("user", "UBOB"): 500.0, ("user", "UCAROL"): 70.0}
 
 
-@pytest.mark.parametrize("text", ["list -a", "list extra", "list --all mine"])
+@pytest.mark.parametrize("text", ["list -a", "list extra", "list --all mine", "list nlp --project nlp"])
 def test_list_refuses_arguments_it_does_not_know(slack_bot, text):
     said = reply(slack_bot, text)
     assert "unknown argument" in said and "usage: list" in said
@@ -55,3 +55,7 @@ def test_list_refuses_arguments_it_does_not_know(slack_bot, text):
 def test_an_experiment_may_be_called_launch(slack_bot):
     assert "Launching launch" in slack_bot.slash("launch launch -- python -c pass").text
     wait_for(lambda: slack_bot.experiment("launch"), what="the experiment named launch")
+
+
+def test_list_project_needs_a_name_not_another_option(slack_bot):
+    assert "--project needs a project name" in reply(slack_bot, "list --project --all")
