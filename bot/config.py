@@ -13,7 +13,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.config_toml import check_keys, expected_words, gpu_type_from_table, model_from_table, toml_duration, toml_tables
-from core.budget import BudgetConfig
+from core.approvals import budget_name_problem
+from core.budget import PROJECT, USER, BudgetConfig
 from core.cost import Prices
 from core.errors import ExpbotError
 from core.idle import IdleConfig
@@ -198,7 +199,15 @@ class Settings(BaseSettings):
         if "approval_ttl_hours" in fields:
             hours = fields.pop("approval_ttl_hours")
             fields["approval_ttl"] = toml_duration(self.config_file, "budgets", "approval_ttl_hours", hours, "hours")
-        return model_from_table(self.config_file, "budgets", BudgetConfig, fields)
+        config = model_from_table(self.config_file, "budgets", BudgetConfig, fields)
+        # The same rule as `budget set`: a budget under a name no launch carries would never apply.
+        projects = self.launch_config().projects
+        problems = [f"{self.config_file}: [budgets] {table}.{name}: {problem}"
+                    for table, scope, names in (("projects", PROJECT, config.projects), ("users", USER, config.users))
+                    for name in names if (problem := budget_name_problem(scope, name, projects)) is not None]
+        if problems:
+            raise ExpbotError("\n".join(problems))
+        return config
 
     def k8s_config(self) -> "K8sConfig":
         """The Kubernetes backend's configuration: TOML [kubernetes], GPU pools from the catalog, env."""

@@ -7,7 +7,7 @@ from datetime import datetime
 from core import commands, events
 from core.budget import PROJECT, USER, BudgetConfig, BudgetStatus, Limit, exceeded, limits_for, month_window
 from core.cost import Prices
-from core.errors import ExpbotError, NotAllowed, NotFound
+from core.errors import ExpbotError, NotAllowed, NotFound, SpecError
 from core.grammar_values import parse_project
 from core.model import Experiment, State
 from core.ports import Clock, UnitOfWork
@@ -116,6 +116,19 @@ def expire(cmd: commands.ExpireApprovals, uow: UnitOfWork, *, clock: Clock, conf
     return len(expired)
 
 
+def budget_name_problem(scope: str, name: str, projects: tuple[str, ...] = ()) -> str | None:
+    """Why a budget under this name could never apply to a launch (None: it can)."""
+    if scope == PROJECT:
+        try:
+            parse_project(name, projects, option="project")  # a name no launch can carry matches nothing
+        except SpecError as e:
+            return str(e)
+        return None
+    if not name or len(name) > 64 or any(c.isspace() for c in name):
+        return f"user {name!r} is not a user name or id: give one word, like ana or U012AB3CD"
+    return None
+
+
 def set_budget(cmd: commands.SetBudget, uow: UnitOfWork, *, clock: Clock, projects: tuple[str, ...] = ()) -> None:
     """An admin sets a monthly budget; audited. Refuses one that could never apply to a launch."""
     if not cmd.as_admin:
@@ -124,10 +137,8 @@ def set_budget(cmd: commands.SetBudget, uow: UnitOfWork, *, clock: Clock, projec
         raise ExpbotError(f"budget scope must be 'project' or 'user', not {cmd.scope!r}")
     if not (math.isfinite(cmd.monthly_limit) and cmd.monthly_limit >= 0):
         raise ExpbotError(f"a budget must be an amount of zero or more, like 5000, not {cmd.monthly_limit}")
-    if cmd.scope == PROJECT:
-        parse_project(cmd.name, projects, option="project")  # a name no launch can carry matches nothing
-    elif not cmd.name or len(cmd.name) > 64 or any(c.isspace() for c in cmd.name):
-        raise ExpbotError(f"user {cmd.name!r} is not a user name or id: give one word, like ana or U012AB3CD")
+    if (problem := budget_name_problem(cmd.scope, cmd.name, projects)) is not None:
+        raise ExpbotError(problem)
     with uow:
         now = clock.now()
         uow.budgets.set(scope=cmd.scope, name=cmd.name, monthly_limit=cmd.monthly_limit, by=cmd.by, at=now)

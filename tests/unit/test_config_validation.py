@@ -325,3 +325,18 @@ def test_the_kubernetes_test_harness_config_still_loads(tmp_path):
     path = write_config(tmp_path / "expbot.toml", pod_labels={"a": "b"}, pod_annotations={"c": "d"})
     config = load_settings(config_file=path, backend="kubernetes").k8s_config()
     assert config.max_gpus_per_node == 8 and config.image_pull_grace == timedelta(seconds=5)
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ('[budgets]\nprojects = { NLP = 100.0 }\n', "[budgets] projects.NLP: project 'NLP' is not allowed"),
+    ('[budgets]\nusers = { "ana smith" = 100.0 }\n', "[budgets] users.ana smith: user 'ana smith' is not a user name"),
+    ('[launch]\nprojects = ["nlp", "default"]\n[budgets]\nprojects = { vision = 100.0 }\n',
+     "[budgets] projects.vision: project 'vision' is not a known project"),
+])
+def test_a_budget_in_the_file_that_could_never_apply_is_refused(tmp_path, text, says):
+    assert says in refused_file(tmp_path, text)
+
+
+def test_budgets_in_the_file_under_names_launches_carry_still_load(tmp_path):
+    config = load_settings(config_file=toml(tmp_path, '[budgets]\nprojects = { nlp = 1.0 }\nusers = { ana = 2.0, U012AB = 3.0 }\n'))
+    assert config.budget_config().users == {"ana": 2.0, "U012AB": 3.0}
