@@ -7,11 +7,13 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import pytest
 
 from bot.bootstrap import Expbot, bootstrap
 from bot.config import Settings
@@ -123,3 +125,11 @@ class SlackBot:
     def experiment(self, name: str):
         with self.bot.uow_factory() as uow:
             return uow.experiments.get_by_name(name)
+
+
+@pytest.fixture
+def slack_bot(tmp_path: Path, slack_api: FakeSlackApi) -> Iterator[SlackBot]:
+    """expbot with Slack on, against the local Slack Web API; closed afterwards."""
+    bot = SlackBot(tmp_path / "data", slack_api)
+    yield bot
+    bot.close()

@@ -7,21 +7,12 @@ import pytest
 
 from bot.slack.ids import ActionId, BlockId
 from core.model import State
-from tests.integration.slack_harness import CHANNEL, SlackBot, sign
+from tests.integration.slack_harness import CHANNEL, SlackBot, sign, slack_bot  # noqa: F401  (fixture)
 from tests.polling import wait_for
 from tests.slack.fake_slack_api import FakeSlackApi
 from tests.slack.fixtures import BOT_TOKEN
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def slack_bot(tmp_path, slack_api):
-    bot = SlackBot(tmp_path / "data", slack_api)
-    yield bot
-    bot.close()
-
-
 
 
 # --- request verification ------------------------------------------------------------------------

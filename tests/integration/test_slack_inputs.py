@@ -3,17 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.slack_harness import SlackBot
+from tests.integration.slack_harness import SlackBot, slack_bot  # noqa: F401  (fixture)
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def slack_bot(tmp_path, slack_api):
-    bot = SlackBot(tmp_path / "data", slack_api)
-    yield bot
-    bot.close()
 
 
 def reply(slack_bot: SlackBot, text: str, user: str = "UOWNER") -> str:
