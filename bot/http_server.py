@@ -63,7 +63,9 @@ class HttpServer:
         return self
 
     def stop(self) -> None:
-        """Close the listening socket and every open connection, then end the request threads."""
+        """End the request threads, then close the listening socket and every open connection."""
+        # Requests still running finish first: done, each pulls the trigger, which is still open.
+        self._server.task_dispatcher.shutdown(timeout=5)
         self._stopping.set()
         if self._thread.is_alive():
             with self._closing:
@@ -75,7 +77,6 @@ class HttpServer:
             self._thread.join(timeout=5)
         else:
             self._close_channels()
-        self._server.task_dispatcher.shutdown(timeout=5)
 
     def _serve(self) -> None:
         # waitress's own run() loops until its map of channels is empty, and closing sockets from
