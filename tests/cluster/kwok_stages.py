@@ -95,50 +95,38 @@ phase: Failed
 {{ end }}
 """
 
+def _pod_stage(name: str, match: list[dict[str, Any]], then: dict[str, Any]) -> dict[str, Any]:
+    """One pod Stage of ours; its delay comes from DEFAULT_STAGE_DELAYS_MS or the pod's annotations."""
+    return {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": name},
+        "spec": {
+            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
+            "selector": {"matchExpressions": match},
+            "weight": 1,
+            "delay": {  # durationMilliseconds is filled in by kwok_stages()
+                "durationFrom": {"expressionFrom": _annotation(name, "delay")},
+                "jitterDurationFrom": {"expressionFrom": _annotation(name, "jitter-delay")},
+            },
+            "next": then,
+        },
+    }
+
+
+_DELETED = {"key": ".metadata.deletionTimestamp", "operator": "Exists"}
 # Our stages: a kubelet moves a deleted pod to a terminal phase before it goes away (since 1.27),
 # which is what lets the Job controller drop its job-tracking finalizer. Upstream's general
 # pod-delete waits for finalizers to vanish (a deleted running Job pod would then hang forever),
 # upstream's fast pod-delete ignores them (the pod hangs Terminating just the same).
 EXPBOT_STAGES: list[dict[str, Any]] = [
-    {
-        "apiVersion": "kwok.x-k8s.io/v1alpha1",
-        "kind": "Stage",
-        "metadata": {"name": "pod-terminate"},
-        "spec": {
-            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
-            "selector": {"matchExpressions": [
-                {"key": ".metadata.deletionTimestamp", "operator": "Exists"},
-                {"key": ".status.phase", "operator": "In", "values": ["Pending", "Running", "Unknown"]},
-            ]},
-            "weight": 1,
-            "delay": {
-                "durationMilliseconds": 500,
-                "durationFrom": {"expressionFrom": _annotation("pod-terminate", "delay")},
-                "jitterDurationFrom": {"expressionFrom": _annotation("pod-terminate", "jitter-delay")},
-            },
-            "next": {"statusTemplate": _POD_TERMINATE_TEMPLATE},
-        },
-    },
-    {
-        "apiVersion": "kwok.x-k8s.io/v1alpha1",
-        "kind": "Stage",
-        "metadata": {"name": "pod-delete"},
-        "spec": {
-            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
-            "selector": {"matchExpressions": [
-                {"key": ".metadata.deletionTimestamp", "operator": "Exists"},
-                {"key": ".metadata.finalizers", "operator": "DoesNotExist"},
-                {"key": ".status.phase", "operator": "In", "values": ["Succeeded", "Failed"]},
-            ]},
-            "weight": 1,
-            "delay": {
-                "durationMilliseconds": 200,
-                "durationFrom": {"expressionFrom": _annotation("pod-delete", "delay")},
-                "jitterDurationFrom": {"expressionFrom": _annotation("pod-delete", "jitter-delay")},
-            },
-            "next": {"delete": True},
-        },
-    },
+    _pod_stage("pod-terminate", [
+        _DELETED, {"key": ".status.phase", "operator": "In", "values": ["Pending", "Running", "Unknown"]},
+    ], {"statusTemplate": _POD_TERMINATE_TEMPLATE}),
+    _pod_stage("pod-delete", [
+        _DELETED, {"key": ".metadata.finalizers", "operator": "DoesNotExist"},
+        {"key": ".status.phase", "operator": "In", "values": ["Succeeded", "Failed"]},
+    ], {"delete": True}),
 ]
 
 
