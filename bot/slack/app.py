@@ -19,6 +19,7 @@ from bot.slack.idle import register_idle_actions
 from bot.slack.ids import ActionId, CallbackId
 from bot.slack.listeners import ack_then, background_runner, user_facing
 from bot.slack.modals import launch_modal, launch_text_from_modal, modal_errors
+from bot.slack.mrkdwn import escape
 from core import commands
 from core.budget import month_window
 from core.errors import ExpbotError, OptionError, SpecError
@@ -74,7 +75,7 @@ def create_app(bot: Expbot, client: WebClient, *, socket_mode: bool = False) -> 
                 ack(text=blocks.error_text(str(e)))
                 return
             names = ", ".join(s.name for s in request.specs[:5]) + ("…" if len(request.specs) > 5 else "")
-            ack(text=f":rocket: Launching {blocks.escape(names)}…")
+            ack(text=f":rocket: Launching {escape(names)}…")
             later(run_command, respond=respond, body=body, client=client)
         elif sub in slash.SUBCOMMANDS:
             ack()
@@ -126,7 +127,7 @@ def create_app(bot: Expbot, client: WebClient, *, socket_mode: bool = False) -> 
         name = action.get("value") or (action.get("selected_option") or {}).get("value", "")
         user = body["user"]["id"]
         exp = bot.bus.handle(commands.StopExperiment(name=name, by=user, as_admin=admins.is_admin(user)))
-        respond(text=f":octagonal_sign: Stopped {blocks.escape(exp.name)}.", response_type="ephemeral",
+        respond(text=f":octagonal_sign: Stopped {escape(exp.name)}.", response_type="ephemeral",
                 replace_original=False)
 
     def logs_pressed(respond, body, action, client: WebClient) -> None:

@@ -16,7 +16,7 @@ from slack_sdk.models.blocks import (
 
 from bot.bootstrap import Expbot
 from bot.slack.auth import Admins
-from bot.slack.blocks import escape, mention, truncate
+from bot.slack.mrkdwn import escape, mention, truncate
 from bot.slack.listeners import Later, ack_then
 from core import commands
 from core import events as ev

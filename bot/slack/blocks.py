@@ -1,10 +1,9 @@
 """Block Kit messages: experiment parents, thread replies, lists, status, logs and help."""
 from __future__ import annotations
 
-import re
 import shlex
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -20,6 +19,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.slack.ids import ActionId
+from bot.slack.mrkdwn import ELLIPSIS, date_token, escape, limit_text, mention, truncate
 from core import events as ev
 from core.durations import format_duration
 from core.messages import describe, money
@@ -29,12 +29,10 @@ Message = tuple[str, list[Block]]
 
 MAX_MESSAGE_BLOCKS = 50
 SECTION_LIMIT = 3000
-ELLIPSIS = "…"
 GROUP_MEMBER_LINES = 40
 LIST_ITEMS = 45
 TIMELINE_LINES = 15
 STATUS_ATTEMPTS = 20
-_USER_ID = re.compile(r"[UW][A-Z0-9]+")
 _FENCE = "```"
 
 _STATES: dict[State, tuple[str, str]] = {
@@ -80,32 +78,6 @@ SUBCOMMANDS = (
 # ------------------------------------------------------------------------------- text helpers
 
 
-def escape(text: str) -> str:
-    """Escape &, < and > so user text cannot form Slack mrkdwn control sequences."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def truncate(text: str, limit: int) -> str:
-    """Cut `text` to at most `limit` chars ending in "…", never inside an &entity; or <...>."""
-    if len(text) <= limit:
-        return text
-    if limit <= len(ELLIPSIS):
-        return ELLIPSIS[:max(limit, 0)]
-    cut = text[: limit - len(ELLIPSIS)]
-    amp = cut.rfind("&")
-    if amp >= len(cut) - 4 and ";" not in cut[amp:]:  # a cut "&amp" / "&lt" / "&g"
-        cut = cut[:amp]
-    lt = cut.rfind("<", max(0, len(cut) - 120))
-    if lt != -1 and ">" not in cut[lt:]:  # a cut "<@U123" or "<!date^...": drop it whole
-        cut = cut[:lt]
-    return cut + ELLIPSIS
-
-
-def mention(owner: str) -> str:
-    """`<@U123>` for a Slack user id, else the owner's escaped plain name."""
-    return f"<@{owner}>" if _USER_ID.fullmatch(owner) else escape(owner)
-
-
 def state_label(state: State) -> str:
     """Emoji and word for a state, e.g. ':arrow_forward: Running'."""
     emoji, word = _STATES[State(state)]
@@ -146,26 +118,12 @@ def _more(count: int) -> ContextBlock:
     return ContextBlock(elements=[MarkdownTextObject(text=f"…and {count} more")])
 
 
-def date_token(when: datetime, fmt: str = "{date_short} {time}") -> str:
-    """A Slack date token shown in the reader's timezone (fmt e.g. '{ago}'), UTC as fallback."""
-    fallback = when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return f"<!date^{int(when.timestamp())}^{fmt}|{fallback}>"
-
-
 # -------------------------------------------------------------------------- shared pieces
 
 
 def gpus_text(exp: Experiment) -> str:
     """'4x a100', or 'CPU only'."""
     return f"{exp.spec.gpus}x {exp.spec.gpu_type or 'gpu'}" if exp.spec.gpus else "CPU only"
-
-
-def limit_text(value: timedelta) -> str:
-    """A runtime limit as people write it: whole hours up to 99h as '24h', else e.g. '7d'."""
-    seconds = int(value.total_seconds())
-    if seconds and seconds % 3600 == 0 and seconds < 100 * 3600:
-        return f"{seconds // 3600}h"
-    return format_duration(value)
 
 
 def runtime_text(exp: Experiment, now: datetime) -> str:

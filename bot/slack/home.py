@@ -13,17 +13,8 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.slack.blocks import (
-    attempts_text,
-    date_token,
-    escape,
-    gpus_text,
-    reason_text,
-    runtime_text,
-    state_label,
-    stop_button,
-    truncate,
-)
+from bot.slack.blocks import attempts_text, gpus_text, reason_text, runtime_text, state_label, stop_button
+from bot.slack.mrkdwn import date_token, escape, truncate
 from core.durations import format_duration
 from core.model import Experiment
 

@@ -22,7 +22,8 @@ from slack_sdk.models.blocks import (
 )
 
 from adapters.slack_client import is_slack_user
-from bot.slack.blocks import SECTION_LIMIT, error_text, escape, mention, truncate
+from bot.slack.blocks import SECTION_LIMIT, error_text
+from bot.slack.mrkdwn import escape, mention, truncate
 from bot.slack.listeners import Later, ack_then
 from core import commands
 from core.commands import KeepExperiment

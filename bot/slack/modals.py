@@ -16,7 +16,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.slack.blocks import limit_text, truncate
+from bot.slack.mrkdwn import limit_text, truncate
 from bot.slack.ids import ELEMENT, BlockId, CallbackId
 from core.durations import format_duration
 from core.errors import OptionError

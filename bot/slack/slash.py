@@ -18,6 +18,7 @@ from bot.reports_text import (
 )
 from bot.slack import blocks
 from bot.slack.auth import Admins
+from bot.slack.mrkdwn import escape
 from core import commands
 from core.errors import ExpbotError, NotFound
 from core.grammar import USAGE as LAUNCH_USAGE
@@ -151,7 +152,7 @@ class SlashCommands:
             channel=dm, content=content, filename=f"{exp.name}-attempt-{number}.log",
             title=f"{exp.name} attempt {number}", initial_comment=f"Last {LOG_LINES_FILE} lines of {exp.name} attempt {number}",
         )
-        respond(text=f":page_facing_up: The log of {blocks.escape(exp.name)} attempt {number} is too long "
+        respond(text=f":page_facing_up: The log of {escape(exp.name)} attempt {number} is too long "
                      "for a message; I sent it to you as a file.", response_type="ephemeral", replace_original=False)
 
     def cost(self, respond, rest: str) -> None:
@@ -212,7 +213,7 @@ class SlashCommands:
 
 def launched_text(experiments: list[Experiment]) -> str:
     """What the user who launched (slash command or form) is told: launched, or waiting for approval."""
-    names = ", ".join(blocks.escape(e.name) for e in experiments[:10])
+    names = ", ".join(escape(e.name) for e in experiments[:10])
     more = f" and {len(experiments) - 10} more" if len(experiments) > 10 else ""
     if any(e.state == State.PENDING_APPROVAL for e in experiments):
         return (f":hourglass_flowing_sand: {names}{more} would go over budget, so it waits for an approver; "

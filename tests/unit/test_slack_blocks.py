@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from bot.slack import blocks as kit
 from bot.slack.home import app_home
@@ -266,38 +264,10 @@ def test_mrkdwn_escaping_of_names_reasons_commands_and_logs():
     assert "a &lt; b &amp;&amp; c &gt; d" in code and code.count("```") == 2
 
 
-def test_escape_and_mention():
-    assert kit.escape("<@U1> & <!here>") == "&lt;@U1&gt; &amp; &lt;!here&gt;"
-    assert kit.mention("U012ABCDEF") == "<@U012ABCDEF>" and kit.mention("W0ABC") == "<@W0ABC>"
-    assert kit.mention("ana") == "ana" and kit.mention("<!channel>") == "&lt;!channel&gt;"
-    assert kit.mention("Ulrike") == "Ulrike"
-
-
 def test_state_labels_cover_every_state():
     assert kit.state_label(State.RUNNING) == ":arrow_forward: Running"
     assert kit.state_label(State.PENDING_APPROVAL) == ":lock: Pending approval"
     assert all(kit.state_label(s) for s in State)
-
-
-@given(st.text(alphabet="ab&<> ", max_size=300), st.integers(min_value=0, max_value=400))
-def test_truncate_never_exceeds_the_limit_nor_splits_an_entity(raw, limit):
-    escaped = kit.escape(raw)
-    cut = kit.truncate(escaped, limit)
-    assert len(cut) <= limit
-    if len(escaped) <= limit:
-        assert cut == escaped
-    else:
-        assert cut.endswith("…") or limit == 0
-        body = cut.removesuffix("…")
-        assert escaped.startswith(body)
-        assert not re.search(r"&(?!amp;|lt;|gt;)", body)
-
-
-def test_truncate_examples():
-    assert kit.truncate("abc&amp;def", 6) == "abc…"
-    assert kit.truncate("abc&amp;def", 9) == "abc&amp;…"
-    assert kit.truncate("hi <@U123> there", 8) == "hi …"
-    assert kit.truncate("short", 10) == "short"
 
 
 # -------------------------------------------------------------------------------- limits
