@@ -88,6 +88,15 @@ class ExperimentFailed(Event):
     attempts: int = 0
 
 
+class StopRequested(Event):
+    """Somebody asked for a stop; expbot ends the attempt (SIGTERM, then SIGKILL after the grace)."""
+
+    by: str
+    reason: str
+    attempt: int
+    grace_seconds: float = 0.0
+
+
 class ExperimentStopped(Event):
     by: str
     reason: str

@@ -10,9 +10,10 @@ from core import commands
 from core.approvals import admit
 from core.budget import BudgetConfig
 from core.cost import Prices
-from core.errors import CapacityError, DuplicateLaunch, ExpbotError, NameInUse, NotAllowed, NotFound
+from core.errors import CapacityError, DuplicateLaunch, ExpbotError, NameInUse, NotAllowed
 from core.grammar import parse_launch
-from core.model import AttemptState, Experiment, FailureClass, State
+from core.lookup import find_experiment
+from core.model import Experiment, State
 from core.ports import Clock, ClusterBackend, UnitOfWork
 from core.spec import ExperimentSpec, LaunchConfig
 
@@ -62,13 +63,15 @@ def launch(
             admit(uow, created, budgets, prices, now)
         try:
             uow.commit()
-        except DuplicateLaunch:
-            # The same request raced us (e.g. a Slack retry handled by another replica).
+        except (DuplicateLaunch, NameInUse):
+            # The same request raced us (e.g. a Slack retry handled by another replica), or another
+            # launch of the same name committed between our check and our commit.
             uow.rollback()
             earlier = _already_launched(uow, cmd.idempotency_key or "", len(request.specs))
-            if not earlier:
-                raise
-            return LaunchResult(earlier, duplicate=True)
+            if earlier:
+                return LaunchResult(earlier, duplicate=True)
+            preflight(uow, request.specs, backend=backend)  # NameInUse saying which state holds it
+            raise
     return LaunchResult(created)
 
 
@@ -113,26 +116,22 @@ def stop(
     clock: Clock,
     grace: timedelta,
 ) -> Experiment:
-    """Stop an experiment: recorded first (so nothing restarts it), then its process is ended."""
+    """Ask for a stop: recorded (so nothing restarts it); the supervisor ends its attempt."""
     with uow:
-        experiment = uow.experiments.get_by_name(cmd.name)
-        if experiment is None:
-            raise NotFound(f"no experiment named {cmd.name!r}")
+        experiment = find_experiment(uow.experiments, cmd.name)
         if not cmd.as_admin and cmd.by != experiment.owner:
             raise NotAllowed(
                 f"only {experiment.owner} (the owner) or an admin may stop {experiment.name}"
             )
+        if experiment.state == State.STOPPING:
+            return experiment  # asked already: the supervisor is at it
         if experiment.is_terminal:
             raise ExpbotError(f"{experiment.name} has already ended ({experiment.state})")
-        now = clock.now()
-        reason = cmd.reason or f"stopped by {cmd.by}"
-        attempt = experiment.current_attempt
-        live = attempt is not None and attempt.state != AttemptState.ENDED
-        if live:
-            experiment.end_attempt(None, reason, FailureClass.STOPPED, now)
-        experiment.stop(cmd.by, reason, now)
+        experiment.request_stop(cmd.by, cmd.reason or f"stopped by {cmd.by}", clock.now(),
+                                grace_seconds=grace.total_seconds())
         uow.commit()
-    if live and attempt is not None:
-        backend.stop(experiment.id, attempt.number, grace)
-    backend.release(experiment.id)
+    if experiment.is_terminal:
+        backend.release(experiment.id)
+    else:
+        backend.wake(experiment.id)  # in serve (Slack, the idle job): the supervisor acts at once
     return experiment

@@ -130,7 +130,9 @@ def _stop(
 ) -> IdleOutcome:
     reason = f"GPUs idle for {decision.idle_minutes}m; no answer to the warning"
     try:
-        bus.handle(StopExperiment(name=experiment.name, by=ACTOR, as_admin=True, reason=reason))
+        stopped = bus.handle(StopExperiment(name=experiment.id, by=ACTOR, as_admin=True, reason=reason))
+        if stopped.stopped_by != ACTOR:
+            raise ExpbotError(f"{experiment.name} is being stopped by {stopped.stopped_by} already")
     except ExpbotError as e:  # it ended or was stopped meanwhile
         log.info("idle stop of %s not done: %s", experiment.name, e)
         return IdleOutcome(experiment.id, experiment.name, IdleAction.NONE, decision.idle_minutes, error=str(e))
@@ -142,7 +144,7 @@ def _stop(
                     "warned_at": _iso(decision.state.warned_at), "idle_since": _iso(decision.state.idle_since)},
         )
         uow.commit()
-    log.info("%s stopped: %s", experiment.name, reason)
+    log.info("%s stopping: %s", experiment.name, reason)
     return IdleOutcome(experiment.id, experiment.name, IdleAction.STOP, decision.idle_minutes)
 
 

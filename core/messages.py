@@ -41,6 +41,9 @@ def describe(event: ev.Event) -> str:
             return f"succeeded after {event.attempts} attempt{'s' if event.attempts != 1 else ''}"
         case ev.ExperimentFailed():
             return f"failed after {event.attempts} attempt{'s' if event.attempts != 1 else ''}: {event.reason}"
+        case ev.StopRequested():
+            kill = f"after {format_duration(event.grace_seconds)}" if event.grace_seconds >= 1 else "at once"
+            return f"stop asked by {event.by}: ending attempt {event.attempt} (SIGTERM, then SIGKILL {kill})"
         case ev.ExperimentStopped():
             return f"stopped by {event.by}: {event.reason}"
         case ev.ApprovalRequested():

@@ -16,6 +16,7 @@ class State(StrEnum):
     STARTING = "STARTING"
     RUNNING = "RUNNING"
     RESTARTING = "RESTARTING"
+    STOPPING = "STOPPING"  # a stop was asked for: its attempt is being ended (SIGTERM, grace, SIGKILL)
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     STOPPED = "STOPPED"
@@ -27,13 +28,16 @@ ACTIVE = frozenset(State) - TERMINAL
 
 ALLOWED: dict[State, frozenset[State]] = {
     State.PENDING_APPROVAL: frozenset({State.QUEUED, State.REJECTED, State.STOPPED}),
-    State.QUEUED: frozenset({State.STARTING, State.STOPPED, State.FAILED}),
+    State.QUEUED: frozenset({State.STARTING, State.STOPPING, State.STOPPED, State.FAILED}),
     # STARTING -> QUEUED: the cluster accepted the attempt but cannot place it yet.
     State.STARTING: frozenset(
-        {State.RUNNING, State.QUEUED, State.RESTARTING, State.SUCCEEDED, State.FAILED, State.STOPPED}
+        {State.RUNNING, State.QUEUED, State.RESTARTING, State.SUCCEEDED, State.FAILED, State.STOPPING,
+         State.STOPPED}
     ),
-    State.RUNNING: frozenset({State.RESTARTING, State.SUCCEEDED, State.FAILED, State.STOPPED}),
+    State.RUNNING: frozenset({State.RESTARTING, State.SUCCEEDED, State.FAILED, State.STOPPING, State.STOPPED}),
     State.RESTARTING: frozenset({State.QUEUED, State.STARTING, State.FAILED, State.STOPPED}),
+    # Only the supervisor ends a stop, once the attempt's processes are gone.
+    State.STOPPING: frozenset({State.STOPPED}),
 }
 
 
@@ -100,6 +104,7 @@ class Experiment:
     infra_restarts: int = 0  # spent of spec.max_preemptions
     free_restarts: int = 0  # restarts on retry_on_exit_codes, not counted
     stopped_by: str | None = None
+    stop_requested_at: datetime | None = None  # when a stop was asked for: its grace counts from here
     launch_id: str = ""  # shared by every experiment of one launch request (a sweep group)
     channel: str | None = None  # where its updates go (e.g. the Slack channel it was launched from)
     version: int = 0
@@ -257,6 +262,29 @@ class Experiment:
         self._move(State.STOPPED, now, reason)
         self.stopped_by, self.next_attempt_at = by, None
         self._emit(events.ExperimentStopped, now, by=by, reason=reason)
+
+    @property
+    def has_live_attempt(self) -> bool:
+        """Whether its current attempt may still have processes (not yet recorded as ended)."""
+        attempt = self.current_attempt
+        return attempt is not None and attempt.state != AttemptState.ENDED
+
+    def request_stop(self, by: str, reason: str, now: datetime, grace_seconds: float = 0.0) -> None:
+        """Ask for a stop: STOPPING while an attempt must be ended first, else STOPPED at once."""
+        if not self.has_live_attempt:
+            self.stop(by, reason, now)
+            return
+        self._move(State.STOPPING, now, reason)
+        self.stopped_by, self.stop_requested_at, self.next_attempt_at = by, now, None
+        self._emit(events.StopRequested, now, by=by, reason=reason, grace_seconds=grace_seconds,
+                   attempt=self.current_attempt.number)  # type: ignore[union-attr]
+
+    def finish_stop(self, exit_code: int | None, how: str, now: datetime) -> None:
+        """The stopping attempt's processes are gone (`how`: e.g. "killed by SIGKILL"): STOPPED."""
+        reason = self.state_reason
+        if self.has_live_attempt:
+            self.end_attempt(exit_code, how or reason, FailureClass.STOPPED, now)
+        self.stop(self.stopped_by or "expbot", reason, now)
 
     def _require_attempt(self, state: AttemptState) -> Attempt:
         attempt = self.current_attempt

@@ -21,7 +21,8 @@ class Clock(Protocol):
 # --- store -------------------------------------------------------------------------------------
 class ExperimentRepository(Protocol):
     def add(self, experiment: Experiment) -> None:
-        """Stage a new experiment; DuplicateLaunch on commit if its idempotency key exists."""
+        """Stage a new experiment; on commit DuplicateLaunch if its idempotency key exists,
+        NameInUse if an active experiment has its name."""
         ...
 
     def get(self, experiment_id: str) -> Experiment | None:
@@ -34,6 +35,10 @@ class ExperimentRepository(Protocol):
 
     def get_by_idempotency_key(self, key: str) -> Experiment | None:
         """The experiment stored with exactly this idempotency key, or None."""
+        ...
+
+    def by_id_prefix(self, prefix: str, limit: int = 2) -> list[Experiment]:
+        """At most `limit` experiments whose id starts with `prefix` (two tell an ambiguous prefix)."""
         ...
 
     def by_launch(self, launch_id: str) -> list[Experiment]:

@@ -39,6 +39,7 @@ def experiment_values(exp: Experiment, version: int) -> dict[str, Any]:
         "infra_restarts": exp.infra_restarts,
         "free_restarts": exp.free_restarts,
         "stopped_by": exp.stopped_by,
+        "stop_requested_at": exp.stop_requested_at,
         "launch_id": exp.launch_id,
         "channel": exp.channel,
         "version": version,
@@ -78,6 +79,7 @@ def _experiment_from_row(row: RowMapping) -> Experiment:
         infra_restarts=row["infra_restarts"],
         free_restarts=row["free_restarts"],
         stopped_by=row["stopped_by"],
+        stop_requested_at=row["stop_requested_at"],
         launch_id=row["launch_id"],
         channel=row["channel"],
         version=row["version"],
@@ -130,6 +132,12 @@ class SqlRepository:
     def get_by_idempotency_key(self, key: str) -> Experiment | None:
         """The experiment stored with exactly this idempotency key, or None."""
         return self._first(EXPERIMENT.c.idempotency_key == key)
+
+    def by_id_prefix(self, prefix: str, limit: int = 2) -> list[Experiment]:
+        """At most `limit` experiments whose id starts with `prefix` (two tell an ambiguous prefix)."""
+        if not prefix or not prefix.isalnum():  # ids are hex: nothing else can match, nor a LIKE wildcard
+            return []
+        return self._query([EXPERIMENT.c.id.startswith(prefix)], newest_first=True, limit=limit)
 
     def by_launch(self, launch_id: str) -> list[Experiment]:
         """Every experiment of one launch request (a sweep group), in launch order."""
@@ -212,6 +220,12 @@ class SqlRepository:
             for exp in self.seen.values()
             if exp.events or exp != self.snapshots.get(exp.id)
         ]
+
+    @staticmethod
+    def key_taken(conn: sa.Connection, key: str) -> bool:
+        """Whether an experiment with this idempotency key is stored (inside the write transaction)."""
+        found = conn.execute(sa.select(EXPERIMENT.c.id).where(EXPERIMENT.c.idempotency_key == key).limit(1))
+        return found.first() is not None
 
     def insert(self, conn: sa.Connection, exp: Experiment) -> None:
         """Insert a new experiment and its attempts (IntegrityError if its id or key exists)."""

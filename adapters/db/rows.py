@@ -14,6 +14,12 @@ from sqlmodel import Field, SQLModel
 from adapters.db.types import UtcDateTime, _ts  # noqa: E402,F401  (re-exported)
 
 
+# core.model.ACTIVE, spelled out because rows import nothing from core (a test keeps them equal).
+ACTIVE_STATES = ("PENDING_APPROVAL", "QUEUED", "STARTING", "RUNNING", "RESTARTING", "STOPPING")
+ACTIVE_NAME_INDEX = "ux_experiment_active_name"
+_IS_ACTIVE = sa.text("state IN ({})".format(", ".join(f"'{s}'" for s in ACTIVE_STATES)))
+
+
 class ExperimentRow(SQLModel, table=True):
     """One experiment; `version` guards against lost updates (optimistic concurrency)."""
 
@@ -21,6 +27,9 @@ class ExperimentRow(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("idempotency_key"),
         sa.Index("ix_experiment_state_updated_at", "state", "updated_at"),  # the digest's outcome counts
+        # One active experiment per name, whoever launches it at the same moment; ended names are free.
+        sa.Index(ACTIVE_NAME_INDEX, "name", unique=True,
+                 sqlite_where=_IS_ACTIVE, postgresql_where=_IS_ACTIVE),
     )
 
     id: str = Field(primary_key=True, sa_type=sa.String)
@@ -39,6 +48,7 @@ class ExperimentRow(SQLModel, table=True):
     infra_restarts: int = 0
     free_restarts: int = 0
     stopped_by: str | None = Field(default=None, sa_type=sa.String)
+    stop_requested_at: datetime | None = _ts(default=None)
     launch_id: str = Field(index=True, sa_type=sa.String)
     channel: str | None = Field(default=None, sa_type=sa.String)
     version: int = 0

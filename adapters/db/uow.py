@@ -11,11 +11,18 @@ from adapters.db.cost_queries import SqlCostQueries
 from adapters.db.governance import SqlAuditLog, SqlBudgetStore
 from adapters.db.outbox import SqlOutbox, insert_events
 from adapters.db.repository import SqlRepository
-from core.errors import DuplicateLaunch
+from adapters.db.rows import ACTIVE_NAME_INDEX
+from core.errors import DuplicateLaunch, NameInUse
 from core.events import Event
 
 # make_session_factory is re-exported: bootstrap builds units of work from this module.
 __all__ = ["SqlUnitOfWork", "make_session_factory"]
+
+
+def _names_index(error: IntegrityError, *names: str) -> bool:
+    """Whether the violated constraint is one of these (PostgreSQL names the index, SQLite the column)."""
+    text = str(error.orig)
+    return any(name in text for name in names)
 
 
 class SqlUnitOfWork:
@@ -69,9 +76,15 @@ class SqlUnitOfWork:
             return
         with write_transaction(session) as conn:
             for exp in repo.added:
+                # Asked first: a retried launch breaks the name index as well, and SQLite names that one.
+                if exp.idempotency_key and repo.key_taken(conn, exp.idempotency_key):
+                    raise DuplicateLaunch(exp.idempotency_key)
                 try:
                     repo.insert(conn, exp)
                 except IntegrityError as e:
+                    if _names_index(e, ACTIVE_NAME_INDEX, "experiment.name"):
+                        # Another launch of this name committed first (the partial unique index).
+                        raise NameInUse(f"an experiment named {exp.name!r} is already active") from e
                     # The unique idempotency key (or the id) is taken: a retried launch.
                     raise DuplicateLaunch(exp.idempotency_key or exp.id) from e
             for exp in changed:

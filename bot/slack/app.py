@@ -20,6 +20,7 @@ from bot.slack.ids import ActionId, CallbackId
 from bot.slack.listeners import ack_then, background_runner, user_facing
 from bot.slack.modals import launch_modal, launch_text_from_modal, modal_errors
 from bot.slack.mrkdwn import escape
+from bot.slack.slash import stop_text
 from core import commands
 from core.budget import month_window
 from core.errors import ExpbotError, OptionError, SpecError
@@ -127,8 +128,7 @@ def create_app(bot: Expbot, client: WebClient, *, socket_mode: bool = False) -> 
         name = action.get("value") or (action.get("selected_option") or {}).get("value", "")
         user = body["user"]["id"]
         exp = bot.bus.handle(commands.StopExperiment(name=name, by=user, as_admin=admins.is_admin(user)))
-        respond(text=f":octagonal_sign: Stopped {escape(exp.name)}.", response_type="ephemeral",
-                replace_original=False)
+        respond(text=stop_text(exp), response_type="ephemeral", replace_original=False)
 
     def logs_pressed(respond, body, action, client: WebClient) -> None:
         handlers.send_logs(respond, client, body["user"]["id"], action["value"], attempt=None)

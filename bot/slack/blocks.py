@@ -41,6 +41,7 @@ _STATES: dict[State, tuple[str, str]] = {
     State.STARTING: (":rocket:", "Starting"),
     State.RUNNING: (":arrow_forward:", "Running"),
     State.RESTARTING: (":arrows_counterclockwise:", "Restarting"),
+    State.STOPPING: (":double_vertical_bar:", "Stopping"),
     State.SUCCEEDED: (":white_check_mark:", "Succeeded"),
     State.FAILED: (":x:", "Failed"),
     State.STOPPED: (":octagonal_sign:", "Stopped"),
@@ -56,6 +57,7 @@ _EVENT_EMOJI: dict[type[ev.Event], str] = {
     ev.ExperimentSucceeded: ":white_check_mark:",
     ev.ExperimentFailed: ":x:",
     ev.ExperimentStopped: ":octagonal_sign:",
+    ev.StopRequested: ":double_vertical_bar:",
     ev.IdleWarning: ":zzz:",
     ev.IdleKept: ":zzz:",
     ev.ApprovalRequested: ":lock:",
@@ -347,6 +349,7 @@ def stop_confirmation(exp: Experiment) -> Message:
         State.RESTARTING: f"It is waiting to restart as attempt {attempt + 1}.",
         State.QUEUED: "It is queued" + (f" after {attempts_text(attempt)}." if attempt else "."),
         State.PENDING_APPROVAL: "It is waiting for approval.",
+        State.STOPPING: f"It is being stopped already (attempt {attempt}).",
     }[exp.state]
     text = f"Stop *{name}*? {doing} Stopped experiments are not restarted."
     return text, [_section(text), ActionsBlock(elements=[stop_button(exp.name)])]

@@ -25,6 +25,7 @@ from adapters.slack_client import is_slack_user
 from bot.slack.blocks import SECTION_LIMIT, error_text
 from bot.slack.mrkdwn import escape, mention, truncate
 from bot.slack.listeners import Later, ack_then
+from bot.slack.slash import stop_text
 from core import commands
 from core.commands import KeepExperiment
 from core.events import IdleWarning
@@ -138,8 +139,7 @@ def register_idle_actions(
             name=action.get("value", ""), by=user, as_admin=admins.is_admin(user),
             reason=f"stopped by {user} after an idle-GPU warning",
         ))
-        respond(text=f":octagonal_sign: Stopped {escape(exp.name)}.", response_type="ephemeral",
-                replace_original=False)
+        respond(text=stop_text(exp), response_type="ephemeral", replace_original=False)
 
     app.action(KEEP_ACTION)(ack_then(later, keep_pressed))
     app.action(IdleActionId.STOP.value)(ack_then(later, stop_pressed))

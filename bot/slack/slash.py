@@ -20,8 +20,9 @@ from bot.slack import blocks
 from bot.slack.auth import Admins
 from bot.slack.mrkdwn import escape
 from core import commands
-from core.errors import ExpbotError, NotFound
+from core.errors import ExpbotError
 from core.grammar import USAGE as LAUNCH_USAGE
+from core.lookup import find_experiment
 from core.model import ACTIVE, Experiment, State
 from core.reports import budget_report, cost_report
 
@@ -183,9 +184,7 @@ class SlashCommands:
 
     def _find(self, name: str) -> tuple[Experiment, list]:
         with self.bot.uow_factory() as uow:
-            exp = uow.experiments.get_by_name(name)
-            if exp is None:
-                raise NotFound(f"no experiment named {name!r} (try `/experiment list --all`)")
+            exp = find_experiment(uow.experiments, name, " (try `/experiment list --all`)")
             return exp, uow.outbox.for_experiment(exp.id)
 
     @staticmethod
@@ -219,6 +218,14 @@ def launched_text(experiments: list[Experiment]) -> str:
         return (f":hourglass_flowing_sand: {names}{more} would go over budget, so it waits for an approver; "
                 "updates follow in its thread.")
     return f":rocket: Launched {names}{more}; updates follow in its thread."
+
+
+def stop_text(exp: Experiment) -> str:
+    """What whoever pressed Stop is told: stopped already, or being stopped by expbot."""
+    if exp.state == State.STOPPING:
+        return (f":double_vertical_bar: Stopping *{escape(exp.name)}*: expbot ends attempt {len(exp.attempts)} "
+                "(SIGTERM, then SIGKILL after the grace period); its thread says when it has stopped.")
+    return f":octagonal_sign: Stopped *{escape(exp.name)}*."
 
 
 def _member_id(word: str) -> str:

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from core.errors import ConcurrentUpdate, DuplicateLaunch
+from core.errors import ConcurrentUpdate, DuplicateLaunch, NameInUse
 from core.events import Event
 from core.model import ACTIVE, Experiment, State
 from tests.fakes.governance import FakeAuditLog, FakeBudgetStore
@@ -57,6 +57,13 @@ class FakeRepository:
     def get_by_idempotency_key(self, key: str) -> Experiment | None:
         match = next((e for e in self._db.experiments.values() if e.idempotency_key == key), None)
         return self._load(match)
+
+    def by_id_prefix(self, prefix: str, limit: int = 2) -> list[Experiment]:
+        if not prefix or not prefix.isalnum():
+            return []
+        rows = sorted((e for e in self._db.experiments.values() if e.id.startswith(prefix)),
+                      key=lambda e: (e.created_at, e.id), reverse=True)
+        return [self._load(e) for e in rows[:limit]]  # type: ignore[misc]
 
     def by_launch(self, launch_id: str) -> list[Experiment]:
         rows = [e for e in self._db.experiments.values() if e.launch_id == launch_id]
@@ -137,6 +144,7 @@ class FakeUnitOfWork:
                 for exp in self.experiments.seen.values()
                 if exp.events or exp != self.experiments.snapshots.get(exp.id)
             ]
+            self._check_active_names(changed)
             for exp in changed:
                 stored = self.db.experiments.get(exp.id)
                 if stored is not None and stored.version != exp.version:
@@ -156,6 +164,16 @@ class FakeUnitOfWork:
             self._new_events.extend(pending)
             self.experiments.added = []
             self.committed += 1
+
+    def _check_active_names(self, changed: list[Experiment]) -> None:
+        # Like the partial unique index: one active experiment per name.
+        after = {e.id: e for e in self.db.experiments.values()} | {e.id: e for e in changed}
+        names: set[str] = set()
+        for exp in after.values():
+            if exp.state in ACTIVE:
+                if exp.name in names:
+                    raise NameInUse(f"an experiment named {exp.name!r} is already active")
+                names.add(exp.name)
 
     def rollback(self) -> None:
         self.experiments.seen.clear()

@@ -56,7 +56,8 @@ def make_world(budgets: BudgetConfig | None = None, prices: Prices | None = None
     uow_factory = functools.partial(FakeUnitOfWork, db)
     backoff = Backoff(base=timedelta(seconds=10), cap=timedelta(minutes=5), jitter=0.0)
     prices = prices or Prices(gpu_catalog=LaunchConfig().gpu_catalog)
-    supervisor = Supervisor(uow_factory, backend, clock, backoff=backoff, rng=random.Random(0), prices=prices)
+    supervisor = Supervisor(uow_factory, backend, clock, backoff=backoff, rng=random.Random(0), prices=prices,
+                            stop_in_background=False)
     bus = MessageBus(uow_factory, {
         commands.LaunchExperiment: functools.partial(
             handlers.launch, config=LaunchConfig(), backend=backend, clock=clock, prices=prices, budgets=budgets),

@@ -1,6 +1,8 @@
 """Launch and stop, through the message bus, on fakes."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from core import commands
@@ -16,6 +18,7 @@ from core.grammar import parse_launch
 from core.handlers import preflight
 from core.model import State
 from core.spec import LaunchConfig
+from core.supervisor import Supervisor
 
 
 def test_launch_stores_a_queued_experiment_with_its_event(world):
@@ -100,7 +103,7 @@ def test_only_the_owner_or_an_admin_may_stop(world):
     assert exp.state == State.STOPPED and exp.stopped_by == "carol"
 
 
-def test_stop_of_a_running_attempt_records_first_then_kills(world):
+def test_stop_of_a_running_attempt_is_carried_out_by_the_supervisor(world):
     world.launch("run -- true")
     world.supervisor.reconcile_once()
     exp = world.get("run")
@@ -108,12 +111,53 @@ def test_stop_of_a_running_attempt_records_first_then_kills(world):
     world.supervisor.reconcile_once()
     world.bus.handle(commands.StopExperiment(name="run", by="ana", reason="wrong lr"))
     exp = world.get("run")
-    assert exp.state == State.STOPPED and exp.state_reason == "wrong lr"
-    assert exp.attempts[0].failure_class == "stopped"
+    # Recorded first; the caller (a CLI that may be interrupted) sends no signal itself.
+    assert exp.state == State.STOPPING and exp.state_reason == "wrong lr" and exp.stopped_by == "ana"
+    assert world.backend.stops == []
+    assert "StopRequested" in world.events("run")
+    world.supervisor.reconcile_once()
     assert [(s[0], s[1]) for s in world.backend.stops] == [(exp.id, 1)]
-    # The process's death (exit 143) afterwards never turns into a restart.
+    world.supervisor.reconcile_once()
+    exp = world.get("run")
+    assert exp.state == State.STOPPED and exp.state_reason == "wrong lr" and exp.stopped_by == "ana"
+    assert exp.attempts[0].failure_class == "stopped" and exp.attempts[0].exit_code == 143
+    # The process's death (exit 143) never turns into a restart, and it is stopped once.
     world.supervisor.reconcile_once()
     assert world.get("run").state == State.STOPPED and len(world.get("run").attempts) == 1
+    assert len(world.backend.stops) == 1
+
+
+def test_stop_grace_counts_from_the_request_even_across_a_supervisor_restart(world):
+    world.launch("run -- true")
+    world.supervisor.reconcile_once()
+    exp = world.get("run")
+    world.backend.run(exp.id, 1)
+    world.supervisor.reconcile_once()
+    world.bus.handle(commands.StopExperiment(name="run", by="ana"))
+    world.clock.advance(seconds=10)  # no supervisor ran meanwhile
+    fresh = Supervisor(world.supervisor.uow_factory, world.backend, world.clock,
+                       stop_grace=timedelta(seconds=30), stop_in_background=False)
+    fresh.reconcile_once()
+    assert world.backend.stops == [(exp.id, 1, timedelta(seconds=20))]
+    fresh.reconcile_once()
+    assert world.get("run").state == State.STOPPED
+
+
+def test_stop_twice_while_stopping_is_no_error(world):
+    world.launch("run -- true")
+    world.supervisor.reconcile_once()
+    world.bus.handle(commands.StopExperiment(name="run", by="ana"))
+    again = world.bus.handle(commands.StopExperiment(name="run", by="ana"))
+    assert again.state == State.STOPPING
+
+
+def test_stop_by_id_or_unique_id_prefix(world):
+    world.launch("run -- true")
+    exp = world.get("run")
+    world.bus.handle(commands.StopExperiment(name=exp.id[:8], by="ana"))
+    assert world.get("run").state == State.STOPPED
+    with pytest.raises(NotFound):
+        world.bus.handle(commands.StopExperiment(name="zzz", by="ana"))
 
 
 def test_stop_unknown_or_ended(world):

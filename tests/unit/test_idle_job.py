@@ -15,7 +15,9 @@ from core.idle import IdleAction, IdleConfig, IdleState
 from core.idle_job import IdleKept, IdleWarning, KeepExperiment, check_idle, handle_keep
 from core.messages import describe
 from core.model import Experiment, State
+from core.ports import AttemptLaunch
 from core.spec import ExperimentSpec
+from core.supervisor import Supervisor
 from tests.fakes.backend import FakeBackend
 from tests.fakes.clock import FakeClock
 from tests.fakes.idle_states import FakeIdleStates
@@ -49,6 +51,8 @@ class IdleWorld:
         with self.uow() as uow:
             uow.experiments.add(exp)
             uow.commit()
+        self.backend.submit(AttemptLaunch(exp.id, name, 1, spec, owner, None, timedelta(hours=1)))
+        self.backend.run(exp.id, 1)
         return exp
 
     def check(self):
@@ -98,16 +102,23 @@ def test_idle_gpus_are_warned_once_then_stopped_after_the_grace_and_audited(worl
     actions = world.minutes(80)
     assert [(t - start, o.action) for t, o in actions] == [
         (timedelta(minutes=45), IdleAction.WARN), (timedelta(minutes=75), IdleAction.STOP)]
+    stopping = world.get("idle-one")
+    assert stopping.state == State.STOPPING and stopping.stopped_by == "expbot"
+    assert stopping.state_reason == "GPUs idle for 60m; no answer to the warning"
+    [warning] = [e for e in world.events(exp) if isinstance(e, IdleWarning)]
+    assert (warning.owner, warning.idle_minutes, warning.grace_minutes) == ("ana", 30, 30)
+    assert [e.kind for e in published] == ["IdleWarning", "StopRequested"]  # relay woken
+    [entry] = world.audit("idle-stop")
+    assert entry["actor"] == "expbot" and entry["experiment_id"] == exp.id and entry["detail"]["idle_minutes"] == 60
+    # The supervisor carries the stop out: the attempt is ended, then the experiment is STOPPED.
+    supervisor = Supervisor(world.uow, world.backend, world.clock, stop_in_background=False)
+    supervisor.reconcile_once()
+    supervisor.reconcile_once()
+    assert world.backend.stops and world.backend.stops[0][0] == exp.id
     stopped = world.get("idle-one")
     assert stopped.state == State.STOPPED and stopped.stopped_by == "expbot"
     assert stopped.state_reason == "GPUs idle for 60m; no answer to the warning"
-    [warning] = [e for e in world.events(exp) if isinstance(e, IdleWarning)]
-    assert (warning.owner, warning.idle_minutes, warning.grace_minutes) == ("ana", 30, 30)
     assert "ExperimentStopped" in [e.kind for e in world.events(exp)]
-    assert [e.kind for e in published] == ["IdleWarning", "AttemptEnded", "ExperimentStopped"]  # relay woken
-    [entry] = world.audit("idle-stop")
-    assert entry["actor"] == "expbot" and entry["experiment_id"] == exp.id and entry["detail"]["idle_minutes"] == 60
-    assert world.backend.stops and world.backend.stops[0][0] == exp.id
     assert world.states.get(exp.id).idle_gpu_seconds == pytest.approx(60 * 60 * 2)
 
 

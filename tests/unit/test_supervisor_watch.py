@@ -192,8 +192,11 @@ def test_a_restart_keeps_what_the_experiment_holds(world):
 def test_stopping_releases(world):
     exp = start(world)
     world.bus.handle(commands.StopExperiment(name="exp", by="ana"))
-    assert world.get("exp").state == State.STOPPED and world.backend.released == [exp.id]
+    assert world.get("exp").state == State.STOPPING and world.backend.released == []
+    world.supervisor.reconcile_once()
     assert [(s[0], s[1]) for s in world.backend.stops] == [(exp.id, 1)]
+    world.supervisor.reconcile_once()
+    assert world.get("exp").state == State.STOPPED and world.backend.released == [exp.id]
     world.supervisor.reconcile_once()
     assert world.backend.released.count(exp.id) == 1
 

@@ -1,0 +1,60 @@
+"""Stops people ask for, carried out by the supervisor: SIGTERM, the grace, SIGKILL, then STOPPED.
+
+The CLI, Slack and the idle job only record the request (STOPPING). Ending the attempt belongs to
+the supervisor, so an interrupted CLI or a closed terminal changes nothing about the stop, and a
+stop asked for while no supervisor runs is carried out when one starts.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta
+
+from core.model import Experiment
+from core.ports import AttemptPhase, ClusterBackend
+
+log = logging.getLogger(__name__)
+
+
+class Stopper:
+    """Ends STOPPING experiments' attempts, each in a background thread (a grace may be long)."""
+
+    def __init__(self, backend: ClusterBackend, grace: timedelta, background: bool = True) -> None:
+        self.backend = backend
+        self.grace = grace
+        self.background = background  # False: stop within the pass (deterministic unit tests)
+        self._lock = threading.Lock()
+        self._started: dict[tuple[str, int], threading.Thread] = {}
+
+    def carry_out(self, experiment: Experiment, now: datetime) -> None:
+        """Record STOPPED if the attempt is gone; else make sure the backend is ending it."""
+        attempt = experiment.current_attempt
+        status = None if attempt is None else self.backend.status(experiment.id, attempt.number)
+        if status is None or status.phase in (AttemptPhase.EXITED, AttemptPhase.LOST):
+            exited = status is not None and status.phase == AttemptPhase.EXITED
+            ended_at = (status.ended_at if status is not None else None) or now
+            experiment.finish_stop(status.exit_code if status else None, status.reason if exited else "",
+                                   min(ended_at, now))
+            with self._lock:
+                self._started.pop((experiment.id, attempt.number if attempt else 0), None)
+            return
+        assert attempt is not None
+        key = (experiment.id, attempt.number)
+        # The grace counts from the request, so a stop resumed by a new serve still kills on time.
+        left = max(timedelta(0), (experiment.stop_requested_at or now) + self.grace - now)
+        with self._lock:
+            if key in self._started:
+                return  # being stopped, or stopped and about to be seen gone
+            thread = threading.Thread(target=self._stop, args=(key, left), daemon=True,
+                                      name=f"expbot-stop-{experiment.name}")
+            self._started[key] = thread
+        thread.start() if self.background else thread.run()
+
+    def _stop(self, key: tuple[str, int], grace: timedelta) -> None:
+        try:
+            self.backend.stop(key[0], key[1], grace)
+        except Exception:
+            log.exception("stopping %s attempt %s failed; trying again on the next pass", *key)
+            with self._lock:
+                self._started.pop(key, None)
+        self.backend.wake(key[0])  # record STOPPED now, not at the next pass
