@@ -24,11 +24,15 @@ class Stopper:
         self.grace = grace
         self.background = background  # False: stop within the pass (deterministic unit tests)
         self._lock = threading.Lock()
-        self._started: dict[tuple[str, int], threading.Thread] = {}
+        self._started: dict[tuple[str, int], bool] = {}  # attempt -> whether its backend stop returned
 
     def carry_out(self, experiment: Experiment, now: datetime) -> None:
         """Record STOPPED if the attempt is gone; else make sure the backend is ending it."""
         attempt = experiment.current_attempt
+        key = (experiment.id, attempt.number if attempt else 0)
+        with self._lock:
+            if self._started.get(key) is False:
+                return  # still ending it (it says how it ended when done); its wake brings us back
         status = None if attempt is None else self.backend.status(experiment.id, attempt.number)
         if status is None or status.phase in (AttemptPhase.EXITED, AttemptPhase.LOST):
             exited = status is not None and status.phase == AttemptPhase.EXITED
@@ -36,23 +40,24 @@ class Stopper:
             experiment.finish_stop(status.exit_code if status else None, status.reason if exited else "",
                                    min(ended_at, now))
             with self._lock:
-                self._started.pop((experiment.id, attempt.number if attempt else 0), None)
+                self._started.pop(key, None)
             return
-        assert attempt is not None
-        key = (experiment.id, attempt.number)
         # The grace counts from the request, so a stop resumed by a new serve still kills on time.
         left = max(timedelta(0), (experiment.stop_requested_at or now) + self.grace - now)
         with self._lock:
             if key in self._started:
                 return  # being stopped, or stopped and about to be seen gone
-            thread = threading.Thread(target=self._stop, args=(key, left), daemon=True,
-                                      name=f"expbot-stop-{experiment.name}")
-            self._started[key] = thread
-        thread.start() if self.background else thread.run()
+            self._started[key] = False
+        if self.background:
+            threading.Thread(target=self._stop, args=(key, left), daemon=True, name=f"expbot-stop-{experiment.name}").start()
+        else:
+            self._stop(key, left)
 
     def _stop(self, key: tuple[str, int], grace: timedelta) -> None:
         try:
             self.backend.stop(key[0], key[1], grace)
+            with self._lock:
+                self._started[key] = True
         except Exception:
             log.exception("stopping %s attempt %s failed; trying again on the next pass", *key)
             with self._lock:
