@@ -1,68 +1,61 @@
-"""The embedded default backend: each attempt is a local process group, its state kept on disk.
+"""The embedded default backend: each attempt is a contained group of local processes, its state kept on disk.
 
 Layout under root (so a new LocalRunner, or the CLI in another process, sees everything):
   <experiment_id>/checkpoints/            EXPBOT_CHECKPOINT_DIR, kept across attempts
-  <experiment_id>/attempt-<n>/launch.json pid, /proc start time, GPUs, started_at
+  <experiment_id>/attempt-<n>/launch.json written durably BEFORE anything starts (attempt token,
+                                          containment mechanism, cgroup, GPUs), then completed with
+                                          the shim's pid, process group and /proc start time
   <experiment_id>/attempt-<n>/output.log  stdout + stderr
-  <experiment_id>/attempt-<n>/exit.json   written by the shim when the command ends
+  <experiment_id>/attempt-<n>/exit.json   how it ended: by the shim, or by the runner (stops, and
+                                          exit codes it learned as the shim's parent)
   <experiment_id>/attempt-<n>/heartbeat   EXPBOT_HEARTBEAT_FILE, touched by the command if it likes
+No process of attempt N outlives it, and attempt N+1 starts only once none is left (containment.py).
 """
 from __future__ import annotations
 
 import fcntl
-import json
-import os
+import secrets
 import signal
-import stat
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from adapters.local import procs
+from adapters.local import containment, procs
+from adapters.local.containment import CGROUP, SUBREAPER, Containment
+from adapters.local.files import (
+    HEARTBEAT_FILE, LAUNCH_FILE, LOG_FILE, data_dir_error, fsync_dir, last_progress, latest_checkpoint,
+    read_json, read_log,
+)
 from adapters.local.gpus import fits_reason, pick_free, waiting_reason
-from adapters.local.shim import EXIT_FILE, FORWARDED, STOP_MARKER, write_json_atomic
+from adapters.local.shim import EXIT_FILE, STOP_MARKER, write_json_atomic
+from adapters.local.spawn import spawn_shim
+from adapters.local.tracker import AttemptTracker, Key
 from core.ports import AttemptLaunch, AttemptPhase, AttemptStatus, Clock, SubmitResult
 from core.spec import ExperimentSpec
 
-SHIM = Path(__file__).with_name("shim.py")
-LAUNCH_FILE = "launch.json"
-LOG_FILE = "output.log"
-HEARTBEAT_FILE = "heartbeat"
-TAIL_BYTES = 1 << 20
-_POLL = 0.05
-_KILL_WAIT = 5.0  # how long a SIGKILLed group may take to disappear
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
-        return None
-
-
-def _mtime(path: Path) -> float | None:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return None
+_KILL_WAIT = 5.0  # how long SIGKILLed processes may take to disappear
+_FENCE_WAIT = 2.0  # how long a submit waits for an earlier attempt's leftovers to die
 
 
 class LocalRunner:
-    """ClusterBackend running attempts as local processes, with `gpus` GPUs handed out by index."""
+    """ClusterBackend running attempts as local processes, with `gpus` GPUs handed out by index.
 
-    def __init__(self, root: Path, gpus: int, clock: Clock, python: str = sys.executable) -> None:
+    cgroups: True/False to use (where allowed) or never use a cgroup per attempt; None reads
+    EXPBOT_LOCAL_CGROUPS (off/0/false/no switch them off).
+    """
+
+    def __init__(self, root: Path, gpus: int, clock: Clock, python: str = sys.executable,
+                 cgroups: bool | None = None) -> None:
         self.root = Path(root).resolve()  # absolute: EXPBOT_CHECKPOINT_DIR must not depend on cwd
         self.gpus = gpus
         self.clock = clock
         self.python = python
-        self._lock = threading.Lock()
-        self._changed = threading.Event()
-        self._children: dict[tuple[str, int], subprocess.Popen] = {}
+        self.containment = Containment(cgroups)
+        self._lock = threading.Lock()  # one submit at a time in this process (the file lock: across)
+        self._tracker = AttemptTracker(self.root, clock)
 
     # --- paths -------------------------------------------------------------------------------
     def experiment_dir(self, experiment_id: str) -> Path:
@@ -85,60 +78,50 @@ class LocalRunner:
         return fits_reason(spec.gpus, self.gpus)
 
     def submit(self, launch: AttemptLaunch) -> SubmitResult:
-        """Start the attempt unless it already exists; wait (create nothing) when GPUs are short."""
+        """Start the attempt unless it exists; start nothing while GPUs are short, an earlier attempt
+        left processes or the data dir refuses the launch record."""
         spec = launch.spec
         if (why := self.check_fits(spec)) is not None:
             return SubmitResult(started=False, reason=why)
         adir = self.attempt_dir(launch.experiment_id, launch.attempt)
-        with self._exclusive():
-            if (adir / LAUNCH_FILE).exists():
-                return SubmitResult(started=True)
-            gpu_ids: list[int] = []
-            if spec.gpus > 0:
-                in_use = self._gpus_in_use()
-                picked = pick_free(self.gpus, in_use, spec.gpus)
-                if picked is None:
-                    return SubmitResult(False, waiting_reason(spec.gpus, len(in_use), self.gpus))
-                gpu_ids = picked
-            self.checkpoint_dir(launch.experiment_id).mkdir(parents=True, exist_ok=True)
-            adir.mkdir(parents=True, exist_ok=True)
-            proc = self._spawn(launch, adir, gpu_ids)
-            # Read before anyone can reap it: an unreaped process keeps its /proc entry.
-            started = procs.start_time(proc.pid)
-            write_json_atomic(adir / LAUNCH_FILE, {
-                "experiment_id": launch.experiment_id,
-                "experiment_name": launch.experiment_name,
-                "attempt": launch.attempt,
-                "owner": launch.owner,
-                "command": list(spec.command),
-                "resume_from": launch.resume_from or "",
-                "pid": proc.pid,
-                "pgid": proc.pid,  # start_new_session: the shim leads its own group
-                "start_time": started,
-                "gpu_ids": gpu_ids,
-                "started_at": self.clock.now().isoformat(),
-            })
-            key = (launch.experiment_id, launch.attempt)
-            self._children[key] = proc
-            threading.Thread(target=self._reap, args=(key, proc), daemon=True,
-                             name=f"expbot-reap-{proc.pid}").start()
-        return SubmitResult(started=True)
+        try:
+            with self._exclusive():
+                record = read_json(adir / LAUNCH_FILE)
+                if record is not None and record.get("pid") is not None:
+                    return SubmitResult(started=True)
+                if (why := self._fence(launch, record)) is not None:
+                    return SubmitResult(started=False, reason=why)
+                gpu_ids: list[int] = []
+                if spec.gpus > 0:
+                    in_use = self._gpus_in_use()
+                    picked = pick_free(self.gpus, in_use, spec.gpus)
+                    if picked is None:
+                        return SubmitResult(False, waiting_reason(spec.gpus, len(in_use), self.gpus))
+                    gpu_ids = picked
+                return self._start(launch, adir, gpu_ids)
+        except OSError as e:  # the lock file or the root itself cannot be created
+            return SubmitResult(started=False, reason=data_dir_error(self.root, e))
 
     def status(self, experiment_id: str, attempt: int) -> AttemptStatus | None:
-        """RUNNING while alive, EXITED once exit.json exists, LOST if it vanished without one."""
+        """RUNNING while the shim lives, EXITED once its end is known, LOST if it vanished without one."""
+        key = (experiment_id, attempt)
         adir = self.attempt_dir(experiment_id, attempt)
-        launch = _read_json(adir / LAUNCH_FILE)
-        if launch is None:
+        record = read_json(adir / LAUNCH_FILE)
+        if record is None:
             return None
         common = {
-            "started_at": datetime.fromisoformat(launch["started_at"]),
-            "last_progress_at": self._last_progress(experiment_id, adir),
+            "started_at": datetime.fromisoformat(record["started_at"]),
+            "last_progress_at": last_progress(adir / HEARTBEAT_FILE, self.checkpoint_dir(experiment_id)),
         }
-        ended = _read_json(adir / EXIT_FILE)
-        if ended is None:
-            if self._alive(launch):
-                return AttemptStatus(AttemptPhase.RUNNING, **common)
-            ended = _read_json(adir / EXIT_FILE)  # it may have ended between the two looks
+        if record.get("pid") is None:  # only the intent: a submit is starting it (or failed to)
+            return AttemptStatus(AttemptPhase.STARTING, **common)
+        ended = read_json(adir / EXIT_FILE)
+        if ended is None and containment.shim_alive(record):
+            self._tracker.follow(key, record)
+            return AttemptStatus(AttemptPhase.RUNNING, **common)
+        # It may have ended between the two looks; or we learned its end as its parent.
+        ended = ended or read_json(adir / EXIT_FILE) or self._tracker.learned_end(key)
+        self._tracker.settle(key, record)
         if ended is None:
             return AttemptStatus(AttemptPhase.LOST, reason="process vanished", infra=True, **common)
         return AttemptStatus(
@@ -150,81 +133,60 @@ class LocalRunner:
         )
 
     def stop(self, experiment_id: str, attempt: int, grace: timedelta) -> None:
-        """SIGTERM the attempt's process group, SIGKILL it if still there after `grace`."""
+        """SIGTERM every process of the attempt, SIGKILL what is left after `grace`; returns once none is.
+
+        Idempotent, safe beside status() and another stop, and it works from launch.json alone
+        (after a restart, or with the shim already dead: strays are found by cgroup and token).
+        """
+        key = (experiment_id, attempt)
         adir = self.attempt_dir(experiment_id, attempt)
-        launch = _read_json(adir / LAUNCH_FILE)
-        if launch is None or (adir / EXIT_FILE).exists() or not self._alive(launch):
+        record = read_json(adir / LAUNCH_FILE)
+        if record is None:
             return
-        (adir / STOP_MARKER).touch()
-        self._signal_group(launch, signal.SIGTERM)
-        if self._wait_dead(launch, max(grace.total_seconds(), 0.0)):
-            self._record_stop(adir, signal.SIGTERM, "terminated by SIGTERM")
-            return
-        self._signal_group(launch, signal.SIGKILL)
-        if self._wait_dead(launch, _KILL_WAIT):
-            self._record_stop(adir, signal.SIGKILL,
-                              f"killed by SIGKILL after a {grace.total_seconds():g}s stop grace")
+        if containment.members([record]):
+            try:
+                (adir / STOP_MARKER).touch()  # the shim must not forward what it gets itself
+            except OSError:
+                pass  # a full disk: the command may get SIGTERM twice, which it must bear anyway
+            containment.signal_all([record], signal.SIGTERM)
+            if containment.wait_gone([record], max(grace.total_seconds(), 0.0)):
+                self._record_stop(key, adir, signal.SIGTERM, "terminated by SIGTERM")
+            else:
+                containment.signal_all([record], signal.SIGKILL)
+                if containment.wait_gone([record], _KILL_WAIT):
+                    self._record_stop(key, adir, signal.SIGKILL,
+                                      f"killed by SIGKILL after a {grace.total_seconds():g}s stop grace")
+        self._tracker.settle(key, record)
+
+    def process_info(self, experiment_id: str, attempt: int) -> dict | None:
+        """Where an attempt runs: {pid, pgid, mechanism ('cgroup' | 'subreaper'), cgroup, running}; None before it started."""
+        record = read_json(self.attempt_dir(experiment_id, attempt) / LAUNCH_FILE)
+        if record is None or record.get("pid") is None:
+            return None
+        return {
+            "pid": int(record["pid"]), "pgid": int(record["pgid"]),
+            "mechanism": record.get("mechanism", "process group"), "cgroup": record.get("cgroup"),
+            "running": containment.shim_alive(record),
+        }
 
     def latest_checkpoint(self, experiment_id: str, pattern: str) -> str | None:
         """Absolute path of the newest file matching the glob in the checkpoint dir, or None."""
-        ckdir = self.checkpoint_dir(experiment_id)
-        if not ckdir.is_dir():
-            return None
-        try:
-            matches = list(ckdir.glob(pattern))
-        except (ValueError, NotImplementedError) as e:
-            raise ValueError(f"bad checkpoint pattern {pattern!r}: {e}") from e
-        best: tuple[tuple[int, str], Path] | None = None
-        for path in matches:
-            rel = path.relative_to(ckdir)
-            # Hidden parts also catch "..": a pattern cannot reach outside the directory.
-            if path.name.endswith(".tmp") or any(part.startswith(".") for part in rel.parts):
-                continue
-            try:
-                st = path.stat()
-            except OSError:
-                continue  # rotated away meanwhile
-            if not stat.S_ISREG(st.st_mode):
-                continue
-            key = (st.st_mtime_ns, rel.as_posix())
-            if best is None or key > best[0]:
-                best = (key, path)
-        return str(best[1]) if best else None
+        return latest_checkpoint(self.checkpoint_dir(experiment_id), pattern)
 
     def logs(self, experiment_id: str, attempt: int, tail_lines: int | None = None) -> str:
         """The attempt's output.log (its last `tail_lines` lines if given; "" if none)."""
-        path = self.attempt_dir(experiment_id, attempt) / LOG_FILE
-        if tail_lines is not None and tail_lines <= 0:
-            return ""
-        try:
-            f = open(path, "rb")
-        except FileNotFoundError:
-            return ""
-        with f:
-            if tail_lines is None:
-                return f.read().decode("utf-8", "replace")
-            start = max(0, f.seek(0, os.SEEK_END) - TAIL_BYTES)
-            f.seek(start)
-            data = f.read()
-        if start > 0:
-            data = data[data.find(b"\n") + 1:]  # drop the partial first line
-        text = data.decode("utf-8", "replace")
-        # Split on "\n" only: progress bars redraw with "\r" and are not separate lines.
-        trailing = text.endswith("\n")
-        lines = (text[:-1] if trailing else text).split("\n")
-        return "\n".join(lines[-tail_lines:]) + ("\n" if trailing else "")
+        return read_log(self.attempt_dir(experiment_id, attempt) / LOG_FILE, tail_lines)
 
     def release(self, experiment_id: str) -> None:
         """Nothing to free: checkpoints stay in the experiment's directory for the researcher."""
 
-    def wait_for_change(self, timeout: float) -> None:
-        """Block until a process this runner started exits, or `timeout` seconds pass (changes unnamed)."""
-        if self._changed.wait(timeout):
-            self._changed.clear()
+    def wait_for_change(self, timeout: float) -> set[str]:
+        """Block until an attempt ends or a wake comes, or `timeout` seconds pass; the experiments that changed."""
+        return self._tracker.wait(timeout)
 
     def wake(self, experiment_id: str) -> None:
-        """End a wait_for_change now (every experiment is looked at: this runner names no changes)."""
-        self._changed.set()
+        """End a wait_for_change now, counting this experiment as changed."""
+        self._tracker.mark(experiment_id)
 
     # --- internals ---------------------------------------------------------------------------
     @contextmanager
@@ -243,85 +205,77 @@ class LocalRunner:
         # From the filesystem, not memory: attempts started before a restart still hold GPUs.
         used: set[int] = set()
         for launch_file in self.root.glob(f"*/attempt-*/{LAUNCH_FILE}"):
-            launch = _read_json(launch_file)
-            if not launch or not launch.get("gpu_ids") or (launch_file.parent / EXIT_FILE).exists():
+            record = read_json(launch_file)
+            if not record or not record.get("gpu_ids") or (launch_file.parent / EXIT_FILE).exists():
                 continue
-            if self._alive(launch):
-                used.update(launch["gpu_ids"])
+            if containment.shim_alive(record):
+                used.update(record["gpu_ids"])
         return used
 
-    def _spawn(self, launch: AttemptLaunch, adir: Path, gpu_ids: list[int]) -> subprocess.Popen:
-        spec = launch.spec
-        env = {
-            **os.environ,
-            **spec.env,
-            "EXPBOT_EXPERIMENT": launch.experiment_name,
-            "EXPBOT_EXPERIMENT_ID": launch.experiment_id,
-            "EXPBOT_ATTEMPT": str(launch.attempt),
-            "EXPBOT_CHECKPOINT_DIR": str(self.checkpoint_dir(launch.experiment_id)),
-            "EXPBOT_RESUME_FROM": launch.resume_from or "",
-            "EXPBOT_HEARTBEAT_FILE": str(adir / HEARTBEAT_FILE),
-            # "" hides every GPU from CUDA, so a 0-GPU attempt cannot grab one by accident.
-            "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in gpu_ids),
-            # NVML numbers GPUs by PCI bus: make CUDA agree, so idle detection watches the right ones.
-            "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
-            "PYTHONUNBUFFERED": "1",
+    def _fence(self, launch: AttemptLaunch, own: dict | None) -> str | None:
+        # Attempt N+1 never runs beside anything of attempts 1..N, nor beside what a submit of N+1
+        # that died half-way (its intent on disk) may have started.
+        records = [r for n in range(1, launch.attempt)
+                   if (r := read_json(self.attempt_dir(launch.experiment_id, n) / LAUNCH_FILE))]
+        records += [own] if own is not None else []
+        if not records:
+            return None
+        if containment.members(records):
+            containment.signal_all(records, signal.SIGKILL)
+            if not containment.wait_gone(records, _FENCE_WAIT):
+                left = sorted(containment.members(records))
+                return (f"waiting for {len(left)} leftover processes of earlier attempts to end "
+                        f"(pids {', '.join(map(str, left[:5]))})")
+        for record in records:
+            containment.remove(record.get("cgroup"))
+        return None
+
+    def _start(self, launch: AttemptLaunch, adir: Path, gpu_ids: list[int]) -> SubmitResult:
+        # Intent before action: the record (with the token that finds every process of the attempt)
+        # is on disk before anything starts, so nothing can ever run that expbot does not know of.
+        token = secrets.token_hex(16)
+        cgroup = self.containment.create(launch.experiment_id, launch.attempt, token)
+        record = {
+            "experiment_id": launch.experiment_id, "experiment_name": launch.experiment_name,
+            "attempt": launch.attempt, "owner": launch.owner, "command": list(launch.spec.command),
+            "resume_from": launch.resume_from or "", "pid": None, "pgid": None, "start_time": None,
+            "token": token, "mechanism": CGROUP if cgroup else SUBREAPER, "cgroup": cgroup,
+            "gpu_ids": gpu_ids, "started_at": self.clock.now().isoformat(),
         }
-        # The shim runs by path with -I (isolated), so it works whatever the cwd or PYTHONPATH.
-        argv = [self.python, "-I", str(SHIM), str(adir), "--", *spec.command]
-        # Blocked until the shim has its handlers: a stop right after submit must not kill the
-        # shim before it can record an exit (the child inherits this thread's mask).
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
         try:
-            with open(adir / LOG_FILE, "ab") as log:
-                return subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    env=env, cwd=os.getcwd(), start_new_session=True, close_fds=True,
-                )
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            self.checkpoint_dir(launch.experiment_id).mkdir(parents=True, exist_ok=True)
+            adir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(adir / LAUNCH_FILE, record)
+            fsync_dir(adir)
+            log = open(adir / LOG_FILE, "ab")
+        except OSError as e:
+            containment.remove(cgroup)
+            return SubmitResult(started=False, reason=data_dir_error(self.root, e))
+        try:
+            with log:
+                proc = spawn_shim(self.python, launch, adir, self.checkpoint_dir(launch.experiment_id),
+                                  gpu_ids, token, cgroup, log)
+        except OSError as e:
+            containment.remove(cgroup)
+            return SubmitResult(started=False, reason=f"cannot start {self.python}: {e.strerror}")
+        if cgroup and not containment.enter(cgroup, proc.pid):
+            record.update(mechanism=SUBREAPER, cgroup=None)
+        # Read before anyone can reap it: an unreaped process keeps its /proc entry.
+        record.update(pid=proc.pid, pgid=proc.pid, start_time=procs.start_time(proc.pid),
+                      started_at=self.clock.now().isoformat())  # start_new_session: it leads its group
+        try:
+            write_json_atomic(adir / LAUNCH_FILE, record)
+        except OSError as e:
+            # Nothing may run that launch.json does not name: undo the start.
+            containment.signal_all([record], signal.SIGKILL)
+            proc.wait()
+            containment.wait_gone([record], _KILL_WAIT)
+            containment.remove(record["cgroup"])
+            return SubmitResult(started=False, reason=data_dir_error(self.root, e))
+        self._tracker.started((launch.experiment_id, launch.attempt), proc, adir)
+        return SubmitResult(started=True)
 
-    def _record_stop(self, adir: Path, signo: int, reason: str) -> None:
+    def _record_stop(self, key: Key, adir: Path, signo: int, reason: str) -> None:
         # A shim killed along with its command leaves no exit.json: we know how it ended, so say it.
-        if (adir / EXIT_FILE).exists():
-            return
-        write_json_atomic(adir / EXIT_FILE, {
-            "exit_code": 128 + signo, "reason": reason, "signal": int(signo),
-            "ended_at": self.clock.now().isoformat(),
-        })
-
-    def _reap(self, key: tuple[str, int], proc: subprocess.Popen) -> None:
-        proc.wait()  # no zombies left behind by a long-running expbot
-        with self._lock:
-            if self._children.get(key) is proc:
-                del self._children[key]
-        self._changed.set()
-
-    @staticmethod
-    def _alive(launch: dict) -> bool:
-        return procs.is_alive(int(launch["pid"]), launch.get("start_time"))
-
-    def _signal_group(self, launch: dict, signo: int) -> None:
-        if not self._alive(launch):
-            return  # its pgid may belong to someone else by now
-        try:
-            os.killpg(int(launch["pgid"]), signo)
-        except ProcessLookupError:
-            pass
-
-    def _wait_dead(self, launch: dict, seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        while self._alive(launch):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(_POLL)
-        return True
-
-    def _last_progress(self, experiment_id: str, adir: Path) -> datetime | None:
-        newest = _mtime(adir / HEARTBEAT_FILE)
-        for dirpath, _dirs, files in os.walk(self.checkpoint_dir(experiment_id)):
-            for name in files:
-                mtime = _mtime(Path(dirpath) / name)
-                if mtime is not None and (newest is None or mtime > newest):
-                    newest = mtime
-        return datetime.fromtimestamp(newest, timezone.utc) if newest is not None else None
+        if not (adir / EXIT_FILE).exists():
+            self._tracker.record_end(key, adir, {"exit_code": 128 + signo, "reason": reason, "signal": int(signo)})

@@ -1,8 +1,15 @@
 """Attempt shim: runs one command, passes on stop signals, and records how it ended in exit.json.
 
 The runner starts it as the leader of a new session, by file path and with `python -I`, so it
-needs nothing but the standard library. Layout it writes into the attempt directory:
-exit.json (atomic) once the command has ended and its leftover processes are gone.
+needs nothing but the standard library (the runner imports its helpers from here too).
+Usage: shim.py <attempt-dir> [--cgroup DIR] -- <command...>
+
+Containment: first thing, it joins the attempt's cgroup (if given) and becomes a child subreaper,
+so orphans of double forks are re-parented to it rather than to init. Every descendant inherits
+EXPBOT_ATTEMPT_TOKEN from the environment. When the command ends, whatever of the attempt is left
+(cgroup members, token holders, process group members) is killed and reaped, then exit.json is
+written (atomically). The shim exits with the command's exit code even when exit.json cannot be
+written, so a parent that waits for it still learns how the attempt ended.
 """
 from __future__ import annotations
 
@@ -11,24 +18,67 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Collection
 from datetime import datetime, timezone
 from pathlib import Path
 
 EXIT_FILE = "exit.json"
-# The runner creates this before signalling the whole process group, so the shim knows the
-# command got the signal too and must not send it a second one.
+# The runner creates this before signalling the whole attempt, so the shim knows the command
+# got the signal too and must not send it a second one.
 STOP_MARKER = "stop-requested"
 FORWARDED = (signal.SIGTERM, signal.SIGINT)
+TOKEN_VAR = "EXPBOT_ATTEMPT_TOKEN"
+_PR_SET_CHILD_SUBREAPER = 36
+_LEFTOVER_DEADLINE = 5.0  # seconds the shim spends killing leftovers before it gives up on them
+
+
+def _tmp_name(path: Path) -> Path:
+    # Unique per thread too: two threads of one runner may record the same file at once.
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
+def _write_tmp(path: Path, data: dict) -> Path:
+    tmp = _tmp_name(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        _unlink(tmp)  # a full disk must not fill up further with half-written files
+        raise
+    return tmp
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write JSON so readers see the old file or the whole new one, never half of it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = _write_tmp(path, data)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def create_json_once(path: Path, data: dict) -> bool:
+    """Write JSON atomically only if `path` does not exist yet (safe across threads and processes)."""
+    tmp = _write_tmp(path, data)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        _unlink(tmp)
 
 
 def signal_name(signo: int) -> str:
@@ -39,53 +89,182 @@ def signal_name(signo: int) -> str:
         return f"signal {signo}"
 
 
-def _kill_leftovers() -> None:
-    # Like a container: when the main command ends, whatever it left running in the group dies
-    # too, so GPUs are really free once exit.json exists. Only as group leader, so a shim run by
-    # hand never kills its caller's group.
-    me = os.getpid()
-    if os.getpgrp() != me:
-        return
+def token_pids(tokens: Collection[str]) -> dict[int, str]:
+    """Live processes whose environment carries one of these attempt tokens: pid -> token."""
+    wanted = {f"{TOKEN_VAR}={t}".encode(): t for t in tokens if t}
+    found: dict[int, str] = {}
+    if not wanted:
+        return found
+    key = f"{TOKEN_VAR}=".encode()
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                data = f.read()  # empty for zombies and kernel threads
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if key in data:
+            for item in data.split(b"\0"):
+                if item in wanted:
+                    found[int(entry)] = wanted[item]
+                    break
+    return found
+
+
+def cgroup_pids(cgroup: str | None) -> set[int]:
+    """Every process in this cgroup and the cgroups below it (empty when it is gone)."""
+    pids: set[int] = set()
+    if not cgroup:
+        return pids
+    for dirpath, _dirs, _files in os.walk(cgroup):
+        try:
+            with open(os.path.join(dirpath, "cgroup.procs")) as f:
+                pids.update(int(line) for line in f if line.strip())
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def group_pids(pgid: int) -> set[int]:
+    """Processes in this process group (read from /proc)."""
+    found: set[int] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
             continue
         try:
             stat = Path(f"/proc/{entry}/stat").read_text()
-            pgrp = int(stat[stat.rindex(")") + 2:].split()[2])
-            if pgrp == me:
-                os.kill(int(entry), signal.SIGKILL)
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                found.add(int(entry))
         except (OSError, ValueError, IndexError):
-            continue  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def _say(text: str) -> None:
+    # Our stderr is output.log: on a full disk even this may fail, and that must not stop us.
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+def _contain(cgroup: str | None) -> None:
+    if cgroup:
+        try:
+            with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        except OSError as e:
+            _say(f"expbot: cannot join cgroup {cgroup} ({e.strerror}): contained by token only")
+    try:
+        import ctypes  # here: only the shim needs it, and only once
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: double-forked orphans go to init, the token still finds them
+
+
+def _reap_children() -> None:
+    # Orphans re-parented to us (we are a subreaper) must not stay zombies.
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _kill_leftovers(cgroup: str | None) -> None:
+    # Like a container: when the main command ends, whatever of the attempt is left dies too, so
+    # GPUs and checkpoints are really free once exit.json exists. The process group only as its
+    # leader, so a shim run by hand never kills its caller's group.
+    me = os.getpid()
+    token = os.environ.get(TOKEN_VAR, "")
+    deadline = time.monotonic() + _LEFTOVER_DEADLINE
+    while True:
+        _reap_children()
+        left = cgroup_pids(cgroup) | set(token_pids([token]))
+        if os.getpgrp() == me:
+            left |= group_pids(me)
+        left.discard(me)
+        if not left or time.monotonic() > deadline:
+            return
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.01)
 
 
 def _finish(attempt_dir: Path, exit_code: int, reason: str, signo: int | None = None) -> None:
-    write_json_atomic(
-        attempt_dir / EXIT_FILE,
-        {
-            "exit_code": exit_code,
-            "reason": reason,
-            "signal": signo,
+    try:
+        write_json_atomic(attempt_dir / EXIT_FILE, {
+            "exit_code": exit_code, "reason": reason, "signal": signo,
             "ended_at": datetime.now(timezone.utc).isoformat(),
-        },
-    )
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(exit_code)
+        })
+    except OSError as e:
+        _say(f"expbot: cannot write {attempt_dir / EXIT_FILE}: {e.strerror}")
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:
+            pass
+    os._exit(exit_code)  # the exit code carries the outcome when exit.json could not
+
+
+def _parse(argv: list[str]) -> tuple[Path, str | None, list[str]]:
+    if len(argv) >= 3 and argv[1] == "--cgroup":
+        attempt_dir, cgroup, rest = argv[0], argv[2], argv[3:]
+    else:
+        attempt_dir, cgroup, rest = (argv[0] if argv else ""), None, argv[1:]
+    if not attempt_dir or not rest or rest[0] != "--":
+        print("usage: shim.py <attempt-dir> [--cgroup DIR] -- <command...>", file=sys.stderr)
+        sys.exit(2)
+    return Path(attempt_dir), cgroup, rest[1:]
+
+
+def _start(attempt_dir: Path, command: list[str]) -> subprocess.Popen:
+    try:
+        # Same stdio (output.log), environment, directory and process group as the shim.
+        return subprocess.Popen(command)
+    except FileNotFoundError:
+        _say(f"expbot: command not found: {command[0]}")
+        _finish(attempt_dir, 127, f"command not found: {command[0]}")
+    except PermissionError:
+        _say(f"expbot: permission denied: {command[0]}")
+        _finish(attempt_dir, 126, f"permission denied: {command[0]}")
+    except OSError as e:
+        _say(f"expbot: cannot run {command[0]}: {e.strerror}")
+        _finish(attempt_dir, 126, f"cannot run {command[0]}: {e.strerror}")
+    raise AssertionError("unreachable: _finish exits")
+
+
+def _wait(child: subprocess.Popen) -> int:
+    # Wait for any child, not just the command: orphans re-parented to us are reaped as they die.
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)  # PEP 475: retried after a signal handler runs
+        except ChildProcessError:
+            return child.returncode if child.returncode is not None else 0
+        if pid == child.pid:
+            child.returncode = os.waitstatus_to_exitcode(status)
+            return child.returncode
 
 
 def main(argv: list[str]) -> None:
-    """Entry point: shim.py <attempt-dir> -- <command...>."""
-    if len(argv) < 2 or argv[1] != "--":
-        print("usage: shim.py <attempt-dir> -- <command...>", file=sys.stderr)
-        sys.exit(2)
-    attempt_dir, command = Path(argv[0]), argv[2:]
+    """Entry point: shim.py <attempt-dir> [--cgroup DIR] -- <command...>."""
+    attempt_dir, cgroup, command = _parse(argv)
+    _contain(cgroup)  # before anything else runs, so every process of the attempt is inside
     child: subprocess.Popen | None = None
     early: list[int] = []
 
     def on_signal(signo: int, _frame: object) -> None:
         if child is None:
             early.append(signo)
-        elif not (attempt_dir / STOP_MARKER).exists():
+        elif child.returncode is None and not (attempt_dir / STOP_MARKER).exists():
             try:
                 os.kill(child.pid, signo)
             except ProcessLookupError:
@@ -98,26 +277,14 @@ def main(argv: list[str]) -> None:
     if early:
         _finish(attempt_dir, 128 + early[0], f"terminated by {signal_name(early[0])} before the command started", early[0])
     if not command:
-        print("expbot: empty command", file=sys.stderr)
+        _say("expbot: empty command")
         _finish(attempt_dir, 127, "empty command")
-    try:
-        # Same stdio (output.log), environment, directory and process group as the shim.
-        child = subprocess.Popen(command)
-    except FileNotFoundError:
-        print(f"expbot: command not found: {command[0]}", file=sys.stderr)
-        _finish(attempt_dir, 127, f"command not found: {command[0]}")
-    except PermissionError:
-        print(f"expbot: permission denied: {command[0]}", file=sys.stderr)
-        _finish(attempt_dir, 126, f"permission denied: {command[0]}")
-    except OSError as e:
-        print(f"expbot: cannot run {command[0]}: {e.strerror}", file=sys.stderr)
-        _finish(attempt_dir, 126, f"cannot run {command[0]}: {e.strerror}")
-    assert child is not None
+    child = _start(attempt_dir, command)
     if early:
         # A signal came while the command was being started: it may have missed it.
         os.kill(child.pid, early[0])
-    code = child.wait()  # PEP 475: retried after on_signal runs
-    _kill_leftovers()
+    code = _wait(child)
+    _kill_leftovers(cgroup)
     if code < 0:
         _finish(attempt_dir, 128 - code, f"terminated by {signal_name(-code)}", -code)
     _finish(attempt_dir, code, "")

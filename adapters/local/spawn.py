@@ -1,0 +1,53 @@
+"""Starting an attempt's shim: its environment (the attempt contract plus the containment token) and argv."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import IO
+
+from adapters.local.files import HEARTBEAT_FILE
+from adapters.local.shim import FORWARDED, TOKEN_VAR
+from core.ports import AttemptLaunch
+
+SHIM = Path(__file__).with_name("shim.py")
+
+
+def attempt_env(launch: AttemptLaunch, adir: Path, checkpoint_dir: Path, gpu_ids: list[int], token: str) -> dict[str, str]:
+    """What every attempt gets in its environment (README: What every attempt gets)."""
+    return {
+        **os.environ,
+        **launch.spec.env,
+        "EXPBOT_EXPERIMENT": launch.experiment_name,
+        "EXPBOT_EXPERIMENT_ID": launch.experiment_id,
+        "EXPBOT_ATTEMPT": str(launch.attempt),
+        "EXPBOT_CHECKPOINT_DIR": str(checkpoint_dir),
+        "EXPBOT_RESUME_FROM": launch.resume_from or "",
+        "EXPBOT_HEARTBEAT_FILE": str(adir / HEARTBEAT_FILE),
+        # "" hides every GPU from CUDA, so a 0-GPU attempt cannot grab one by accident.
+        "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in gpu_ids),
+        # NVML numbers GPUs by PCI bus: make CUDA agree, so idle detection watches the right ones.
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+        "PYTHONUNBUFFERED": "1",
+        TOKEN_VAR: token,  # every descendant inherits it: how strays are found after the shim died
+    }
+
+
+def spawn_shim(python: str, launch: AttemptLaunch, adir: Path, checkpoint_dir: Path, gpu_ids: list[int],
+               token: str, cgroup: str | None, log: IO[bytes]) -> subprocess.Popen:
+    """Start the shim running the attempt's command as the leader of a new session, output to `log`."""
+    env = attempt_env(launch, adir, checkpoint_dir, gpu_ids, token)
+    # The shim runs by path with -I (isolated), so it works whatever the cwd or PYTHONPATH.
+    argv = [python, "-I", str(SHIM), str(adir), *(["--cgroup", cgroup] if cgroup else []),
+            "--", *launch.spec.command]
+    # Blocked until the shim has its handlers: a stop right after submit must not kill the
+    # shim before it can record an exit (the child inherits this thread's mask).
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+    try:
+        return subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env=env, cwd=os.getcwd(), start_new_session=True, close_fds=True,
+        )
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
