@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.config_toml import check_keys, expected_words, gpu_type_from_table, model_from_table, toml_duration, toml_tables
+from bot.config_toml import (check_keys, expected_words, failure_catalog, gpu_type_from_table, model_from_table,
+                             toml_duration, toml_tables)
 from core.approvals import budget_name_problem
 from core.budget import PROJECT, USER, BudgetConfig
 from core.cost import Prices
@@ -139,6 +140,7 @@ class Settings(BaseSettings):
     def check_config_file(self) -> None:
         """Read every table of the TOML file now, so a mistake in it is refused at start."""
         self.launch_config(), self.prices(), self.budget_config(), self.k8s_config()
+        failure_catalog(self.config_file)
 
     def idle_config(self) -> IdleConfig:
         """The idle policy's thresholds."""

@@ -44,6 +44,8 @@ ALLOWED: dict[State, frozenset[State]] = {
 class FailureClass(StrEnum):
     NONE = "none"  # succeeded
     INFRA = "infra"  # preempted, evicted, node or process lost
+    HARDWARE = "hardware"  # a failure signature of a sick GPU (Xid, ECC): infrastructure
+    NETWORK = "network"  # a failure signature of the interconnect (NCCL, InfiniBand): infrastructure
     USER = "user"  # the code failed
     RETRYABLE_EXIT = "retryable-exit"  # exit code listed in retry_on_exit_codes
     GIVE_UP = "give-up-pattern"  # the log matched a give-up pattern

@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from core.durations import format_duration
 from core.model import Experiment, FailureClass
+from core.signatures import Catalog, SignatureClass
 
 # Exit codes of a process killed by SIGKILL / SIGTERM: without OOMKilled, somebody else killed it.
 _KILLED_BY_SIGNAL = frozenset({137, 143})
@@ -67,8 +68,25 @@ class Backoff:
         return timedelta(seconds=rng.uniform(low, full))
 
 
-def classify(experiment: Experiment, outcome: AttemptOutcome) -> tuple[FailureClass, str]:
-    """Sort an outcome into a failure class, with a human reason."""
+# What each signature class means for the budgets: hardware and network are infrastructure.
+_SIGNATURE_CLASS = {
+    SignatureClass.HARDWARE: FailureClass.HARDWARE,
+    SignatureClass.NETWORK: FailureClass.NETWORK,
+    SignatureClass.USER: FailureClass.USER,
+    SignatureClass.GIVE_UP: FailureClass.GIVE_UP,
+}
+_SIGNATURE_WORDS = {
+    SignatureClass.HARDWARE: "hardware fault", SignatureClass.NETWORK: "network fault",
+    SignatureClass.USER: "error in the code", SignatureClass.GIVE_UP: "unrecoverable error",
+}
+INFRASTRUCTURE = frozenset({FailureClass.INFRA, FailureClass.HARDWARE, FailureClass.NETWORK, FailureClass.STALL})
+DEFAULT_CATALOG = Catalog()
+
+
+def classify(
+    experiment: Experiment, outcome: AttemptOutcome, catalog: Catalog = DEFAULT_CATALOG
+) -> tuple[FailureClass, str]:
+    """Sort an outcome into a failure class, with a human reason (naming the evidence)."""
     if outcome.cause is not None:
         return _CAUSE_CLASS[outcome.cause], outcome.reason or _CAUSE_REASON[outcome.cause]
     code = outcome.exit_code
@@ -80,6 +98,10 @@ def classify(experiment: Experiment, outcome: AttemptOutcome) -> tuple[FailureCl
         return FailureClass.INFRA, outcome.reason or "preempted"
     if outcome.oom_killed:
         return FailureClass.USER, outcome.reason or "OOMKilled: out of memory"
+    found = catalog.match(outcome.log_tail, code)
+    if found is not None:
+        kind = found.signature.failure_class
+        return _SIGNATURE_CLASS[kind], f"{_SIGNATURE_WORDS[kind]} ({found.signature.label}): {found.evidence}"
     if code in _KILLED_BY_SIGNAL:
         return FailureClass.INFRA, outcome.reason or f"killed by signal {code - 128}"
     pattern = _matching_pattern(experiment.spec.give_up_patterns, outcome.log_tail)
@@ -92,10 +114,10 @@ def classify(experiment: Experiment, outcome: AttemptOutcome) -> tuple[FailureCl
 
 def decide(
     experiment: Experiment, outcome: AttemptOutcome, now: datetime, rng: random.Random,
-    backoff: Backoff = Backoff(),
+    backoff: Backoff = Backoff(), catalog: Catalog = DEFAULT_CATALOG,
 ) -> Decision:
     """What to do after an attempt ended: succeed, restart (after a delay), fail or stop."""
-    failure_class, reason = classify(experiment, outcome)
+    failure_class, reason = classify(experiment, outcome, catalog)
     spec = experiment.spec
     if failure_class is FailureClass.NONE:
         return Decision(Action.SUCCEED, failure_class, reason)
@@ -106,7 +128,7 @@ def decide(
         return Decision(Action.FAIL, FailureClass.MAX_RUNTIME, f"max runtime {limit} reached ({reason})")
     if failure_class is FailureClass.GIVE_UP:
         return Decision(Action.FAIL, failure_class, reason)
-    if failure_class in (FailureClass.INFRA, FailureClass.STALL):
+    if failure_class in INFRASTRUCTURE:
         if experiment.infra_restarts >= spec.max_preemptions:
             return Decision(
                 Action.FAIL, failure_class,
