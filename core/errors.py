@@ -55,3 +55,7 @@ class CapacityError(OptionError):
     # Every backend's "can never fit" is about the GPU count today.
     def __init__(self, message: str, option: str | None = "--gpus"):
         super().__init__(message, option)
+
+
+class DatabaseUnavailable(ExpbotError):
+    """The database cannot be used now (read-only, locked, full, gone); the message names it and why."""

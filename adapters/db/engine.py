@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session as SQLModelSession
 
+from adapters.db.errors import database_label, translate_errors
+
 # How long a SQLite writer waits for another process's write lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Execution option read by the SQLite "begin" hook: "IMMEDIATE" takes the write lock up front.
@@ -31,12 +33,22 @@ def _is_memory(url: URL) -> bool:
     return url.database in (None, "", ":memory:") or bool(url.query.get("mode") == "memory")
 
 
-def make_engine(url: str | URL, **kwargs: Any) -> Engine:
-    """An engine for `url`: SQLite in WAL mode with foreign keys and a busy timeout, or psycopg."""
+def make_engine(url: str | URL, *, setting: str | None = None, **kwargs: Any) -> Engine:
+    """An engine for `url`: SQLite in WAL mode with foreign keys and a busy timeout, or psycopg.
+
+    A sick database (read-only, locked, full, gone) raises DatabaseUnavailable naming it (and
+    `setting`, the configuration that chose it) and the cause; its spoilt connections are dropped.
+    """
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _make_sqlite_engine(parsed, **kwargs)
-    return sa.create_engine(parsed, pool_pre_ping=True, **kwargs)
+        engine = _make_sqlite_engine(parsed, **kwargs)
+    else:
+        engine = sa.create_engine(parsed, pool_pre_ping=True, **kwargs)
+    # Named as configured: 'postgresql://...' is what the user wrote, not the driver chosen for it.
+    label = database_label(make_url(url) if isinstance(url, str) else url, setting)
+    # An in-memory database lives in its one connection: throwing that away would lose it.
+    translate_errors(engine, label, discard_spoilt=not (parsed.get_backend_name() == "sqlite" and _is_memory(parsed)))
+    return engine
 
 
 def _make_sqlite_engine(url: URL, **kwargs: Any) -> Engine:

@@ -1,0 +1,77 @@
+"""A sick database (read-only, locked, full, gone) becomes one DatabaseUnavailable, at the engine."""
+from __future__ import annotations
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, ExceptionContext
+
+from core.errors import DatabaseUnavailable
+
+# What SQLite says -> what the database is, and whether the connection is spoilt for good. One
+# opened while the file (or its -wal/-shm, or its directory) was not writable stays read-only
+# for life, even once the files are writable again, and pre-ping cannot tell (reads work).
+_SQLITE_PROBLEMS = (
+    ("readonly database", "is read-only", True),
+    ("database is locked", "is locked by another process", False),  # after the busy timeout
+    ("database table is locked", "is locked by another process", False),
+    ("database or disk is full", "is full", True),
+    ("disk i/o error", "cannot be read or written", True),
+    ("unable to open database file", "cannot be opened", True),
+)
+# PostgreSQL SQLSTATEs, or their two-character class -> what the database is, spoilt or not.
+_PG_PROBLEMS = {
+    "25006": ("is read-only", True),  # a standby after a failover: a new connection finds the primary
+    "53100": ("is full", False),
+    "55P03": ("is locked by another process", False),
+    "53300": ("cannot be reached", True),  # too many connections
+    "57P01": ("cannot be reached", True),  # shut down by an administrator
+    "57P02": ("cannot be reached", True),
+    "57P03": ("cannot be reached", True),  # starting up or shutting down
+    "08": ("cannot be reached", True),  # connection exceptions
+}
+
+
+def database_label(url: URL, setting: str | None = None) -> str:
+    """How errors name a database: its file, or its URL without the password, and the setting."""
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        where = url.database
+    else:
+        where = url.render_as_string(hide_password=True)
+    return f"the database {where}" + (f" ({setting})" if setting else "")
+
+
+def translate_errors(engine: Engine, label: str, *, discard_spoilt: bool = True) -> None:
+    """Make `engine` raise DatabaseUnavailable for a sick database, and discard spoilt connections."""
+    password = engine.url.password
+
+    def on_error(ctx: ExceptionContext) -> DatabaseUnavailable | None:
+        problem = database_problem(ctx.original_exception)
+        if problem is None:
+            return None
+        what, spoilt = problem
+        if spoilt and discard_spoilt:
+            # The connection, and the pool's others opened in the same bad moment, are thrown
+            # away: the next unit of work opens fresh ones, which work once the database does.
+            ctx.is_disconnect = True
+            ctx.invalidate_pool_on_disconnect = True
+        if ctx.is_pre_ping:
+            return None  # pre-ping reconnects by itself; a failure after that is reported then
+        reason = " ".join(str(ctx.original_exception).split())  # drivers explain over several lines
+        if password:
+            reason = reason.replace(str(password), "***")
+        return DatabaseUnavailable(f"{label} {what}: {reason}")
+
+    event.listen(engine, "handle_error", on_error)
+
+
+def database_problem(error: BaseException) -> tuple[str, bool] | None:
+    """What a driver error says about the database ('is read-only'), and whether its connection is spoilt."""
+    state = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+    if state:
+        return _PG_PROBLEMS.get(state) or _PG_PROBLEMS.get(state[:2])
+    kind = type(error)
+    if kind.__module__ == "sqlite3":
+        text = str(error).lower()
+        return next(((what, spoilt) for says, what, spoilt in _SQLITE_PROBLEMS if says in text), None)
+    if kind.__name__ == "OperationalError":  # a PostgreSQL driver that could not connect, or lost the server
+        return "cannot be reached", True
+    return None
