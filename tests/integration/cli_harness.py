@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tests.polling import wait_for  # noqa: F401  (re-exported for the CLI tests)
 
@@ -34,10 +34,13 @@ class Expbot:
             "EXPBOT_USER": "ana",
         } | settings
         self.serve_proc: subprocess.Popen | None = None
+        # Run in every child before exec (e.g. to give up root's power over file modes).
+        self.preexec_fn: Callable[[], None] | None = None
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run one `expbot ...` command to completion."""
-        proc = subprocess.run([*EXPBOT, *args], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run([*EXPBOT, *args], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=60,
+                              preexec_fn=self.preexec_fn)
         if check and proc.returncode != 0:
             raise AssertionError(f"expbot {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc
@@ -51,7 +54,8 @@ class Expbot:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / f"serve-{time.monotonic_ns()}.log", "w")
         self.serve_proc = subprocess.Popen(
-            [*EXPBOT, "serve"], cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [*EXPBOT, "serve"], cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=self.preexec_fn,
         )
         return self.serve_proc
 
