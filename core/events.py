@@ -68,6 +68,7 @@ class AttemptEnded(Event):
     exit_code: int | None
     reason: str
     failure_class: str
+    node: str | None = None  # where it ran, when the backend said
 
 
 class RestartScheduled(Event):
@@ -76,6 +77,8 @@ class RestartScheduled(Event):
     budget: str  # which budget the restart spends: user, infra or none
     reason: str
     resume_from: str | None = None
+    avoid_nodes: list[str] = []  # nodes (or local GPUs) the next attempt keeps away from
+    note: str = ""  # e.g. why no node is avoided any more
 
 
 class ExperimentSucceeded(Event):

@@ -29,13 +29,16 @@ def describe(event: ev.Event) -> str:
             return f"attempt {event.attempt} is running"
         case ev.AttemptEnded():
             code = "no exit code" if event.exit_code is None else f"exit code {event.exit_code}"
-            return f"attempt {event.attempt} ended ({code}, {event.failure_class}): {event.reason}"
+            where = f" on {event.node}" if event.node else ""
+            return f"attempt {event.attempt} ended{where} ({code}, {event.failure_class}): {event.reason}"
         case ev.RestartScheduled():
             wait = format_duration(event.delay_seconds) if event.delay_seconds >= 1 else "now"
             spends = {"user": "spends a restart", "infra": "infrastructure restart", "none": "not counted"}
+            avoiding = f", avoiding {', '.join(event.avoid_nodes)}" if event.avoid_nodes else ""
+            avoiding += f" ({event.note})" if event.note else ""
             return (
                 f"restarting as attempt {event.next_attempt} in {wait} "
-                f"({spends.get(event.budget, event.budget)}), {_resume(event.resume_from)}"
+                f"({spends.get(event.budget, event.budget)}), {_resume(event.resume_from)}{avoiding}"
             )
         case ev.ExperimentSucceeded():
             return f"succeeded after {event.attempts} attempt{'s' if event.attempts != 1 else ''}"

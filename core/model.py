@@ -76,6 +76,7 @@ class Attempt:
     resumed_from: str | None = None
     gpus: int = 0
     hourly_rate: float = 0.0  # cost of one wall hour of this attempt, priced when it started
+    node: str | None = None  # where it ran: a Kubernetes node, or the local GPUs ("gpu0,gpu1")
 
     def cost(self, now: datetime) -> float:
         """What this attempt has cost so far (running attempts accrue up to `now`)."""
@@ -200,9 +201,10 @@ class Experiment:
         self._emit(events.AttemptStarted, now, attempt=attempt.number, resumed_from=resumed_from)
         return attempt
 
-    def mark_running(self, now: datetime) -> None:
-        """The current attempt's process is running."""
+    def mark_running(self, now: datetime, node: str | None = None) -> None:
+        """The current attempt's process is running (on `node`, when the backend says)."""
         attempt = self._require_attempt(AttemptState.STARTING)
+        attempt.node = node or attempt.node
         if self.state == State.QUEUED:  # placed after waiting for capacity
             self._move(State.STARTING, now)
         self._move(State.RUNNING, now)
@@ -210,24 +212,27 @@ class Experiment:
         self._emit(events.AttemptRunning, now, attempt=attempt.number)
 
     def end_attempt(
-        self, exit_code: int | None, reason: str, failure_class: FailureClass, now: datetime
+        self, exit_code: int | None, reason: str, failure_class: FailureClass, now: datetime,
+        node: str | None = None,
     ) -> Attempt:
         """Record how the current attempt ended (the decision comes separately)."""
         attempt = self.current_attempt
         if attempt is None or attempt.state == AttemptState.ENDED:
             raise IllegalTransition(f"{self.name}: no attempt is in progress")
+        attempt.node = attempt.node or node
         if attempt.started_at is None:  # ended before it was ever seen running
             attempt.started_at = now
         attempt.state, attempt.ended_at = AttemptState.ENDED, now
         attempt.exit_code, attempt.reason, attempt.failure_class = exit_code, reason, failure_class
         self._emit(
             events.AttemptEnded, now, attempt=attempt.number, exit_code=exit_code, reason=reason,
-            failure_class=str(failure_class),
+            failure_class=str(failure_class), node=attempt.node,
         )
         return attempt
 
     def schedule_restart(
-        self, at: datetime, budget: str, reason: str, resume_from: str | None, now: datetime
+        self, at: datetime, budget: str, reason: str, resume_from: str | None, now: datetime,
+        avoid_nodes: tuple[str, ...] = (), note: str = "",
     ) -> None:
         """Plan the next attempt at `at`, spending the named budget (user, infra or none)."""
         self._move(State.RESTARTING, now, reason)
@@ -241,7 +246,7 @@ class Experiment:
         self._emit(
             events.RestartScheduled, now, next_attempt=len(self.attempts) + 1,
             delay_seconds=max(0.0, (at - now).total_seconds()), budget=budget, reason=reason,
-            resume_from=resume_from,
+            resume_from=resume_from, avoid_nodes=list(avoid_nodes), note=note,
         )
 
     def succeed(self, now: datetime) -> None:

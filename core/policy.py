@@ -34,6 +34,7 @@ class AttemptOutcome:
     oom_killed: bool = False
     log_tail: str = ""
     cause: Cause | None = None
+    node: str | None = None  # where it ran, when the backend knows
 
 
 class Action(StrEnum):
@@ -148,6 +149,20 @@ def decide(
         budget = "user"
     delay = backoff.delay(experiment.restarts + 1, rng)
     return Decision(Action.RESTART, failure_class, reason, delay=delay, budget=budget)
+
+
+def nodes_to_avoid(experiment: Experiment, limit: int) -> tuple[tuple[str, ...], str]:
+    """Where earlier attempts hit infrastructure failures, newest first, and a note when there are
+    more than `limit` of them: then nothing is excluded (the fault is likely not the nodes')."""
+    bad: list[str] = []
+    for attempt in reversed(experiment.attempts):
+        if attempt.node and attempt.failure_class in INFRASTRUCTURE and attempt.node not in bad:
+            bad.append(attempt.node)
+    if limit <= 0 or not bad:
+        return (), ""
+    if len(bad) > limit:
+        return (), f"infrastructure failures on {len(bad)} different nodes (more than {limit}): no longer avoiding any"
+    return tuple(bad), ""
 
 
 def _matching_pattern(patterns: tuple[str, ...], log_tail: str) -> str | None:

@@ -112,6 +112,7 @@ class AttemptLaunch:
     owner: str
     resume_from: str | None
     max_runtime: timedelta  # what is left of the experiment's max runtime
+    avoid_nodes: tuple[str, ...] = ()  # where earlier attempts hit infrastructure failures
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ class AttemptStatus:
     last_progress_at: datetime | None = None  # newest checkpoint or heartbeat
     deadline_exceeded: bool = False  # the cluster ended it at the max-runtime deadline
     needs_cleanup: bool = False  # over, but its resources linger (e.g. a pod stuck pulling an image)
+    node: str | None = None  # where it runs or ran: a node name, or the local GPUs ("gpu0,gpu1")
 
 
 class ClusterBackend(Protocol):

@@ -61,6 +61,7 @@ def attempt_values(experiment_id: str, attempt: Attempt) -> dict[str, Any]:
         "resumed_from": attempt.resumed_from,
         "gpus": attempt.gpus,
         "hourly_rate": attempt.hourly_rate,
+        "node": attempt.node,
     }
 
 
@@ -103,6 +104,7 @@ def _attempt_from_row(row: RowMapping) -> Attempt:
         resumed_from=col("resumed_from"),
         gpus=col("gpus"),
         hourly_rate=col("hourly_rate"),
+        node=col("node"),
     )
 
 

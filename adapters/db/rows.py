@@ -79,6 +79,7 @@ class AttemptRow(SQLModel, table=True):
     resumed_from: str | None = Field(default=None, sa_type=sa.String)
     gpus: int = 0
     hourly_rate: float = 0.0  # what one wall hour of this attempt costs, priced when it started
+    node: str | None = Field(default=None, sa_type=sa.String)  # where it ran (node, or local GPUs)
 
 
 class OutboxEventRow(SQLModel, table=True):

@@ -139,9 +139,9 @@ class FakeBackend:
         """The launch an attempt was created from."""
         return self.attempts[(experiment_id, attempt)].launch
 
-    def run(self, experiment_id: str, attempt: int) -> None:
-        """The attempt is now running."""
-        self._set(experiment_id, attempt, phase=AttemptPhase.RUNNING, started_at=self.clock.now())
+    def run(self, experiment_id: str, attempt: int, node: str | None = None) -> None:
+        """The attempt is now running (on `node`, if given)."""
+        self._set(experiment_id, attempt, phase=AttemptPhase.RUNNING, started_at=self.clock.now(), node=node)
 
     def queue(self, experiment_id: str, attempt: int, reason: str = "Unschedulable") -> None:
         """The cluster accepted the attempt but cannot place it."""

@@ -12,6 +12,7 @@ from core import approvals, commands, handlers
 from core.budget import BudgetConfig
 from core.cost import Prices
 from core.bus import MessageBus
+from core.messages import describe
 from core.policy import Backoff
 from core.spec import LaunchConfig
 from core.supervisor import Supervisor
@@ -37,6 +38,12 @@ class World:
     def get(self, name: str):
         with self.uow() as uow:
             return uow.experiments.get_by_name(name)
+
+    def texts(self, name: str) -> list[str]:
+        """Every event of the experiment as its thread would say it."""
+        exp = self.get(name)
+        with self.uow() as uow:
+            return [describe(e) for e in uow.outbox.for_experiment(exp.id)]
 
     def events(self, name: str) -> list[str]:
         exp = self.get(name)

@@ -1,0 +1,49 @@
+"""Restarts after infrastructure failures avoid the nodes they happened on, up to a limit."""
+from __future__ import annotations
+
+from core.model import FailureClass, State
+
+XID_79 = "NVRM: Xid (PCI:0000:3b:00): 79, pid=1234, name=python, GPU has fallen off the bus.\n"
+
+
+def fail_on(world, name: str, attempt: int, node: str, code: int = 1, log: str = XID_79, **kw) -> None:
+    exp = world.get(name)
+    world.backend.run(exp.id, attempt, node=node)
+    world.supervisor.reconcile_once()
+    world.backend.write_log(exp.id, attempt, log)
+    world.backend.exit(exp.id, attempt, code, **kw)
+    world.supervisor.reconcile_once()
+    world.clock.advance(minutes=10)  # past the backoff
+    world.supervisor.reconcile_once()
+
+
+def test_a_hardware_fault_sends_the_next_attempt_elsewhere_without_spending_max_restarts(world):
+    world.launch("big --max-restarts 1 --max-preemptions 5 -- python train.py")
+    world.supervisor.reconcile_once()
+    fail_on(world, "big", 1, "gpu-a100-3")
+    exp = world.get("big")
+    first = exp.attempts[0]
+    assert (first.node, first.failure_class) == ("gpu-a100-3", FailureClass.HARDWARE)
+    assert exp.user_restarts == 0 and exp.infra_restarts == 1 and len(exp.attempts) == 2
+    assert world.backend.submits[-1].avoid_nodes == ("gpu-a100-3",)
+    assert "avoiding gpu-a100-3" in " ".join(world.texts("big")) and "Xid 79" in " ".join(world.texts("big"))
+
+
+def test_a_user_error_excludes_no_node(world):
+    world.launch("buggy --max-restarts 2 -- python train.py")
+    world.supervisor.reconcile_once()
+    fail_on(world, "buggy", 1, "gpu-a100-3", log="ValueError: bad shape\n")
+    assert world.get("buggy").attempts[0].failure_class == FailureClass.USER
+    assert world.backend.submits[-1].avoid_nodes == ()
+
+
+def test_past_the_limit_expbot_stops_excluding_and_says_so(world):
+    world.supervisor.max_excluded_nodes = 2
+    world.launch("unlucky --max-preemptions 9 -- python train.py")
+    world.supervisor.reconcile_once()
+    for attempt, node in enumerate(("n1", "n2", "n3"), start=1):
+        fail_on(world, "unlucky", attempt, node, code=None, reason="Evicted", infra=True)
+    exp = world.get("unlucky")
+    assert [s.avoid_nodes for s in world.backend.submits] == [(), ("n1",), ("n2", "n1"), ()]
+    assert exp.state == State.STARTING
+    assert any("no longer avoiding any" in t for t in world.texts("unlucky"))
