@@ -16,62 +16,39 @@ So this is a small elector with client-go's semantics. A follower judges expiry 
 monotonic clock: a lease is expired when its record has not changed for leaseDurationSeconds since
 this replica first saw that record (client-go's observedTime; tolerant of clock skew between
 replicas, which renewTime + leaseDurationSeconds < now is not). Empty holderIdentity means free;
-a lease already naming us is ours at once. Writes are replace() with the read resourceVersion, so
+a lease already naming us is ours at once (a container restarted in the same pod). Writes are replace() with the read resourceVersion, so
 a 409 means someone else won. The leader renews every retry_period and steps down when no renewal
 started within renew_deadline has succeeded; every request's timeout is cut to that deadline and
 retries are off, so it stops acting before any follower can take over (lease_duration - renew_deadline
 is the margin). acquireTime/renewTime are timezone-aware UTC MicroTimes.
+
+An elector that has stopped leading (stepped down, or stopping) never campaigns again: the lease
+may still name it, and "ours at once" would make it leader again while its process winds down.
+Its run() ends and releases the lease if it still names it; a fresh process (a fresh elector)
+follows. A stopping elector takes nothing, not even a free lease.
 """
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from kubernetes import client
-from kubernetes.client.rest import ApiException
-from urllib3.exceptions import HTTPError
+from adapters.k8s.errors import KubeConflict, KubeError, KubeNotFound
+# Re-exported: the elector's callers and tests name the record and the store through this module.
+from adapters.k8s.lease_store import KubeLeaseStore, LeaseRecord, LeaseStore, wire_time
 
-from adapters.k8s.errors import KubeConflict, KubeError, KubeNotFound, translate
+__all__ = ["ElectionClock", "KubeLeaseStore", "LeaseElector", "LeaseRecord", "LeaseStore",
+           "SystemElectionClock", "wire_time"]
 
 log = logging.getLogger(__name__)
 
 Callback = Callable[[], None]
-
-
-# --- the Lease as the elector sees it ---------------------------------------------------------
-@dataclass(frozen=True)
-class LeaseRecord:
-    """A Lease's spec plus the resourceVersion it was read at (None: not yet stored)."""
-
-    holder: str  # "" when nobody holds it
-    lease_duration_seconds: int
-    acquire_time: datetime | None
-    renew_time: datetime | None
-    transitions: int = 0
-    resource_version: str | None = None
-
-    def spec_key(self) -> tuple[Any, ...]:
-        """What a change of leadership or a renewal changes (resourceVersion aside)."""
-        return (self.holder, self.lease_duration_seconds, self.acquire_time, self.renew_time, self.transitions)
-
-
-class LeaseStore(Protocol):
-    """The three Lease calls the elector makes, bound to one namespace and name.
-
-    Errors are adapters.k8s.errors': KubeConflict when the Lease exists already or changed since it
-    was read (resourceVersion), KubeNotFound when it vanished, any other KubeError otherwise.
-    """
-
-    def get(self, timeout: float) -> LeaseRecord | None: ...
-    def create(self, record: LeaseRecord, timeout: float) -> LeaseRecord: ...
-    def replace(self, record: LeaseRecord, timeout: float) -> LeaseRecord: ...
+_RELEASE_BUDGET = 2.0  # seconds for the release on a clean stop, both calls together
 
 
 class ElectionClock(Protocol):
@@ -97,93 +74,6 @@ class SystemElectionClock:
 
     def wait(self, event: threading.Event, seconds: float) -> bool:
         return event.wait(max(seconds, 0.0))
-
-
-# --- the real store ---------------------------------------------------------------------------
-def wire_time(value: datetime) -> datetime:
-    """The instant to send as a MicroTime: UTC, never on a whole second.
-
-    Client 37 turns the body into a pydantic V1Lease and writes datetimes with isoformat(), which
-    drops the fraction at .000000; the API server parses MicroTime as RFC3339 with exactly six
-    fractional digits and rejects that (400). Such an instant is sent 1 µs later.
-    """
-    value = value.astimezone(timezone.utc)
-    return value.replace(microsecond=1) if value.microsecond == 0 else value
-
-
-class KubeLeaseStore:
-    """CoordinationV1Api on a private copy of the caller's ApiClient with urllib3 retries off."""
-
-    def __init__(self, api_client: Any, namespace: str, name: str) -> None:
-        config = copy.deepcopy(api_client.configuration)
-        config.retries = False  # a retried call could outlive the renew deadline
-        self._client = client.ApiClient(configuration=config)
-        self._client.default_headers.update(api_client.default_headers)  # User-Agent, Impersonate-User...
-        self._api = client.CoordinationV1Api(self._client)
-        self.namespace, self.name = namespace, name
-        self._metadata: dict[str, Any] = {}  # labels/annotations of the last read, kept on replace
-
-    def get(self, timeout: float) -> LeaseRecord | None:
-        try:
-            lease = self._call(self._api.read_namespaced_lease, self.name, self.namespace, timeout=timeout)
-        except KubeNotFound:
-            return None  # there is no lease yet
-        meta = lease.metadata
-        self._metadata = {"labels": meta.labels, "annotations": meta.annotations}
-        return self._record(lease)
-
-    def create(self, record: LeaseRecord, timeout: float) -> LeaseRecord:
-        try:  # 409 (KubeConflict): someone created it first
-            lease = self._call(self._api.create_namespaced_lease, self.namespace, self._body(record), timeout=timeout)
-        except KubeNotFound as e:  # the namespace is missing: not a race
-            raise KubeError(f"cannot create lease {self.namespace}/{self.name}: {e}", e.status) from e
-        return self._record(lease)
-
-    def replace(self, record: LeaseRecord, timeout: float) -> LeaseRecord:
-        body = self._body(record)
-        lease = self._call(self._api.replace_namespaced_lease, self.name, self.namespace, body, timeout=timeout)
-        return self._record(lease)
-
-    def close(self) -> None:
-        self._client.close()
-
-    def _call(self, method: Callable[..., Any], *args: Any, timeout: float) -> Any:
-        try:
-            return method(*args, _request_timeout=max(timeout, 0.001))
-        except (ApiException, HTTPError, OSError) as e:
-            raise translate(e) from e
-
-    def _body(self, record: LeaseRecord) -> dict[str, Any]:
-        metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
-        if record.resource_version is not None:
-            metadata["resourceVersion"] = record.resource_version
-            metadata.update({k: v for k, v in self._metadata.items() if v})
-        spec: dict[str, Any] = {
-            "holderIdentity": record.holder,
-            "leaseDurationSeconds": record.lease_duration_seconds,
-            "leaseTransitions": record.transitions,
-        }
-        if record.acquire_time is not None:
-            spec["acquireTime"] = wire_time(record.acquire_time)
-        if record.renew_time is not None:
-            spec["renewTime"] = wire_time(record.renew_time)
-        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": spec}
-
-    @staticmethod
-    def _record(lease: Any) -> LeaseRecord:
-        spec = lease.spec
-
-        def utc(value: datetime | None) -> datetime | None:
-            return value.astimezone(timezone.utc) if value is not None else None
-
-        return LeaseRecord(
-            holder=(spec.holder_identity or "") if spec else "",
-            lease_duration_seconds=(spec.lease_duration_seconds or 0) if spec else 0,
-            acquire_time=utc(spec.acquire_time) if spec else None,
-            renew_time=utc(spec.renew_time) if spec else None,
-            transitions=(spec.lease_transitions or 0) if spec else 0,
-            resource_version=lease.metadata.resource_version,
-        )
 
 
 # --- the elector ------------------------------------------------------------------------------
@@ -216,6 +106,8 @@ class LeaseElector:
         self._observed: LeaseRecord | None = None
         self._observed_at = 0.0  # monotonic time the observed record was first seen
         self._killed = threading.Event()
+        self._retired = False  # stopped leading once: never campaigns again
+        self._stopping: threading.Event | None = None  # run()'s stop, checked before every write
 
     @property
     def is_leader(self) -> bool:
@@ -227,13 +119,19 @@ class LeaseElector:
         """The holder in the lease as last seen ("" when free or not yet read)."""
         return self._observed.holder if self._observed else ""
 
+    @property
+    def retired(self) -> bool:
+        """True once this replica stopped leading: it never campaigns again (a new elector must)."""
+        return self._retired
+
     def run(self, stop: threading.Event, on_started_leading: Callback, on_stopped_leading: Callback) -> None:
-        """Blocks until stop is set, then stops leading and releases the lease if held."""
+        """Campaign until stop is set or this replica stops leading; then release the lease if it names us."""
         self._killed.clear()
+        self._stopping = stop
         try:
-            while not stop.is_set() and not self._killed.is_set():
+            while not (stop.is_set() or self._killed.is_set() or self._retired):
                 delay = self.step(on_started_leading, on_stopped_leading)
-                if self._killed.is_set() or self._clock.wait(stop, delay):
+                if self._killed.is_set() or self._retired or self._clock.wait(stop, delay):
                     break
         finally:
             if not self._killed.is_set():
@@ -245,6 +143,8 @@ class LeaseElector:
 
     def step(self, on_started_leading: Callback, on_stopped_leading: Callback) -> float:
         """One round of run(): acquire or renew, call back on a transition; seconds to the next round."""
+        if self._retired:
+            return self.retry_period  # it stopped leading once: the lease may still name it, it is not ours
         started = self._clock.monotonic()
         won = self._try_acquire_or_renew()
         if won:
@@ -267,14 +167,17 @@ class LeaseElector:
         """Stop leading (callback first), then hand the lease over at once if it still names us."""
         if self._leading:
             self._stop(on_stopped_leading, "stopping")
-        timeout = min(self.renew_deadline, 5.0)
+        self._retired = True
+        # Both calls within one short budget: a shutdown must not wait long on a sick API server
+        # (then the lease simply expires).
+        deadline = self._clock.monotonic() + min(self.renew_deadline, _RELEASE_BUDGET)
         try:
-            record = self._store.get(timeout)
+            record = self._store.get(deadline - self._clock.monotonic())
             if record is None or record.holder != self.identity:
                 return
             now = self._clock.now()
             released = replace(record, holder="", lease_duration_seconds=1, acquire_time=now, renew_time=now)
-            self._observed = self._store.replace(released, timeout)
+            self._observed = self._store.replace(released, max(deadline - self._clock.monotonic(), 0.001))
             log.info("%s released lease %s/%s", self.identity, self.namespace, self.name)
         except KubeError as e:
             log.warning("%s could not release lease %s/%s (it will expire): %s", self.identity,
@@ -301,6 +204,8 @@ class LeaseElector:
         now = self._clock.now()
         try:
             record = self._store.get(self._timeout())
+            if not self._leading and self._stopping is not None and self._stopping.is_set():
+                return False  # stop came while we asked: a stopping replica takes nothing
             if record is None:
                 fresh = LeaseRecord(self.identity, math.ceil(self.lease_duration), now, now, 0)
                 self._observe(self._store.create(fresh, self._timeout()))
@@ -340,6 +245,7 @@ class LeaseElector:
         level = logging.INFO if why == "stopping" else logging.WARNING
         log.log(level, "%s stopped leading (lease %s/%s): %s", self.identity, self.namespace, self.name, why)
         self._leading = False
+        self._retired = True
         try:
             on_stopped_leading()
         except Exception:

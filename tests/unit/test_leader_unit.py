@@ -99,6 +99,9 @@ class Sim:
             delay = replica.step()
             assert delay > 0
             self.check()
+            if replica.elector.retired:
+                replica.alive = False  # it stopped leading: serve exits, a fresh process follows
+                continue
             self._schedule(when + delay, replica)
         self.clock.t = end
 
@@ -335,6 +338,84 @@ def test_kill_leaves_the_lease_held_and_calls_nothing():
     assert sim.lease().renew_time == START + timedelta(seconds=6)
 
 
+def _elector(sim: Sim, store, identity: str = "x") -> LeaseElector:
+    return LeaseElector(None, namespace=NS, name=NAME, identity=identity, clock=sim.clock, lease_store=store, **TIMING)
+
+
+def test_run_ends_when_it_steps_down_and_never_takes_the_lease_again():
+    """The lease still names a leader that could not renew: "ours at once" made it leader again."""
+    sim = Sim(n=0)
+    store = PartitionableStore(sim.server.store(NS, NAME))
+    elector, stop, calls = _elector(sim, store), threading.Event(), []
+    sim.clock.at.extend([(21.0, lambda: setattr(store, "cut", True)), (31.0, lambda: setattr(store, "cut", False)),
+                         (200.0, stop.set)])  # the backstop: run() must end long before
+    elector.run(stop, lambda: calls.append((sim.clock.t, "started")), lambda: calls.append((sim.clock.t, "stopped")))
+    assert calls == [(0.0, "started"), (30.0, "stopped")] and sim.clock.t == 30.0 and not stop.is_set()
+    store.cut = False
+    writes = len(sim.server.writes)
+    for _ in range(10):  # even driven round by round, with the API back and the lease naming it
+        sim.clock.t += elector.step(lambda: calls.append((sim.clock.t, "started")), lambda: None)
+    assert len(calls) == 2 and len(sim.server.writes) == writes and elector.retired
+    assert sim.lease().holder == "x" and sim.lease().renew_time == START + timedelta(seconds=20)
+
+
+def test_a_replica_that_stepped_down_releases_the_lease_on_its_way_out():
+    sim = Sim(n=0)
+    store = PartitionableStore(sim.server.store(NS, NAME))
+    elector, stop, calls = _elector(sim, store), threading.Event(), []
+
+    def stopped() -> None:
+        calls.append((sim.clock.t, "stopped"))
+        store.cut = False  # the API server is back by the time it exits
+
+    sim.clock.at.extend([(21.0, lambda: setattr(store, "cut", True)), (200.0, stop.set)])
+    elector.run(stop, lambda: calls.append((sim.clock.t, "started")), stopped)
+    assert calls == [(0.0, "started"), (30.0, "stopped")] and sim.clock.t == 30.0
+    lease = sim.lease()
+    assert lease.holder == "" and lease.renew_time == START + timedelta(seconds=30)
+    assert [record.holder for _, _, record in sim.server.writes][-1:] == [""]  # the release was its last write
+
+
+def test_a_stopping_elector_takes_nothing_not_even_a_free_lease():
+    """SIGTERM while a follower's read is in flight: it must not become leader on its way out."""
+    sim = Sim(n=0)
+    inner, stop, calls = sim.server.store(NS, NAME), threading.Event(), []
+
+    class StopDuringGet:
+        def get(self, timeout):
+            stop.set()
+            return inner.get(timeout)
+
+        def create(self, record, timeout):
+            return inner.create(record, timeout)
+
+        def replace(self, record, timeout):
+            return inner.replace(record, timeout)
+
+    _elector(sim, StopDuringGet()).run(stop, lambda: calls.append("started"), lambda: calls.append("stopped"))
+    assert calls == [] and sim.server.writes == []
+
+
+def test_the_release_on_stop_gives_up_within_two_seconds_when_the_api_hangs():
+    sim = Sim(n=0)
+    store = PartitionableStore(sim.server.store(NS, NAME))
+    elector, stop = _elector(sim, store), threading.Event()
+    hang = threading.Event()
+    original_get = store.get
+
+    def get(timeout):
+        if hang.is_set():
+            sim.clock.t += timeout  # the call blocks for its whole timeout, then fails
+            raise KubeTransient("read timed out")
+        return original_get(timeout)
+
+    store.get = get
+    sim.clock.at.extend([(5.0, hang.set), (5.0, stop.set)])
+    elector.run(stop, lambda: None, lambda: None)
+    assert sim.clock.t - 5.0 <= 2.0
+    assert sim.lease().holder == "x"  # not released: it will expire
+
+
 @pytest.mark.parametrize("timing", [
     {"lease_duration": 10, "renew_deadline": 10, "retry_period": 2},
     {"lease_duration": 15, "renew_deadline": 2, "retry_period": 2},
@@ -380,8 +461,9 @@ def test_at_most_one_leader_and_alternating_callbacks_under_any_faults(actions):
             sim.add(replica.identity, index)
     for replica in sim.replicas:
         replica.store.cut = False
-    if not any(r.alive for r in sim.replicas):
-        sim.add("r0", 0)
+    for index, replica in enumerate(sim.replicas):
+        if not replica.alive:  # killed, stopped, or exited after stepping down: the orchestrator restarts it
+            sim.add(replica.identity, index)
     sim.run_for(15 + 2 * 2 + 0.001)
     assert len(sim.leaders()) == 1
 
