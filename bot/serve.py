@@ -52,22 +52,41 @@ def run_forever(bot: Expbot, stop: threading.Event | None = None, on_ready: Call
 def _lead_while_elected(bot: Expbot, stop: threading.Event) -> bool:
     """Follow until elected, then lead until stopped (True) or until the Lease is lost (False)."""
     elected, lost = threading.Event(), threading.Event()
+    duty = threading.Event()  # set when leading must end: stop asked for, or Lease lost
+    turn = threading.Event()  # wakes the follower: elected, stop asked for, or the election over
+
+    def started_leading() -> None:
+        elected.set()
+        turn.set()
 
     def stopped_leading() -> None:
         if not stop.is_set():  # the elector also calls this when it resigns on a clean stop
             lost.set()
         duty.set()
 
-    duty = threading.Event()  # set when leading must end: stop asked for, or Lease lost
-    election = threading.Thread(
-        target=bot.elector.run, args=(stop, elected.set, stopped_leading), name="leader-election", daemon=True)
+    def campaign() -> None:
+        # The elector's run ends on stop, or for good once this replica stopped leading (it never
+        # campaigns again: a fresh process must). Either way leading ends with it.
+        try:
+            bot.elector.run(stop, started_leading, stopped_leading)
+        finally:
+            if not stop.is_set():
+                lost.set()
+            duty.set()
+            turn.set()
+
+    def relay_stop() -> None:
+        stop.wait()
+        duty.set()
+        turn.set()
+
+    election = threading.Thread(target=campaign, name="leader-election", daemon=True)
+    threading.Thread(target=relay_stop, name="stop-relay", daemon=True).start()
     election.start()
     log.info("following: waiting for the %s Lease", bot.settings.lease_name)
-    while not (stop.is_set() or elected.wait(0.5)):
-        pass
-    if elected.is_set() and not lost.is_set():
+    turn.wait()
+    if elected.is_set() and not (stop.is_set() or lost.is_set()):
         log.info("elected leader: supervising and running scheduled jobs")
-        threading.Thread(target=lambda: (stop.wait(), duty.set()), name="stop-relay", daemon=True).start()
         lead(bot, duty)
     stop.set()  # the elector releases the Lease on stop, so the next leader takes over at once
     election.join(timeout=10)
@@ -88,6 +107,7 @@ def lead(bot: Expbot, stop: threading.Event) -> None:
     bot.bus.subscribe_all(lambda _event: relay_woken.set())
     relay = threading.Thread(target=_relay, args=(bot, stop, relay_woken), name="outbox-relay", daemon=True)
     relay.start()
+    threading.Thread(target=_interrupt_on_stop, args=(bot, stop), name="stop-backend", daemon=True).start()
     resync = settings.k8s_resync_seconds if settings.backend == "kubernetes" else settings.resync_interval_seconds
     try:
         bot.supervisor.run(stop, resync)
@@ -99,6 +119,17 @@ def lead(bot: Expbot, stop: threading.Event) -> None:
             close_watch()
         relay_woken.set()
         relay.join(timeout=10)  # its last round delivers what the final pass stored
+
+
+def _interrupt_on_stop(bot: Expbot, stop: threading.Event) -> None:
+    """Once stop is set, end the supervisor's wait_for_change now, not at its next resync (up to 30 s)."""
+    stop.wait()
+    close = getattr(bot.backend, "close", None)
+    if close is not None:
+        close()  # Kubernetes: shuts the watch streams and wakes the wait
+    else:
+        # Any wake ends a process backend's wait; the id is never looked at: the loop sees stop first.
+        bot.backend.wake("")
 
 
 def _relay(bot: Expbot, stop: threading.Event, woken: threading.Event) -> None:

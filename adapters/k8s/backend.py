@@ -4,6 +4,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import posixpath
+import threading
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +16,7 @@ from adapters.k8s.classify import attempt_status
 from adapters.k8s.config import K8sConfig
 from adapters.k8s.errors import KubeConflict, KubeError, KubeNotFound, call
 from adapters.k8s.views import JobView
-from adapters.k8s.watch import ClusterCache, Watcher
+from adapters.k8s.watch import ClusterCache, Watcher, stop_all
 from core.ports import AttemptLaunch, AttemptStatus, Clock, SubmitResult
 from core.progress import ProgressStore
 from core.spec import ExperimentSpec
@@ -28,6 +29,9 @@ _HEARTBEAT_WINDOW = timedelta(days=1)
 # The supervisor reads a failed attempt's log on its only thread: one try, bounded in time. A
 # kubelet that cannot serve it (node gone, log rotated) must cost seconds at most, never a backoff.
 _LOG_READ_TIMEOUT = (3.0, 5.0)  # (connect, read) seconds
+# Open streams are shut at once; only a list call in flight can hold a watch thread (a daemon) longer,
+# and shutdown must not wait for it: `expbot serve` has 2 s to exit.
+_WATCH_STOP_TIMEOUT = 1.0
 
 
 class K8sBackend:
@@ -44,6 +48,7 @@ class K8sBackend:
         self.core = client.CoreV1Api(api_client)
         self.cache = ClusterCache()
         self._watchers: list[Watcher] = []
+        self._watchers_lock = threading.Lock()  # close() may come from serve's stop thread and its lead()
         self._heartbeats: dict[tuple[str, int], datetime] = {}
         self._heartbeats_at: datetime | None = None
 
@@ -51,10 +56,12 @@ class K8sBackend:
     def start(self, sync_timeout: float = 60.0) -> "K8sBackend":
         """List and watch Jobs and Pods; returns once both lists are in (status() depends on them)."""
         ns = self.config.namespace
-        self._watchers = [
+        watchers = [
             Watcher("jobs", self.batch.list_namespaced_job, ns, self.cache).start(),
             Watcher("pods", self.core.list_namespaced_pod, ns, self.cache).start(),
         ]
+        with self._watchers_lock:
+            self._watchers = watchers
         for kind, synced in self.cache.synced.items():
             if not synced.wait(sync_timeout):
                 self.close()
@@ -62,10 +69,11 @@ class K8sBackend:
         return self
 
     def close(self) -> None:
-        """Stop watching."""
-        for watcher in self._watchers:
-            watcher.stop()
-        self._watchers = []
+        """Stop watching (open streams are shut at once) and end a wait_for_change in progress."""
+        with self._watchers_lock:
+            watchers, self._watchers = self._watchers, []
+        self.cache.interrupt()  # the supervisor's wait must not last until its next resync
+        stop_all(watchers, _WATCH_STOP_TIMEOUT)
 
     # --- ClusterBackend ----------------------------------------------------------------------
     def check_fits(self, spec: ExperimentSpec) -> str | None:

@@ -2,19 +2,23 @@
 
 Each kind has one thread: list (paginated) -> watch from the list's resourceVersion -> on 410 Gone,
 list again; a stream that stays quiet past its read timeout is reopened from the last version seen.
+Stopping shuts the open stream's socket down, so a thread blocked reading a quiet watch ends at once.
 """
 from __future__ import annotations
 
 import json
 import logging
 import random
+import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from kubernetes import watch as k8s_watch
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 from adapters.k8s.errors import WatchExpired, translate
@@ -109,6 +113,10 @@ class ClusterCache:
             changed, self._changed_ids = self._changed_ids, set()
         return changed
 
+    def interrupt(self) -> None:
+        """End a wait_for_change now, naming no experiment (expbot is stopping)."""
+        self._changed.set()
+
     def mark_changed(self, experiment_id: str) -> None:
         """Count an experiment as changed without a cluster event (e.g. expbot just launched it)."""
         with self._lock:
@@ -140,7 +148,8 @@ class Watcher:
         self.kind, self.list_fn, self.namespace, self.cache = kind, list_fn, namespace, cache
         self.read_timeout, self.watch_timeout = read_timeout, watch_timeout
         self._stop = threading.Event()
-        self._watch: k8s_watch.Watch | None = None
+        self._lock = threading.Lock()
+        self._response: Any = None  # the open stream (urllib3 response), for interrupt() to shut
         self._thread = threading.Thread(target=self._run, name=f"k8s-watch-{kind}", daemon=True)
         self.relists = 0  # how often it had to list again (410 Gone, errors): for tests and metrics
 
@@ -149,12 +158,23 @@ class Watcher:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        """Stop the thread (an open stream is closed at once)."""
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop the thread: its open stream is shut at once; wait at most `timeout` for it to end."""
+        self.interrupt()
+        self.join(timeout)
+
+    def interrupt(self) -> None:
+        """Ask the thread to end and shut its open stream now (without waiting)."""
         self._stop.set()
-        if self._watch is not None:
-            self._watch.stop()
-        self._thread.join(timeout=5)
+        with self._lock:
+            response = self._response
+        if response is not None:
+            _shut(response)
+
+    def join(self, timeout: float) -> bool:
+        """Wait at most `timeout` seconds for the thread to end; whether it did."""
+        self._thread.join(max(timeout, 0.0))
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         failures = 0
@@ -167,6 +187,8 @@ class Watcher:
             except WatchExpired:
                 log.info("%s watch expired (410 Gone): listing again", self.kind)
             except Exception as e:  # the API restarting, the network: list again after a pause
+                if self._stop.is_set():
+                    break  # the stream was shut under it: not a failure
                 failures += 1
                 delay = _RELIST_BACKOFF.delay(failures + 1, random).total_seconds()  # type: ignore[arg-type]
                 log.warning("%s watch failed (%s); listing again in %.1fs", self.kind, translate(e), delay)
@@ -191,27 +213,69 @@ class Watcher:
 
     def _watch_from(self, version: str) -> str:
         """Stream events from `version` until the server ends the watch; the newest version seen."""
-        self._watch = k8s_watch.Watch()
-        stream = self._watch.stream(
-            self.list_fn, self.namespace, label_selector=MANAGED_SELECTOR, resource_version=version,
-            allow_watch_bookmarks=True, timeout_seconds=self.watch_timeout,
-            _request_timeout=(10, self.read_timeout), deserialize=False,
-        )
+        response = None
         try:
-            for event in stream:
-                if not isinstance(event, dict):
-                    continue
-                obj = event.get("object") or {}
-                version = (obj.get("metadata") or {}).get("resourceVersion") or version
-                if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-                    self.cache.apply(self.kind, event["type"], obj)
-        except KeyError as e:
-            # With deserialize=False the client fails on an ERROR event (it reads a key it never set):
-            # the server ended the watch, almost always with 410 Gone.
-            raise WatchExpired(f"{self.kind} watch ended by the server ({e})") from e
+            response = self.list_fn(
+                self.namespace, label_selector=MANAGED_SELECTOR, resource_version=version, watch=True,
+                allow_watch_bookmarks=True, timeout_seconds=self.watch_timeout,
+                _preload_content=False, _request_timeout=(10, self.read_timeout),
+            )
+            if not self._track(response):
+                return version  # stopped while it was being opened
+            for line in iter_resp_lines(response):
+                version = self._fold(line, version)
         except (ReadTimeoutError, ProtocolError) as e:
             # Quiet past the read timeout, or the server closed the stream: reopen from where we were.
             log.debug("%s watch stream ended (%s): watching again from %s", self.kind, e, version)
         except Exception as e:
             raise translate(e) from e
+        finally:
+            if response is not None:
+                self._track(None)
+                response.close()
+                response.release_conn()
         return version
+
+    def _fold(self, line: str, version: str) -> str:
+        """Apply one event line to the cache; the newest resourceVersion."""
+        if not line:
+            return version
+        event = json.loads(line)
+        obj = event.get("object") or {}
+        kind = event.get("type")
+        if kind == "ERROR":  # the server ended the watch, almost always with 410 Gone (WatchExpired)
+            raise translate(ApiException(status=obj.get("code"), reason=obj.get("message") or obj.get("reason")))
+        version = (obj.get("metadata") or {}).get("resourceVersion") or version
+        if kind in ("ADDED", "MODIFIED", "DELETED"):
+            self.cache.apply(self.kind, kind, obj)
+        return version
+
+    def _track(self, response: Any) -> bool:
+        """Remember the open stream for interrupt(); False when stopping already (close it instead)."""
+        with self._lock:  # with interrupt()'s read: either it sees this stream, or this sees the stop
+            self._response = response
+            return response is None or not self._stop.is_set()
+
+
+def _shut(response: Any) -> None:
+    """Wake the thread reading a stream: shutting the socket down ends a blocked read, closing does not."""
+    sock = getattr(getattr(response, "connection", None), "sock", None)
+    if sock is None:
+        return
+    try:
+        # socket.socket's own shutdown, also under TLS: SSLSocket's would drop the SSL object the
+        # reading thread is inside; the reader's finally closes the response properly.
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass  # closed already
+
+
+def stop_all(watchers: list[Watcher], timeout: float) -> None:
+    """Interrupt every watcher at once, then wait for them together at most `timeout` seconds."""
+    for watcher in watchers:
+        watcher.interrupt()
+    deadline = time.monotonic() + timeout
+    for watcher in watchers:
+        if not watcher.join(deadline - time.monotonic()):
+            log.warning("%s watch did not end within %gs (a list call in flight): left to exit with the process",
+                        watcher.kind, timeout)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,8 @@ from bot.serve import lead
 from core import commands
 from core.model import Experiment, State
 from tests.cluster.provisioner import FakeProvisioner
+from tests.integration.cli_harness import EXPBOT, REPO
+from tests.integration.cli_harness import Expbot as CliExpbot
 from tests.k8s.cluster_helpers import GPU_TOLERATIONS, GPU_TYPE_LABEL, lifecycle
 from tests.polling import wait_for
 
@@ -48,6 +51,13 @@ pod_annotations = {table(pod_annotations)}
 image_pull_grace = 5
 """)
     return path
+
+
+def serve_replica(installation: CliExpbot, identity: str) -> subprocess.Popen:
+    """A real `expbot serve` process of this installation, as replica `identity` (its pod name); log in the data dir."""
+    log = open(installation.data_dir / f"serve-{identity}.log", "w")
+    return subprocess.Popen([*EXPBOT, "serve"], cwd=REPO, env=installation.env | {"EXPBOT_POD_NAME": identity},
+                            stdout=log, stderr=subprocess.STDOUT)
 
 
 class World:

@@ -9,19 +9,13 @@ from pathlib import Path
 from kubernetes import client
 
 from adapters.k8s import names
-from tests.integration.cli_harness import EXPBOT, REPO, Expbot
-from tests.k8s.harness import write_config
+from tests.integration.cli_harness import Expbot
+from tests.k8s.harness import serve_replica, write_config
 from tests.k8s.cluster_helpers import lifecycle
 from tests.cluster.provisioner import FakeProvisioner
 from tests.polling import wait_for
 
 LEASE = "expbot-leader"
-
-
-def _replica(installation: Expbot, identity: str) -> subprocess.Popen:
-    log = open(installation.data_dir / f"serve-{identity}.log", "w")
-    return subprocess.Popen([*EXPBOT, "serve"], cwd=REPO, env=installation.env | {"EXPBOT_POD_NAME": identity},
-                            stdout=log, stderr=subprocess.STDOUT)
 
 
 def test_killing_the_leader_hands_supervision_over_within_the_lease(k8s_cluster, k8s_api, k8s_namespace, tmp_path: Path) -> None:
@@ -38,7 +32,7 @@ def test_killing_the_leader_hands_supervision_over_within_the_lease(k8s_cluster,
     leases = client.CoordinationV1Api(k8s_api)
     batch = client.BatchV1Api(k8s_api)
     provisioner = FakeProvisioner(k8s_api, k8s_namespace).start()
-    replicas = {name: _replica(installation, name) for name in ("replica-a", "replica-b")}
+    replicas = {name: serve_replica(installation, name) for name in ("replica-a", "replica-b")}
     try:
         def holder() -> str:
             try:
