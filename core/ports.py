@@ -144,6 +144,7 @@ class AttemptStatus:
     deadline_exceeded: bool = False  # the cluster ended it at the max-runtime deadline
     needs_cleanup: bool = False  # over, but its resources linger (e.g. a pod stuck pulling an image)
     node: str | None = None  # where it runs or ran: a node name, or the local GPUs ("gpu0,gpu1")
+    message: str = ""  # the last lines it left, when they come with the status (Kubernetes' termination message)
 
 
 class ClusterBackend(Protocol):
