@@ -19,6 +19,7 @@ from adapters.db.migrate import upgrade
 from adapters.db.uow import SqlUnitOfWork, make_session_factory
 from adapters.local.runner import LocalRunner
 from bot.config import Settings
+from bot.config_toml import failure_catalog
 from adapters.db.idle_states import SqlIdleStates
 from core import approvals, commands, handlers, idle_job
 from core.bus import MessageBus
@@ -80,9 +81,10 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
         raise ExpbotError(f"cannot use EXPBOT_DATA_DIR={settings.data_dir}: {e.strerror or e}") from e
     url = settings.resolved_database_url()
     with database_errors(url):
+        # One engine for the upgrade and for the rest: both name the setting when the database is sick.
+        engine = make_engine(url, setting="EXPBOT_DATABASE_URL" if settings.database_url else "EXPBOT_DATA_DIR")
         if migrate:
-            upgrade(url)
-        engine = make_engine(url)
+            upgrade(engine)
     session_factory = make_session_factory(engine)
 
     def uow_factory() -> UnitOfWork:
@@ -101,6 +103,7 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
     supervisor = Supervisor(
         uow_factory, backend, clock, backoff=settings.backoff(),
         stop_grace=timedelta(seconds=settings.stop_grace_seconds), prices=prices,
+        catalog=failure_catalog(settings.config_file),
     )
     bus = MessageBus(
         uow_factory,

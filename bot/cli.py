@@ -20,9 +20,10 @@ from bot import render
 from bot.bootstrap import Expbot, bootstrap
 from bot.config import Settings, load_settings
 from core import commands
-from core.errors import ExpbotError, NotFound
+from core.errors import ExpbotError
 from core.grammar import USAGE
-from core.model import State
+from core.lookup import find_experiment
+from core.model import ACTIVE, State
 from core.ports import AttemptPhase
 from core.reports import budget_report, cost_report
 
@@ -44,11 +45,9 @@ def _expbot(migrate: bool = True) -> Expbot:
     return bootstrap(load_settings(), migrate=migrate)
 
 
-def _find(bot: Expbot, name: str):
+def _find(bot: Expbot, ref: str):
     with bot.uow_factory() as uow:
-        exp = uow.experiments.get_by_name(name)
-        if exp is None:
-            raise NotFound(f"no experiment named {name!r} (see `expbot ls --all`)")
+        exp = find_experiment(uow.experiments, ref, " (see `expbot ls --all`)")
         return exp, uow.outbox.for_experiment(exp.id)
 
 
@@ -86,7 +85,7 @@ def list_experiments(
 ) -> None:
     """List experiments (active ones unless --all)."""
     bot = _expbot()
-    states = None if all_ else [s for s in State if s not in {State.SUCCEEDED, State.FAILED, State.STOPPED, State.REJECTED}]
+    states = None if all_ else ACTIVE
     with bot.uow_factory() as uow:
         exps = uow.experiments.list(states=states, owner=owner, project=project, limit=limit)
     now = bot.clock.now()
@@ -112,14 +111,42 @@ def status(name: str, as_json: bool = typer.Option(False, "--json", help="Machin
 
 
 @app.command()
-def stop(name: str, reason: str = typer.Option("", help="Why, for the record.")) -> None:
-    """Stop an experiment (SIGTERM, then SIGKILL after the grace period); it is not restarted."""
+def stop(
+    name: str = typer.Argument(..., help="The experiment's name, id or id prefix."),
+    reason: str = typer.Option("", help="Why, for the record."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until it has stopped (default) or return at once."),
+) -> None:
+    """Stop an experiment: `expbot serve` sends SIGTERM, then SIGKILL after the grace; it is not restarted."""
     bot = _expbot()
     # The CLI talks to the store directly, so whoever can run it is already trusted as an admin.
     exp = bot.bus.handle(commands.StopExperiment(name=name, by=_user(), as_admin=True, reason=reason))
-    out.print(f"{exp.name}: {exp.state} ({exp.state_reason})")
+    if exp.state != State.STOPPING:
+        out.print(f"{exp.name}: {exp.state} ({exp.state_reason})")
+        return
+    grace = bot.settings.stop_grace_seconds
+    out.print(f"{exp.name}: STOPPING - expbot serve sends SIGTERM, then SIGKILL after {grace:g}s")
+    if wait:
+        _wait_stopped(bot, exp.id, exp.name, deadline=time.monotonic() + grace + _STOP_SLACK_SECONDS)
 
 
+_STOP_SLACK_SECONDS = 15.0  # beyond the grace: serve's next pass, and the kill itself
+
+
+def _wait_stopped(bot: Expbot, experiment_id: str, name: str, deadline: float) -> None:
+    """Poll until the supervisor has recorded the stop; Ctrl-C leaves the stop to serve."""
+    try:
+        while time.monotonic() < deadline:
+            with bot.uow_factory() as uow:
+                exp = uow.experiments.get(experiment_id)
+            if exp is None or exp.is_terminal:
+                out.print(f"{name}: {exp.state if exp else 'gone'}" + (f" ({exp.state_reason})" if exp else ""))
+                return
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        err.print(f"{name} is still STOPPING; expbot serve finishes the stop (`expbot status {name}` to follow)")
+        raise
+    raise ExpbotError(f"{name} is still STOPPING: no `expbot serve` has carried out the stop yet; "
+                      "it will be when one runs (`expbot status " + name + "` to follow)")
 @app.command()
 def logs(
     name: str,

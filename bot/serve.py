@@ -13,7 +13,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from bot.bootstrap import Expbot, idle_metrics, shown_url
 from core import commands
 from core.budget_alerts import due_alerts
-from core.events import Event, ExperimentLaunched, LaunchApproved
+from core.events import Event, ExperimentLaunched, LaunchApproved, StopRequested
+from core.failures import FailureLog
 from core.idle_job import check_idle
 from core.relay import deliver_pending
 
@@ -136,19 +137,22 @@ def _relay(bot: Expbot, stop: threading.Event, woken: threading.Event) -> None:
     """Deliver the outbox every relay interval and whenever woken, until a last round after `stop`."""
 
     def start_at_once(event: Event) -> None:
-        # Launches reach the leader through the outbox whichever replica took them: start them
-        # now rather than at the next full pass (up to k8s_resync_seconds away).
-        if isinstance(event, (ExperimentLaunched, LaunchApproved)):
+        # Launches and stops reach the leader through the outbox whichever replica or CLI took
+        # them: act now rather than at the next full pass (up to k8s_resync_seconds away).
+        if isinstance(event, (ExperimentLaunched, LaunchApproved, StopRequested)):
             bot.supervisor.wake(event.experiment_id)
 
+    failures = FailureLog(log, "outbox relay round")
     while True:
         last_round = stop.is_set()
         woken.clear()
         try:
             while deliver_pending(bot.uow_factory, bot.notifier, bot.clock, _RELAY_BATCH, observe=start_at_once) == _RELAY_BATCH:
                 pass  # a full batch: more are waiting
-        except Exception:  # e.g. the database briefly locked: the next round retries
-            log.exception("outbox relay round failed")
+        except Exception as e:  # e.g. a sick database: the next round retries
+            failures.failed(e)
+        else:
+            failures.succeeded()
         if last_round:
             return
         woken.wait(bot.settings.relay_interval_seconds)

@@ -81,6 +81,16 @@ class RestartScheduled(Event):
     note: str = ""  # e.g. why no node is avoided any more
 
 
+class NodeUnhealthy(Event):
+    """Attempts of several experiments failed on one node with hardware or network faults."""
+
+    node: str
+    experiments: int
+    faults: int
+    window_hours: int
+    last_reason: str
+
+
 class ExperimentSucceeded(Event):
     attempts: int
 

@@ -40,6 +40,9 @@ def describe(event: ev.Event) -> str:
                 f"restarting as attempt {event.next_attempt} in {wait} "
                 f"({spends.get(event.budget, event.budget)}), {_resume(event.resume_from)}{avoiding}"
             )
+        case ev.NodeUnhealthy():
+            return (f"node {event.node}: {event.faults} hardware or network failures of {event.experiments} "
+                    f"experiments in {event.window_hours} h, last: {event.last_reason}")
         case ev.ExperimentSucceeded():
             return f"succeeded after {event.attempts} attempt{'s' if event.attempts != 1 else ''}"
         case ev.ExperimentFailed():

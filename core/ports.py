@@ -19,6 +19,16 @@ class Clock(Protocol):
 
 
 # --- store -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NodeFault:
+    """One hardware or network failure of an attempt on a node (a row of failures_on_node)."""
+
+    experiment_id: str
+    attempt: int
+    ended_at: datetime
+    reason: str
+
+
 class ExperimentRepository(Protocol):
     def add(self, experiment: Experiment) -> None:
         """Stage a new experiment; on commit DuplicateLaunch if its idempotency key exists,
@@ -43,6 +53,10 @@ class ExperimentRepository(Protocol):
 
     def by_launch(self, launch_id: str) -> list[Experiment]:
         """Every experiment of one launch request (a sweep group), in launch order."""
+        ...
+
+    def failures_on_node(self, node: str, since: datetime, failure_classes: list[str]) -> list[NodeFault]:
+        """Attempts on `node` that ended since `since` with one of these failure classes, oldest first."""
         ...
 
     def list(

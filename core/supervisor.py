@@ -9,9 +9,11 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from core.cost import Prices
-from core.errors import ConcurrentUpdate
+from core.errors import ConcurrentUpdate, DatabaseUnavailable
+from core.failures import FailureLog
 from core.model import AttemptState, Experiment, State
-from core.policy import Action, AttemptOutcome, Backoff, Cause, classify, decide
+from core.node_health import NodeHealthConfig, report_sick_node
+from core.policy import DEFAULT_CATALOG, Action, AttemptOutcome, Backoff, Cause, classify, decide, nodes_to_avoid
 from core.ports import (
     AttemptLaunch,
     AttemptPhase,
@@ -20,9 +22,13 @@ from core.ports import (
     ClusterBackend,
     UnitOfWork,
 )
+from core.signatures import Catalog
 from core.spec import ExperimentSpec
+from core.stopping import Stopper
 
 log = logging.getLogger(__name__)
+# A failed pass is retried this soon, as a full pass, however long the resync interval.
+_RETRY_FAILED_PASS = timedelta(seconds=2)
 
 _LOG_TAIL_LINES = 200
 
@@ -47,6 +53,10 @@ class Supervisor:
         rng: random.Random | None = None,
         prices: HourlyRates | None = None,
         max_starts_per_pass: int = 50,
+        stop_in_background: bool = True,
+        catalog: Catalog = DEFAULT_CATALOG,
+        max_excluded_nodes: int = 3,
+        node_health: NodeHealthConfig = NodeHealthConfig(),
     ) -> None:
         self.uow_factory = uow_factory
         self.backend = backend
@@ -55,13 +65,18 @@ class Supervisor:
         self.stop_grace = stop_grace
         self.rng = rng or random.Random()
         self.prices = prices or Prices()
+        self.catalog = catalog  # failure signatures: shipped defaults and the [failures] table
+        self.max_excluded_nodes = max_excluded_nodes  # restarts avoid at most this many bad nodes
+        self.node_health = node_health  # when a node that failed several experiments is reported
         # A burst of launches is submitted a slice per pass, so that failures seen meanwhile are
         # still acted on within seconds rather than after the whole backlog (each submit is an API call).
         self.max_starts_per_pass = max_starts_per_pass
         self._starts_this_pass = 0
         self._due: dict[str, datetime] = {}  # experiment -> when to look again (restarts, deferred starts)
         self._to_stop: list[tuple[str, int]] = []
+        self._stopper = Stopper(backend, stop_grace, stop_in_background)  # stops people asked for
         self._refused_gpus: int | None = None
+        self._failures = FailureLog(log, "supervisor pass")
 
     def wake(self, experiment_id: str) -> None:
         """Look at this experiment now rather than at the next pass (it was launched or approved)."""
@@ -83,8 +98,12 @@ class Supervisor:
                     self.reconcile_once()
                 elif ids := changed | self._take_due(now):
                     self.reconcile_ids(ids)
-            except Exception:  # the loop must outlive any one bad pass (e.g. database briefly locked)
-                log.exception("supervisor pass failed")
+            except Exception as e:  # the loop must outlive any one bad pass (e.g. a sick database)
+                self._failures.failed(e)
+                # A failure may have cut the pass short: the whole pass is retried soon.
+                next_full = min(next_full or now, now + min(timedelta(seconds=resync_interval), _RETRY_FAILED_PASS))
+            else:
+                self._failures.succeeded()
             wake = min([next_full, *self._due.values()])
             # At least 0.1s: a restart that is due but cannot fit yet must not make the loop spin.
             timeout = max(0.1, (wake - self.clock.now()).total_seconds())
@@ -98,6 +117,8 @@ class Supervisor:
             self._due.pop(experiment_id, None)
             try:
                 due = self._reconcile_with_retry(experiment_id)
+            except DatabaseUnavailable:
+                raise  # the pass fails as a whole: one line in the log, and it is retried soon
             except Exception:
                 log.exception("supervising experiment %s failed", experiment_id)
                 continue
@@ -125,6 +146,8 @@ class Supervisor:
                     due = self._reconcile_with_retry(experiment.id)
                     if self._refused_gpus is not None:
                         refused_gpus = min(self._refused_gpus, refused_gpus if refused_gpus is not None else self._refused_gpus)
+            except DatabaseUnavailable:
+                raise  # as in reconcile_ids
             except Exception:
                 log.exception("supervising experiment %s failed", experiment.id)
                 continue
@@ -150,6 +173,8 @@ class Supervisor:
         """False when reconciling this experiment now would certainly change nothing."""
         if experiment.state == State.PENDING_APPROVAL:
             return False
+        if experiment.state == State.STOPPING:
+            return True
         attempt = experiment.current_attempt
         if attempt is None or attempt.state == AttemptState.ENDED:
             if experiment.next_attempt_at is not None and experiment.next_attempt_at > now:
@@ -184,9 +209,17 @@ class Supervisor:
             if experiment is None or experiment.is_terminal or experiment.state == State.PENDING_APPROVAL:
                 return None
             now = self.clock.now()
+            if experiment.state == State.STOPPING:
+                self._stopper.carry_out(experiment, now)
+                uow.commit()
+                if experiment.is_terminal:
+                    self._release(experiment.id)
+                return None
             attempt = experiment.current_attempt
             if attempt is not None and attempt.state != AttemptState.ENDED:
                 self._observe(experiment, now)
+                if attempt.state == AttemptState.ENDED:
+                    report_sick_node(uow, experiment, self.node_health, now)
             # An attempt expbot is about to kill must be gone before the next one shares its checkpoints.
             can_start = not self._to_stop and not self._has_live_attempt(experiment)
             deferred = False
@@ -220,6 +253,7 @@ class Supervisor:
             experiment_id=experiment.id, experiment_name=experiment.name,
             attempt=len(experiment.attempts) + 1, spec=experiment.spec, owner=experiment.owner,
             resume_from=resume, max_runtime=experiment.remaining_runtime(now),
+            avoid_nodes=nodes_to_avoid(experiment, self.max_excluded_nodes)[0],
         )
         result = self.backend.submit(launch)
         if result.started:
@@ -240,7 +274,7 @@ class Supervisor:
                 experiment.queue(status.reason or "waiting for capacity", now)
             return
         if status.phase == AttemptPhase.RUNNING and attempt.state == AttemptState.STARTING:
-            experiment.mark_running(min(status.started_at or now, now))
+            experiment.mark_running(min(status.started_at or now, now), node=status.node)
         if status.phase in (AttemptPhase.EXITED, AttemptPhase.LOST):
             if status.needs_cleanup:
                 self._to_stop.append((experiment.id, attempt.number))
@@ -266,20 +300,21 @@ class Supervisor:
     def _outcome(self, experiment: Experiment, status: AttemptStatus) -> AttemptOutcome:
         if status.deadline_exceeded:
             return AttemptOutcome(exit_code=status.exit_code, reason=status.reason, cause=Cause.MAX_RUNTIME)
-        tail = ""
-        if status.exit_code not in (0, None) and experiment.spec.give_up_patterns:
+        tail = status.message
+        if not tail and status.exit_code not in (0, None) and not (status.infra or status.oom_killed):
+            # The evidence failure signatures and give-up patterns look for (a log call on a cluster).
             tail = self.backend.logs(experiment.id, experiment.current_attempt.number, _LOG_TAIL_LINES)  # type: ignore[union-attr]
         return AttemptOutcome(
             exit_code=status.exit_code, reason=status.reason, infra=status.infra,
-            lost=status.phase == AttemptPhase.LOST, oom_killed=status.oom_killed, log_tail=tail,
+            lost=status.phase == AttemptPhase.LOST, oom_killed=status.oom_killed, log_tail=tail, node=status.node,
         )
 
     def _finish_attempt(
         self, experiment: Experiment, outcome: AttemptOutcome, ended_at: datetime, now: datetime
     ) -> None:
-        failure_class, reason = classify(experiment, outcome)
-        experiment.end_attempt(outcome.exit_code, reason, failure_class, min(ended_at, now))
-        decision = decide(experiment, outcome, now, self.rng, self.backoff)
+        failure_class, reason = classify(experiment, outcome, self.catalog)
+        experiment.end_attempt(outcome.exit_code, reason, failure_class, min(ended_at, now), node=outcome.node)
+        decision = decide(experiment, outcome, now, self.rng, self.backoff, self.catalog)
         if decision.action == Action.SUCCEED:
             experiment.succeed(now)
         elif decision.action == Action.FAIL:
@@ -288,7 +323,9 @@ class Supervisor:
             experiment.stop("expbot", decision.reason, now)
         else:
             resume = self.backend.latest_checkpoint(experiment.id, experiment.spec.checkpoint_glob)
-            experiment.schedule_restart(now + decision.delay, decision.budget or "none", decision.reason, resume, now)
+            avoid, note = nodes_to_avoid(experiment, self.max_excluded_nodes)
+            experiment.schedule_restart(now + decision.delay, decision.budget or "none", decision.reason, resume, now,
+                                        avoid, note)
 
     def _release(self, experiment_id: str) -> None:
         try:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from adapters.db.rows import AttemptRow, ExperimentRow
 from core.errors import ConcurrentUpdate
+from core.ports import NodeFault
 from core.model import ACTIVE, Attempt, AttemptState, Experiment, FailureClass, State
 from core.spec import ExperimentSpec
 
@@ -145,6 +147,15 @@ class SqlRepository:
         """Every experiment of one launch request (a sweep group), in launch order."""
         found = self._query([EXPERIMENT.c.launch_id == launch_id], newest_first=False)
         return sorted(found, key=lambda e: (e.created_at, len(e.name), e.name))  # sweep-2 before sweep-10
+
+    def failures_on_node(self, node: str, since: datetime, failure_classes: list[str]) -> list[NodeFault]:
+        """Attempts on `node` that ended since `since` with one of these failure classes, oldest first."""
+        stmt = (
+            sa.select(ATTEMPT.c.experiment_id, ATTEMPT.c.number, ATTEMPT.c.ended_at, ATTEMPT.c.reason)
+            .where(ATTEMPT.c.node == node, ATTEMPT.c.ended_at >= since, ATTEMPT.c.failure_class.in_(failure_classes))
+            .order_by(ATTEMPT.c.ended_at)
+        )
+        return [NodeFault(*row) for row in self._session.execute(stmt).all()]
 
     def list(
         self,

@@ -9,6 +9,7 @@ from datetime import datetime
 from core.errors import ConcurrentUpdate, DuplicateLaunch, NameInUse
 from core.events import Event
 from core.model import ACTIVE, Experiment, State
+from core.ports import NodeFault
 from tests.fakes.governance import FakeAuditLog, FakeBudgetStore
 
 
@@ -64,6 +65,13 @@ class FakeRepository:
         rows = sorted((e for e in self._db.experiments.values() if e.id.startswith(prefix)),
                       key=lambda e: (e.created_at, e.id), reverse=True)
         return [self._load(e) for e in rows[:limit]]  # type: ignore[misc]
+
+    def failures_on_node(self, node: str, since: datetime, failure_classes: list[str]) -> list[NodeFault]:
+        found = [NodeFault(e.id, a.number, a.ended_at, a.reason) for e in self._db.experiments.values()
+                 for a in e.attempts
+                 if a.node == node and a.ended_at is not None and a.ended_at >= since
+                 and str(a.failure_class) in failure_classes]
+        return sorted(found, key=lambda f: f.ended_at)
 
     def by_launch(self, launch_id: str) -> list[Experiment]:
         rows = [e for e in self._db.experiments.values() if e.launch_id == launch_id]

@@ -103,8 +103,8 @@ def test_stop_removes_job_and_pods_and_keeps_the_claim_when_configured(k8s_clust
                         keep_checkpoints=True) as w:
         exp = w.launch("stoppable --gpus 1 --gpu-type a100 -- python train.py")
         w.wait_state(exp.name, State.RUNNING)
-        w.bot.bus.handle(_stop(exp.name))
-        assert w.get(exp.name).state == State.STOPPED
+        assert w.bot.bus.handle(_stop(exp.name)).state == State.STOPPING  # the supervisor carries it out
+        w.wait_state(exp.name, State.STOPPED)
         wait_for(lambda: not w.jobs(exp.id) and not w.pods(exp.id), timeout=30, what="the Job and its pods to go")
         assert w.pvc_exists(exp.id)
 

@@ -47,3 +47,24 @@ def test_past_the_limit_expbot_stops_excluding_and_says_so(world):
     assert [s.avoid_nodes for s in world.backend.submits] == [(), ("n1",), ("n2", "n1"), ()]
     assert exp.state == State.STARTING
     assert any("no longer avoiding any" in t for t in world.texts("unlucky"))
+
+
+def test_a_node_that_failed_three_experiments_is_reported_once(world):
+    names = ["one", "two", "three", "four"]
+    for name in names:
+        world.launch(f"{name} --max-preemptions 5 -- python train.py")
+    world.supervisor.reconcile_once()
+    fail_on(world, "one", 1, "gpu-a100-3")
+    fail_on(world, "one", 2, "gpu-a100-3")  # one experiment twice: not yet the node's fault
+    fail_on(world, "two", 1, "gpu-a100-3")
+    fail_on(world, "two", 1 + 1, "gpu-b", log="ValueError: bad shape\n")  # elsewhere, and a user error
+    assert not [t for n in names for t in world.texts(n) if t.startswith("node ")]
+    fail_on(world, "three", 1, "gpu-a100-3")
+    fail_on(world, "four", 1, "gpu-a100-3")  # still the same window: no second report
+    reports = [t for n in names for t in world.texts(n) if t.startswith("node ")]
+    assert reports == ["node gpu-a100-3: 4 hardware or network failures of 3 experiments in 24 h, last: "
+                       "hardware fault (Xid 79: GPU has fallen off the bus): "
+                       "NVRM: Xid (PCI:0000:3b:00): 79, pid=1234, name=python, GPU has fallen off the bus."]
+    with world.uow() as uow:
+        [entry] = uow.audit.entries(action="node-unhealthy")
+    assert entry["detail"]["node"] == "gpu-a100-3" and entry["detail"]["experiments"] == 3
