@@ -6,37 +6,21 @@ import random
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from core.cost import Prices
 from core.errors import ConcurrentUpdate, DatabaseUnavailable
 from core.failures import FailureLog
 from core.model import AttemptState, Experiment, State
 from core.node_health import NodeHealthConfig, report_sick_node
-from core.policy import DEFAULT_CATALOG, Action, AttemptOutcome, Backoff, Cause, classify, decide, nodes_to_avoid
-from core.ports import (
-    AttemptLaunch,
-    AttemptPhase,
-    AttemptStatus,
-    Clock,
-    ClusterBackend,
-    UnitOfWork,
-)
+from core.policy import DEFAULT_CATALOG, Backoff
+from core.ports import AttemptPhase, Clock, ClusterBackend, UnitOfWork
+from core.reconciler import HourlyRates, Reconciler
 from core.signatures import Catalog
-from core.spec import ExperimentSpec
 from core.stopping import Stopper
 
 log = logging.getLogger(__name__)
 # A failed pass is retried this soon, as a full pass, however long the resync interval.
 _RETRY_FAILED_PASS = timedelta(seconds=2)
-
-_LOG_TAIL_LINES = 200
-
-
-class HourlyRates(Protocol):
-    """What pricing an attempt needs: a Prices table, or a book of prices refreshed from OpenCost."""
-
-    def hourly_rate(self, spec: ExperimentSpec) -> float: ...
 
 
 class Supervisor:
@@ -61,12 +45,10 @@ class Supervisor:
         self.uow_factory = uow_factory
         self.backend = backend
         self.clock = clock
-        self.backoff = backoff
         self.stop_grace = stop_grace
-        self.rng = rng or random.Random()
         self.prices = prices or Prices()
-        self.catalog = catalog  # failure signatures: shipped defaults and the [failures] table
-        self.max_excluded_nodes = max_excluded_nodes  # restarts avoid at most this many bad nodes
+        self.reconciler = Reconciler(backend, backoff=backoff, rng=rng or random.Random(), prices=self.prices,
+                                     catalog=catalog, max_excluded_nodes=max_excluded_nodes)
         self.node_health = node_health  # when a node that failed several experiments is reported
         # A burst of launches is submitted a slice per pass, so that failures seen meanwhile are
         # still acted on within seconds rather than after the whole backlog (each submit is an API call).
@@ -185,7 +167,7 @@ class Supervisor:
         if status is None:
             return True
         if status.phase == AttemptPhase.RUNNING and attempt.state == AttemptState.RUNNING:
-            return self._expbot_should_end(experiment, status, now) is not None
+            return self.reconciler.should_end(experiment, status, now) is not None
         if status.phase == AttemptPhase.STARTING:
             return False
         if status.phase == AttemptPhase.QUEUED:
@@ -217,7 +199,8 @@ class Supervisor:
                 return None
             attempt = experiment.current_attempt
             if attempt is not None and attempt.state != AttemptState.ENDED:
-                self._observe(experiment, now)
+                if self.reconciler.observe(experiment, now).must_stop:
+                    self._to_stop.append((experiment.id, attempt.number))
                 if attempt.state == AttemptState.ENDED:
                     report_sick_node(uow, experiment, self.node_health, now)
             # An attempt expbot is about to kill must be gone before the next one shares its checkpoints.
@@ -226,7 +209,9 @@ class Supervisor:
             if can_start and experiment.state in (State.QUEUED, State.RESTARTING):
                 if experiment.next_attempt_at is None or experiment.next_attempt_at <= now:
                     if self._may_start():
-                        self._start_next(experiment, now)
+                        self._starts_this_pass += 1
+                        if not self.reconciler.start_next(experiment, now):
+                            self._refused_gpus = experiment.spec.gpus
                     else:
                         deferred = True
             uow.commit()
@@ -245,87 +230,6 @@ class Supervisor:
 
     def _may_start(self) -> bool:
         return self._starts_this_pass < self.max_starts_per_pass
-
-    def _start_next(self, experiment: Experiment, now: datetime) -> None:
-        self._starts_this_pass += 1
-        resume = self.backend.latest_checkpoint(experiment.id, experiment.spec.checkpoint_glob)
-        launch = AttemptLaunch(
-            experiment_id=experiment.id, experiment_name=experiment.name,
-            attempt=len(experiment.attempts) + 1, spec=experiment.spec, owner=experiment.owner,
-            resume_from=resume, max_runtime=experiment.remaining_runtime(now),
-            avoid_nodes=nodes_to_avoid(experiment, self.max_excluded_nodes)[0],
-        )
-        result = self.backend.submit(launch)
-        if result.started:
-            experiment.start_attempt(resume, now, hourly_rate=self.prices.hourly_rate(experiment.spec))
-        else:
-            self._refused_gpus = experiment.spec.gpus
-            experiment.queue(result.reason or "waiting for capacity", now)
-
-    def _observe(self, experiment: Experiment, now: datetime) -> None:
-        attempt = experiment.current_attempt
-        assert attempt is not None
-        status = self.backend.status(experiment.id, attempt.number)
-        if status is None:
-            # Recorded as submitted but unknown to the backend (deleted behind our back).
-            status = AttemptStatus(AttemptPhase.LOST, reason="attempt vanished from the cluster", infra=True)
-        if status.phase == AttemptPhase.QUEUED:
-            if attempt.state == AttemptState.STARTING:
-                experiment.queue(status.reason or "waiting for capacity", now)
-            return
-        if status.phase == AttemptPhase.RUNNING and attempt.state == AttemptState.STARTING:
-            experiment.mark_running(min(status.started_at or now, now), node=status.node)
-        if status.phase in (AttemptPhase.EXITED, AttemptPhase.LOST):
-            if status.needs_cleanup:
-                self._to_stop.append((experiment.id, attempt.number))
-            self._finish_attempt(experiment, self._outcome(experiment, status), status.ended_at or now, now)
-            return
-        if status.phase == AttemptPhase.RUNNING:
-            cause = self._expbot_should_end(experiment, status, now)
-            if cause is not None:
-                self._to_stop.append((experiment.id, attempt.number))
-                self._finish_attempt(experiment, AttemptOutcome(exit_code=None, cause=cause), now, now)
-
-    def _expbot_should_end(self, experiment: Experiment, status: AttemptStatus, now: datetime) -> Cause | None:
-        if experiment.runtime(now) >= experiment.spec.max_runtime:
-            return Cause.MAX_RUNTIME
-        stall_timeout = experiment.spec.stall_timeout
-        attempt = experiment.current_attempt
-        if stall_timeout and attempt is not None and attempt.started_at is not None:
-            last = max(status.last_progress_at or attempt.started_at, attempt.started_at)
-            if now - last > stall_timeout:
-                return Cause.STALL
-        return None
-
-    def _outcome(self, experiment: Experiment, status: AttemptStatus) -> AttemptOutcome:
-        if status.deadline_exceeded:
-            return AttemptOutcome(exit_code=status.exit_code, reason=status.reason, cause=Cause.MAX_RUNTIME)
-        tail = status.message
-        if not tail and status.exit_code not in (0, None) and not (status.infra or status.oom_killed):
-            # The evidence failure signatures and give-up patterns look for (a log call on a cluster).
-            tail = self.backend.logs(experiment.id, experiment.current_attempt.number, _LOG_TAIL_LINES)  # type: ignore[union-attr]
-        return AttemptOutcome(
-            exit_code=status.exit_code, reason=status.reason, infra=status.infra,
-            lost=status.phase == AttemptPhase.LOST, oom_killed=status.oom_killed, log_tail=tail, node=status.node,
-        )
-
-    def _finish_attempt(
-        self, experiment: Experiment, outcome: AttemptOutcome, ended_at: datetime, now: datetime
-    ) -> None:
-        failure_class, reason = classify(experiment, outcome, self.catalog)
-        experiment.end_attempt(outcome.exit_code, reason, failure_class, min(ended_at, now), node=outcome.node)
-        decision = decide(experiment, outcome, now, self.rng, self.backoff, self.catalog)
-        if decision.action == Action.SUCCEED:
-            experiment.succeed(now)
-        elif decision.action == Action.FAIL:
-            experiment.fail(decision.reason, now, exit_code=outcome.exit_code)
-        elif decision.action == Action.STOP:
-            experiment.stop("expbot", decision.reason, now)
-        else:
-            resume = self.backend.latest_checkpoint(experiment.id, experiment.spec.checkpoint_glob)
-            avoid, note = nodes_to_avoid(experiment, self.max_excluded_nodes)
-            experiment.schedule_restart(now + decision.delay, decision.budget or "none", decision.reason, resume, now,
-                                        avoid, note)
 
     def _release(self, experiment_id: str) -> None:
         try:

@@ -38,7 +38,7 @@ def test_a_user_error_excludes_no_node(world):
 
 
 def test_past_the_limit_expbot_stops_excluding_and_says_so(world):
-    world.supervisor.max_excluded_nodes = 2
+    world.supervisor.reconciler.max_excluded_nodes = 2
     world.launch("unlucky --max-preemptions 9 -- python train.py")
     world.supervisor.reconcile_once()
     for attempt, node in enumerate(("n1", "n2", "n3"), start=1):

@@ -1,0 +1,127 @@
+"""One experiment's attempt, brought up to date: observe it, judge its end, start the next one.
+
+The Reconciler changes the experiment in memory and says what else must happen (an attempt expbot
+must kill, a start the backend turned away); the Supervisor owns the passes, the transaction and
+the side effects that follow its commit.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from core.model import AttemptState, Experiment
+from core.policy import DEFAULT_CATALOG, Action, AttemptOutcome, Backoff, Cause, classify, decide, nodes_to_avoid
+from core.ports import AttemptLaunch, AttemptPhase, AttemptStatus, ClusterBackend
+from core.signatures import Catalog
+from core.spec import ExperimentSpec
+
+_LOG_TAIL_LINES = 200
+
+
+class HourlyRates(Protocol):
+    """What pricing an attempt needs: a Prices table, or a book of prices refreshed from OpenCost."""
+
+    def hourly_rate(self, spec: ExperimentSpec) -> float: ...
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What observing an attempt decided beyond the experiment's own state."""
+
+    must_stop: bool = False  # expbot ended it (stall, max runtime) or it lingers: kill it after the commit
+
+
+class Reconciler:
+    """Turns backend facts about an experiment's attempt into the experiment's next state."""
+
+    def __init__(self, backend: ClusterBackend, *, backoff: Backoff, rng: random.Random, prices: HourlyRates,
+                 catalog: Catalog = DEFAULT_CATALOG, max_excluded_nodes: int = 3) -> None:
+        self.backend = backend
+        self.backoff = backoff
+        self.rng = rng
+        self.prices = prices
+        self.catalog = catalog  # failure signatures: shipped defaults and the [failures] table
+        self.max_excluded_nodes = max_excluded_nodes  # restarts avoid at most this many bad nodes
+
+    def start_next(self, experiment: Experiment, now: datetime) -> bool:
+        """Submit attempt n+1; False when the backend cannot place it yet (the experiment queues)."""
+        resume = self.backend.latest_checkpoint(experiment.id, experiment.spec.checkpoint_glob)
+        launch = AttemptLaunch(
+            experiment_id=experiment.id, experiment_name=experiment.name,
+            attempt=len(experiment.attempts) + 1, spec=experiment.spec, owner=experiment.owner,
+            resume_from=resume, max_runtime=experiment.remaining_runtime(now),
+            avoid_nodes=nodes_to_avoid(experiment, self.max_excluded_nodes)[0],
+        )
+        result = self.backend.submit(launch)
+        if result.started:
+            experiment.start_attempt(resume, now, hourly_rate=self.prices.hourly_rate(experiment.spec))
+        else:
+            experiment.queue(result.reason or "waiting for capacity", now)
+        return result.started
+
+    def observe(self, experiment: Experiment, now: datetime) -> Observed:
+        """Fold the backend's status of the current (live) attempt into the experiment."""
+        attempt = experiment.current_attempt
+        assert attempt is not None
+        status = self.backend.status(experiment.id, attempt.number)
+        if status is None:
+            # Recorded as submitted but unknown to the backend (deleted behind our back).
+            status = AttemptStatus(AttemptPhase.LOST, reason="attempt vanished from the cluster", infra=True)
+        if status.phase == AttemptPhase.QUEUED:
+            if attempt.state == AttemptState.STARTING:
+                experiment.queue(status.reason or "waiting for capacity", now)
+            return Observed()
+        if status.phase == AttemptPhase.RUNNING and attempt.state == AttemptState.STARTING:
+            experiment.mark_running(min(status.started_at or now, now), node=status.node)
+        if status.phase in (AttemptPhase.EXITED, AttemptPhase.LOST):
+            self._finish(experiment, self._outcome(experiment, status), status.ended_at or now, now)
+            return Observed(must_stop=status.needs_cleanup)
+        if status.phase == AttemptPhase.RUNNING:
+            cause = self.should_end(experiment, status, now)
+            if cause is not None:
+                self._finish(experiment, AttemptOutcome(exit_code=None, cause=cause), now, now)
+                return Observed(must_stop=True)
+        return Observed()
+
+    @staticmethod
+    def should_end(experiment: Experiment, status: AttemptStatus, now: datetime) -> Cause | None:
+        """Why expbot must end a running attempt now (max runtime, stalled), or None."""
+        if experiment.runtime(now) >= experiment.spec.max_runtime:
+            return Cause.MAX_RUNTIME
+        stall_timeout = experiment.spec.stall_timeout
+        attempt = experiment.current_attempt
+        if stall_timeout and attempt is not None and attempt.started_at is not None:
+            last = max(status.last_progress_at or attempt.started_at, attempt.started_at)
+            if now - last > stall_timeout:
+                return Cause.STALL
+        return None
+
+    def _outcome(self, experiment: Experiment, status: AttemptStatus) -> AttemptOutcome:
+        if status.deadline_exceeded:
+            return AttemptOutcome(exit_code=status.exit_code, reason=status.reason, cause=Cause.MAX_RUNTIME)
+        tail = status.message
+        if not tail and status.exit_code not in (0, None) and not (status.infra or status.oom_killed):
+            # The evidence failure signatures and give-up patterns look for (a log call on a cluster).
+            tail = self.backend.logs(experiment.id, experiment.current_attempt.number, _LOG_TAIL_LINES)  # type: ignore[union-attr]
+        return AttemptOutcome(
+            exit_code=status.exit_code, reason=status.reason, infra=status.infra,
+            lost=status.phase == AttemptPhase.LOST, oom_killed=status.oom_killed, log_tail=tail, node=status.node,
+        )
+
+    def _finish(self, experiment: Experiment, outcome: AttemptOutcome, ended_at: datetime, now: datetime) -> None:
+        failure_class, reason = classify(experiment, outcome, self.catalog)
+        experiment.end_attempt(outcome.exit_code, reason, failure_class, min(ended_at, now), node=outcome.node)
+        decision = decide(experiment, outcome, now, self.rng, self.backoff, self.catalog)
+        if decision.action == Action.SUCCEED:
+            experiment.succeed(now)
+        elif decision.action == Action.FAIL:
+            experiment.fail(decision.reason, now, exit_code=outcome.exit_code)
+        elif decision.action == Action.STOP:
+            experiment.stop("expbot", decision.reason, now)
+        else:
+            resume = self.backend.latest_checkpoint(experiment.id, experiment.spec.checkpoint_glob)
+            avoid, note = nodes_to_avoid(experiment, self.max_excluded_nodes)
+            experiment.schedule_restart(now + decision.delay, decision.budget or "none", decision.reason, resume, now,
+                                        avoid, note)
