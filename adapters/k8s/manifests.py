@@ -1,6 +1,7 @@
 """Pure builders of expbot's Kubernetes objects: one Job per attempt, one PVC per experiment."""
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -10,6 +11,7 @@ from core.ports import AttemptLaunch
 from core.progress import attempt_token
 
 CONTAINER = "train"
+HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 
 def labels(experiment_id: str, name: str, owner: str, project: str) -> dict[str, str]:
@@ -107,6 +109,9 @@ def _pod_spec(launch: AttemptLaunch, config: K8sConfig) -> dict[str, Any]:
         "env": env(launch, config),
         "resources": _resources(launch, config),
         "volumeMounts": [{"name": "checkpoints", "mountPath": config.checkpoint_mount}],
+        # A failed attempt's last log lines then arrive with its pod status (the watch event):
+        # the evidence failure signatures look for, without a log call to a kubelet that may be gone.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     volumes: list[dict[str, Any]] = [
         {"name": "checkpoints", "persistentVolumeClaim": {"claimName": names.pvc_name(launch.experiment_id)}},
@@ -124,6 +129,8 @@ def _pod_spec(launch: AttemptLaunch, config: K8sConfig) -> dict[str, Any]:
     pool = config.pool(spec.gpu_type)
     if spec.gpus > 0 and pool.node_selector:
         pod["nodeSelector"] = dict(pool.node_selector)
+    if launch.avoid_nodes:
+        pod["affinity"] = avoiding_nodes(pod.get("affinity"), launch.avoid_nodes)
     tolerations = [*config.gpu_tolerations, *pool.tolerations] if spec.gpus > 0 else []
     if tolerations:
         pod["tolerations"] = [dict(t) for t in tolerations]
@@ -132,6 +139,20 @@ def _pod_spec(launch: AttemptLaunch, config: K8sConfig) -> dict[str, Any]:
     if config.image_pull_secrets:
         pod["imagePullSecrets"] = [{"name": secret} for secret in config.image_pull_secrets]
     return pod
+
+
+def avoiding_nodes(affinity: dict[str, Any] | None, nodes: tuple[str, ...]) -> dict[str, Any]:
+    """`affinity` (not changed) plus a required rule keeping the pod off `nodes`."""
+    merged = copy.deepcopy(affinity or {})
+    values = sorted(set(nodes))
+    required = merged.setdefault("nodeAffinity", {}).setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
+    terms = required.get("nodeSelectorTerms") or [{}]
+    # Required terms are ORed: an exclusion in only one of them would let the others place the pod there.
+    for term in terms:
+        exclusion = {"key": HOSTNAME_LABEL, "operator": "NotIn", "values": list(values)}
+        term["matchExpressions"] = [*term.get("matchExpressions", ()), exclusion]
+    required["nodeSelectorTerms"] = terms
+    return merged
 
 
 def _resources(launch: AttemptLaunch, config: K8sConfig) -> dict[str, Any]:

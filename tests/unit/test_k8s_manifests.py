@@ -119,7 +119,7 @@ def all_labels(*objects: dict[str, Any]) -> list[tuple[str, str]]:
 
 # ------------------------------------------------------------------------------------ golden
 def test_golden_gpu_job_with_every_option():
-    check_golden("job_a100_full", manifests.job(launch(), full_config()))
+    check_golden("job_a100_full", manifests.job(launch(avoid_nodes=("gpu-a100-3", "gpu-a100-1")), full_config()))
 
 
 def test_golden_cpu_job_with_nothing_optional():
@@ -293,3 +293,70 @@ def test_the_job_mounts_the_experiments_claim_and_the_pvc_has_that_name():
     assert pvc["spec"]["resources"]["requests"]["storage"] == "200Gi"
     assert "storageClassName" not in manifests.pvc(cpu_launch(), K8sConfig())["spec"]
     assert job["metadata"]["namespace"] == pvc["metadata"]["namespace"] == "ml"
+
+
+# ------------------------------------------------------------------------- failure evidence
+@pytest.mark.parametrize("make", [lambda: manifests.job(launch(), full_config()),
+                                  lambda: manifests.job(cpu_launch(), K8sConfig())])
+def test_a_failed_attempts_last_log_lines_come_with_its_pod_status(make):
+    assert container(make())["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+def _required_terms(job: dict[str, Any]) -> list[dict[str, Any]]:
+    affinity = job["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+    return affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+
+
+NOT_IN = {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["gpu-a100-1", "gpu-a100-3"]}
+
+
+def test_no_affinity_while_no_node_is_avoided():
+    assert "affinity" not in manifests.job(launch(), full_config())["spec"]["template"]["spec"]
+    assert "affinity" not in manifests.job(cpu_launch(), K8sConfig())["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("avoid", [("gpu-a100-3", "gpu-a100-1"), ("gpu-a100-1", "gpu-a100-3", "gpu-a100-1")])
+def test_avoided_nodes_become_one_required_not_in_term_in_a_stable_order(avoid):
+    job = manifests.job(launch(avoid_nodes=avoid), full_config())
+    assert _required_terms(job) == [{"matchExpressions": [NOT_IN]}]
+    # The pool's nodeSelector still applies: both must hold.
+    assert job["spec"]["template"]["spec"]["nodeSelector"] == A100_POOL.node_selector
+    assert job == manifests.job(launch(avoid_nodes=avoid), full_config())
+
+
+def test_cpu_jobs_avoid_nodes_too():
+    job = manifests.job(cpu_launch(avoid_nodes=("cpu-7",)), K8sConfig())
+    assert _required_terms(job) == [{"matchExpressions": [{**NOT_IN, "values": ["cpu-7"]}]}]
+
+
+def test_the_exclusion_is_added_to_every_ored_term_of_an_existing_affinity():
+    zone = {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}
+    existing = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [zone]},
+                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["big-1"]}]},
+            ]},
+            "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1, "preference": {"matchExpressions": [{**zone, "values": ["a"]}]}}],
+        },
+        "podAntiAffinity": {"x": 1},
+    }
+    before = yaml.safe_dump(existing)
+    merged = manifests.avoiding_nodes(existing, ("gpu-a100-3", "gpu-a100-1"))
+    terms = merged["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [
+        {"matchExpressions": [zone, NOT_IN]},
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["big-1"]}], "matchExpressions": [NOT_IN]},
+    ]
+    assert merged["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"] == \
+        existing["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert merged["podAntiAffinity"] == {"x": 1}
+    assert yaml.safe_dump(existing) == before  # the pool's own affinity is not changed
+    assert "&id" not in yaml.safe_dump(merged)  # no shared objects: the manifest dumps plainly
+
+
+def test_an_affinity_without_required_terms_gets_one():
+    preferred = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}}
+    merged = manifests.avoiding_nodes(preferred, ("n1",))
+    assert merged["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] == {
+        "nodeSelectorTerms": [{"matchExpressions": [{**NOT_IN, "values": ["n1"]}]}]}
