@@ -1,6 +1,7 @@
 """From what the cluster shows of an attempt's Job and pod to expbot's AttemptStatus (pure)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from adapters.k8s.views import JobView, PodView
@@ -14,12 +15,20 @@ USER_WAITING_REASONS = frozenset({
 _HOPELESS_AT_ONCE = frozenset({"InvalidImageName", "ErrImageNeverPull"})
 # Pod-level reasons that mean the machine, not the code, ended the pod.
 INFRA_POD_REASONS = frozenset({"Evicted", "Preempting", "NodeLost", "NodeShutdown", "Terminated", "UnexpectedAdmissionError"})
+_REASON_LINE = 300  # characters of the termination message's last line kept in the reason
 
 
 def attempt_status(
     job: JobView | None, pod: PodView | None, now: datetime, image_grace: timedelta
 ) -> AttemptStatus | None:
     """What expbot should believe about one attempt; None if the cluster has never heard of it."""
+    found = _status(job, pod, now, image_grace)
+    if found is None or pod is None or not pod.node:
+        return found
+    return replace(found, node=pod.node)  # also while it runs: where it ran is recorded with the attempt
+
+
+def _status(job: JobView | None, pod: PodView | None, now: datetime, image_grace: timedelta) -> AttemptStatus | None:
     if job is None and pod is None:
         return None
     started = pod.running_since if pod else None
@@ -68,11 +77,18 @@ def _terminated(pod: PodView, started: datetime | None) -> AttemptStatus:
     elif infra:
         reason = pod.disruption or _join(pod.pod_reason, pod.pod_message)
     else:
-        reason = _join(term.reason if term.reason not in ("Error", "Completed") else "", term.message)
+        reason = _join(term.reason if term.reason not in ("Error", "Completed") else "", _last_line(term.message))
     return AttemptStatus(
         AttemptPhase.EXITED, exit_code=term.exit_code, reason=reason, infra=infra, oom_killed=oom,
-        started_at=started, ended_at=term.finished_at,
+        started_at=started, ended_at=term.finished_at, message=term.message,
     )
+
+
+def _last_line(text: str) -> str:
+    # With FallbackToLogsOnError the message is up to 80 log lines: the reason names the last one;
+    # the whole message goes to the policy as evidence.
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:_REASON_LINE] if lines else ""
 
 
 def _join(*parts: str) -> str:

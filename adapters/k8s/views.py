@@ -70,6 +70,8 @@ class JobView:
 
 @dataclass(frozen=True, slots=True)
 class Terminated:
+    """The training container's end: exit code, reason, and its termination message (the log tail on error)."""
+
     exit_code: int
     reason: str
     message: str
@@ -94,6 +96,7 @@ class PodView:
     waiting_message: str = ""
     running_since: datetime | None = None
     deleted: bool = False
+    node: str = ""  # spec.nodeName: where the scheduler placed it ("" until then)
 
     @staticmethod
     def from_raw(raw: dict[str, Any], deleted: bool = False) -> PodView | None:
@@ -131,4 +134,5 @@ class PodView:
                 parse_time(status.get("startTime")) if status.get("phase") == "Running" else None
             ),
             deleted=deleted,
+            node=(raw.get("spec") or {}).get("nodeName") or "",
         )

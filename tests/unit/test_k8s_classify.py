@@ -78,7 +78,7 @@ def waiting(reason: str, message: str = "") -> dict[str, Any]:
 def pod_raw(attempt: int = 1, *, phase: str = "Pending", state: dict[str, Any] | None = None,
             conditions: tuple[dict[str, Any], ...] = (), reason: str | None = None, message: str | None = None,
             created: datetime = NOW - timedelta(minutes=10), start_time: datetime | None = None,
-            suffix: str = "x7k2p", labelled: bool = True) -> dict[str, Any]:
+            suffix: str = "x7k2p", labelled: bool = True, node: str | None = None) -> dict[str, Any]:
     status: dict[str, Any] = {"phase": phase, "conditions": list(conditions)}
     if reason:
         status["reason"] = reason
@@ -92,7 +92,8 @@ def pod_raw(attempt: int = 1, *, phase: str = "Pending", state: dict[str, Any] |
     name = f"{names.job_name(EID, attempt)}-{suffix}"
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": meta(name, attempt, labelled=labelled, creationTimestamp=ts(created)),
-            "spec": {"restartPolicy": "Never", "containers": [{"name": "train", "image": "img"}]},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "train", "image": "img"}],
+                     **({"nodeName": node} if node else {})},
             "status": status}
 
 
@@ -293,3 +294,57 @@ def test_views_read_the_attempt_key_and_times():
     pod = PodView.from_raw(pod_raw(2, created=NOW - timedelta(hours=1)))
     assert (pod.experiment_id, pod.attempt) == (EID, 2) and pod.created_at == NOW - timedelta(hours=1)
     assert pod.name.startswith(names.job_name(EID, 2) + "-")
+
+
+# ---------------------------------------------------------------------- failure evidence
+XID_79 = "NVRM: Xid (PCI:0000:3b:00): 79, pid=1234, name=python, GPU has fallen off the bus."
+LOG_TAIL = f"step 1200 loss 2.31\nstep 1210 loss 2.30\n{XID_79}\nRuntimeError: CUDA error: unspecified launch failure\n"
+
+
+def outcome_of(status: AttemptStatus) -> AttemptOutcome:
+    """The outcome the supervisor builds: the termination message is the log tail when there is one."""
+    return AttemptOutcome(exit_code=status.exit_code, reason=status.reason, infra=status.infra,
+                          lost=status.phase == AttemptPhase.LOST, oom_killed=status.oom_killed,
+                          log_tail=status.message, node=status.node)
+
+
+def test_the_termination_message_and_node_are_reported_and_the_policy_reads_them(world):
+    pod = pod_raw(phase="Failed", state=terminated(1, "Error", message=LOG_TAIL), node="gpu-a100-3")
+    found = status_of(job_raw(conditions=(condition("Failed", reason="BackoffLimitExceeded"),)), pod)
+    assert (found.phase, found.exit_code, found.infra) == (AttemptPhase.EXITED, 1, False)  # facts, no verdict
+    assert found.message == LOG_TAIL and found.node == "gpu-a100-3"
+    assert found.reason == "RuntimeError: CUDA error: unspecified launch failure"  # its last line, not 80 lines
+    world.launch("exp -- python train.py")
+    failure, reason = classify(world.get("exp"), outcome_of(found))
+    assert failure == FailureClass.HARDWARE and "Xid 79" in reason and "fallen off the bus" in reason
+
+
+def test_an_ambiguous_cuda_error_in_the_message_stays_the_users(world):
+    message = "RuntimeError: CUDA error: an illegal memory access was encountered"
+    found = status_of(job_raw(active=1), pod_raw(phase="Failed", state=terminated(1, "Error", message=message),
+                                                  node="gpu-a100-0"))
+    assert found.message == message and message in found.reason
+    world.launch("exp -- python train.py")
+    assert classify(world.get("exp"), outcome_of(found))[0] == FailureClass.USER
+
+
+def test_no_message_is_an_empty_one():
+    found = status_of(job_raw(active=1), pod_raw(phase="Failed", state=terminated(1, "Error"), node="n1"))
+    assert found.message == "" and found.reason == "" and found.node == "n1"
+
+
+@pytest.mark.parametrize("pod", [
+    pod_raw(phase="Running", state=running(NOW), node="gpu-h100-1"),
+    pod_raw(phase="Failed", reason="Evicted", message="low on memory", node="gpu-h100-1"),
+    pod_raw(phase="Failed", state=terminated(137, "OOMKilled"), node="gpu-h100-1"),
+    disrupted_pod("DeletionByTaintManager", 137) | {"spec": {"nodeName": "gpu-h100-1"}},
+], ids=["running", "evicted", "oom", "disrupted"])
+def test_the_node_is_known_while_it_runs_and_after_it_ended(pod):
+    assert status_of(job_raw(active=1), pod).node == "gpu-h100-1"
+    assert status_of(job_raw(active=1), pod, pod_deleted=True).node == "gpu-h100-1"
+
+
+def test_no_node_before_the_pod_is_placed():
+    pending = pod_raw(conditions=(condition("PodScheduled", "False", "Unschedulable", GPU_MESSAGE),))
+    assert status_of(job_raw(active=1), pending).node is None
+    assert status_of(job_raw(active=1), None).node is None
