@@ -17,6 +17,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from adapters.db.slack_threads import SlackThreads
 from core import events as ev
+from core.messages import describe
 from core.model import Experiment
 from core.ports import Clock, UnitOfWork
 
@@ -73,6 +74,7 @@ class SlackNotifier:
         render_approval: Callable[[ev.ApprovalRequested], Rendered] | None = None,
         render_decision: Callable[[ev.ApprovalRequested, ev.Event], Rendered] | None = None,
         deliver_idle_warning: Callable[[WebClient, ev.IdleWarning, tuple[str, str]], object] | None = None,
+        ops_channel: str | None = None,
     ) -> None:
         self.client = client
         self.uow_factory = uow_factory
@@ -85,6 +87,7 @@ class SlackNotifier:
         self.render_approval = render_approval
         self.render_decision = render_decision
         self.deliver_idle_warning = deliver_idle_warning
+        self.ops_channel = ops_channel or default_channel
 
     def notify(self, event: ev.Event) -> None:
         """Deliver one event: post or edit the parent, reply in its thread (permanent errors dropped)."""
@@ -97,6 +100,9 @@ class SlackNotifier:
             log.error("dropping %s for %s: Slack refused it (%s)", event.kind, event.experiment_name, error)
 
     def _deliver(self, event: ev.Event) -> None:
+        if isinstance(event, ev.NodeUnhealthy):
+            self._report_node(event)  # for operations, not for the experiment's thread
+            return
         with self.uow_factory() as uow:
             experiment = uow.experiments.get(event.experiment_id)
             if experiment is None:
@@ -124,6 +130,17 @@ class SlackNotifier:
             self._show_decision(experiment, event)
         elif isinstance(event, ev.IdleWarning) and self.deliver_idle_warning is not None:
             self.deliver_idle_warning(self.client, event, (channel, ts))  # the owner's DM, with Keep / Stop
+
+    def _report_node(self, event: ev.NodeUnhealthy) -> None:
+        key = f"node:{event.event_id}"
+        if not self.ops_channel:
+            log.warning("%s (no operations channel is configured)", describe(event))
+            return
+        if self.threads.get(key) is not None:
+            return  # a redelivery: already posted
+        text, blocks = self.render_reply(event, "")
+        response = self.client.chat_postMessage(channel=self.ops_channel, text=text, blocks=blocks)
+        self.threads.save(key, response["channel"], response["ts"], self.clock.now())
 
     def _ask_approvers(self, request: ev.ApprovalRequested, now: datetime) -> None:
         if self.render_approval is None or not self.approvals_channel:

@@ -28,6 +28,7 @@ from core.budget import BudgetConfig
 from core.cost import Prices
 from core.errors import ExpbotError
 from core.idle import IdleConfig
+from core.node_health import NodeHealthConfig
 from core.spec import LaunchConfig
 from core.supervisor import Supervisor
 
@@ -103,7 +104,9 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
     supervisor = Supervisor(
         uow_factory, backend, clock, backoff=settings.backoff(),
         stop_grace=timedelta(seconds=settings.stop_grace_seconds), prices=prices,
-        catalog=failure_catalog(settings.config_file),
+        catalog=failure_catalog(settings.config_file), max_excluded_nodes=settings.max_excluded_nodes,
+        node_health=NodeHealthConfig(settings.node_health_experiments,
+                                     timedelta(hours=settings.node_health_window_hours)),
     )
     bus = MessageBus(
         uow_factory,
@@ -173,6 +176,7 @@ def _slack_notifier(
         render_parent=functools.partial(blocks.experiment_parent, currency=settings.prices().currency),
         render_reply=blocks.thread_reply,
         default_channel=settings.slack_default_channel, approvals_channel=settings.slack_approvals_channel,
+        ops_channel=settings.slack_ops_channel,
         render_approval=approvals.request_blocks, render_decision=approvals.decision_blocks,
         deliver_idle_warning=functools.partial(idle_warning_delivery, keep_options=idle.keep_options),
     )

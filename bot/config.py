@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     slack_approvers: str = ""  # comma-separated user ids who may approve over-budget launches
     slack_approver_group: str | None = None  # a user group whose members are approvers too
     slack_approvals_channel: str | None = None  # where approval requests go (default: the default channel)
+    slack_ops_channel: str | None = None  # sick-node reports (default: the default channel)
     http_host: str = "0.0.0.0"
     http_port: int = Field(default=3000, ge=0, le=65535)  # 0: any free port (the tests use it)
 
@@ -96,6 +97,11 @@ class Settings(BaseSettings):
     idle_auto_stop: bool = True
     idle_keep_hours: str = "2,24"
     idle_check_seconds: Interval = 60
+
+    # Failures: restarts avoid nodes with infrastructure failures; a node that hurt several experiments is reported
+    max_excluded_nodes: Annotated[int, Field(ge=0)] = 3  # past this many bad nodes, stop excluding
+    node_health_experiments: Annotated[int, Field(ge=0)] = 3  # 0: never report a node
+    node_health_window_hours: Interval = 24
 
     @field_validator("log_level")
     @classmethod

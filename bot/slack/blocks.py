@@ -58,6 +58,7 @@ _EVENT_EMOJI: dict[type[ev.Event], str] = {
     ev.ExperimentFailed: ":x:",
     ev.ExperimentStopped: ":octagonal_sign:",
     ev.StopRequested: ":double_vertical_bar:",
+    ev.NodeUnhealthy: ":rotating_light:",
     ev.IdleWarning: ":zzz:",
     ev.IdleKept: ":zzz:",
     ev.ApprovalRequested: ":lock:",

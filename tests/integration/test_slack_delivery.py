@@ -9,6 +9,7 @@ from slack_bolt.request import BoltRequest
 
 from bot.slack.app import create_app
 from core import commands
+from core.events import NodeUnhealthy
 from core.model import State
 from tests.integration.slack_harness import CHANNEL, SlackBot
 from tests.polling import wait_for
@@ -92,3 +93,17 @@ def test_an_expired_trigger_is_told_not_swallowed(slack_bot):
     slack_bot.slack_api.trigger_ttl = 0.0
     response = slack_bot.slash("launch")
     assert response.status_code == 200 and "try again" in response.text
+
+
+def test_a_sick_node_is_reported_once_to_the_operations_channel_not_a_thread(tmp_path, slack_api):
+    bot = SlackBot(tmp_path / "data", slack_api, slack_default_channel="C0DEFAULT", slack_ops_channel="C0OPS")
+    try:
+        report = NodeUnhealthy(experiment_id="e1", experiment_name="three", node="gpu-a100-3", experiments=3,
+                               faults=4, window_hours=24, last_reason="hardware fault (Xid 79: GPU has fallen off the bus)")
+        bot.bot.notifier.notify(report)
+        bot.bot.notifier.notify(report)  # the outbox redelivers at least once
+        [posted] = slack_api.messages("C0OPS")
+        assert "gpu-a100-3" in posted.text and "3 experiments" in posted.text and "Xid 79" in posted.text
+        assert not posted.thread_ts and slack_api.messages("C0DEFAULT") == []
+    finally:
+        bot.close()
