@@ -15,16 +15,19 @@ from sqlalchemy.orm import Session
 
 from adapters.db.cost_queries import SqlCostQueries, daily_spend_by_project, outcome_counts, successful_in
 from adapters.db.digest_runs import DigestRuns
+from adapters.db.failure_queries import infra_failures_by_class, node_reports
 from adapters.db.spend_days import SpendDays
 from adapters.digest_chart import spend_chart_png
 from adapters.slack_digest import post_digest
 from core.cost import Prices
+from core.node_health import AUDIT_NODE
 from core.digest import (
     CHART_DAYS,
     TOP_USERS,
     Digest,
     DigestData,
     MonthToDate,
+    NodeReport,
     Outcomes,
     SpendLine,
     compose_digest,
@@ -71,6 +74,8 @@ def build_digest_data(
             computed = daily_spend_by_project(session, span, now)
             daily.update({d: computed[d] for d, _, _ in missing})
         outcomes = outcome_counts(session, start, end)
+        infra = infra_failures_by_class(session, start, end)
+        nodes = node_reports(session, start, end, AUDIT_NODE)
         succeeded_this_week = successful_in(session, this_week, end)
         succeeded_last_week = successful_in(session, last_week, this_week)
     # The day itself comes from its breakdown, which the digest needs anyway.
@@ -102,6 +107,8 @@ def build_digest_data(
         idle_gpu_hours=idle_hours,
         idle_cost=idle_cost,
         outcomes=Outcomes(**outcomes),
+        infra_failures=infra,
+        node_reports=[NodeReport(**{k: d[k] for k in NodeReport.model_fields if k in d}) for d in nodes],
         successful_this_week=succeeded_this_week,
         successful_last_week=succeeded_last_week,
         chart_series={p: [(d, daily[d].get(p, 0.0)) for d in chart_days] for p in charted},

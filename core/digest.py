@@ -46,6 +46,17 @@ class Outcomes(BaseModel):
     restarts: int = 0
 
 
+class NodeReport(BaseModel):
+    """A node reported sick on the digest's day (core.node_health's audit entry)."""
+
+    model_config = ConfigDict(frozen=True)
+    node: str
+    experiments: int
+    faults: int
+    window_hours: int = 24
+    last_reason: str = ""
+
+
 class DigestData(BaseModel):
     """Everything one day's digest reports; amounts in `currency`, days in the configured time zone."""
 
@@ -61,6 +72,8 @@ class DigestData(BaseModel):
     idle_gpu_hours: float = 0.0
     idle_cost: float = 0.0
     outcomes: Outcomes = Field(default_factory=Outcomes)
+    infra_failures: dict[str, int] = Field(default_factory=dict)  # failure class -> attempts that day
+    node_reports: list[NodeReport] = Field(default_factory=list)
     successful_this_week: int = 0  # the 7 days ending with `day`
     successful_last_week: int = 0  # the 7 days before those
     chart_series: dict[str, list[tuple[date, float]]] = Field(default_factory=dict)  # project -> daily cost
@@ -139,6 +152,8 @@ def compose_digest(data: DigestData, prices: Prices) -> Digest:
         _outcomes_reply(data, day),
         _weekly_reply(data, day),
     ]
+    if data.node_reports:
+        replies.append(_nodes_reply(data, day))
     return Digest(parent_text=parent[:SECTION_LIMIT - 1], replies=replies)
 
 
@@ -196,8 +211,25 @@ def _outcomes_reply(data: DigestData, day: str) -> str:
     restarts = "1 restart" if o.restarts == 1 else f"{o.restarts} restarts"
     return (
         f"*Experiments* on {day}: {o.succeeded} succeeded · {o.failed} failed · {o.stopped} stopped"
-        f" · {restarts}"
+        f" · {restarts}" + _infra_line(data)
     )
+
+
+_INFRA_WORDS = (("hardware", "hardware"), ("network", "network"), ("infra", "preempted or lost"), ("stall", "stuck"))
+
+
+def _infra_line(data: DigestData) -> str:
+    parts = [f"{data.infra_failures[kind]} {words}" for kind, words in _INFRA_WORDS if data.infra_failures.get(kind)]
+    return f"\nInfrastructure failures: {' · '.join(parts)}" if parts else ""
+
+
+def _nodes_reply(data: DigestData, day: str) -> str:
+    lines = [
+        f"• node `{escape(r.node)}`: {r.faults} hardware or network failures of {r.experiments} experiments "
+        f"in {r.window_hours} h, last: {escape(r.last_reason)}"
+        for r in data.node_reports
+    ]
+    return _fit(f"*Node health* on {day}", lines)
 
 
 def _weekly_reply(data: DigestData, day: str) -> str:

@@ -203,3 +203,35 @@ def test_a_chosen_day_is_published_once(sqlite_store: Store, slack_api: FakeSlac
     assert publish_digest(date(2026, 11, 20), **kwargs) is None  # type: ignore[arg-type]
     [parent] = parents(slack_api)
     assert "Fri 20 Nov 2026" in parent.text and "*$10.00*" in parent.text
+
+
+def test_infrastructure_failures_by_cause_and_sick_nodes_reach_the_digest(sql_store: Store) -> None:
+    from core.digest import compose_digest
+    from core.model import FailureClass
+    from core.node_health import AUDIT_NODE
+    from tests.integration.conftest import new_experiment
+
+    seed(sql_store)
+    exp = new_experiment("xid", created=h(21, 1))
+    exp.start_attempt(None, h(21, 1))
+    exp.mark_running(h(21, 1), node="gpu-a100-3")
+    exp.end_attempt(1, "hardware fault (Xid 79: GPU has fallen off the bus)", FailureClass.HARDWARE, h(21, 3))
+    exp.schedule_restart(h(21, 3), "infra", "hardware", None, h(21, 3))
+    exp.start_attempt(None, h(21, 3))
+    exp.mark_running(h(21, 3), node="gpu-b")
+    exp.end_attempt(None, "Evicted", FailureClass.INFRA, h(20, 23) + timedelta(hours=7))
+    sql_store.save(exp)
+    with sql_store.new_uow() as uow:
+        uow.audit.record(at=h(21, 5), actor="expbot", action=AUDIT_NODE, experiment_id=exp.id, detail={
+            "node": "gpu-a100-3", "experiments": 3, "faults": 4, "window_hours": 24,
+            "last_reason": "hardware fault (Xid 79: GPU has fallen off the bus)"})
+        uow.audit.record(at=h(22, 5), actor="expbot", action=AUDIT_NODE, experiment_id=exp.id, detail={
+            "node": "gpu-later", "experiments": 3, "faults": 3, "window_hours": 24, "last_reason": "next day"})
+        uow.commit()
+    data = build_digest_data(make_session_factory(sql_store.engine), Prices(), {}, "UTC", DAY, NOW)
+    assert data.infra_failures == {"hardware": 1, "infra": 1}
+    assert [(r.node, r.experiments, r.faults) for r in data.node_reports] == [("gpu-a100-3", 3, 4)]
+    replies = compose_digest(data, Prices()).replies
+    assert any("Infrastructure failures: 1 hardware · 1 preempted or lost" in r for r in replies)
+    [nodes] = [r for r in replies if r.startswith("*Node health*")]
+    assert "`gpu-a100-3`: 4 hardware or network failures of 3 experiments in 24 h, last: hardware fault (Xid 79" in nodes
