@@ -79,6 +79,8 @@ class RestartScheduled(Event):
     resume_from: str | None = None
     avoid_nodes: list[str] = []  # nodes (or local GPUs) the next attempt keeps away from
     note: str = ""  # e.g. why no node is avoided any more
+    spent: int = 0  # restarts of this budget so far, this one included
+    limit: int | None = None  # the budget's size (--max-restarts / --max-preemptions); None: uncounted
 
 
 class NodeUnhealthy(Event):

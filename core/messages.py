@@ -33,12 +33,13 @@ def describe(event: ev.Event) -> str:
             return f"attempt {event.attempt} ended{where} ({code}, {event.failure_class}): {event.reason}"
         case ev.RestartScheduled():
             wait = format_duration(event.delay_seconds) if event.delay_seconds >= 1 else "now"
-            spends = {"user": "spends a restart", "infra": "infrastructure restart", "none": "not counted"}
+            spends = {"user": "restart", "infra": "infrastructure restart", "none": "not counted"}
+            counted = f" {event.spent} of {event.limit}" if event.limit is not None and event.spent else ""
             avoiding = f", avoiding {', '.join(event.avoid_nodes)}" if event.avoid_nodes else ""
             avoiding += f" ({event.note})" if event.note else ""
             return (
                 f"restarting as attempt {event.next_attempt} in {wait} "
-                f"({spends.get(event.budget, event.budget)}), {_resume(event.resume_from)}{avoiding}"
+                f"({spends.get(event.budget, event.budget)}{counted}), {_resume(event.resume_from)}{avoiding}"
             )
         case ev.NodeUnhealthy():
             return (f"node {event.node}: {event.faults} hardware or network failures of {event.experiments} "

@@ -238,15 +238,18 @@ class Experiment:
         self._move(State.RESTARTING, now, reason)
         if budget == "user":
             self.user_restarts += 1
+            spent, limit = self.user_restarts, self.spec.max_restarts
         elif budget == "infra":
             self.infra_restarts += 1
+            spent, limit = self.infra_restarts, self.spec.max_preemptions
         else:
             self.free_restarts += 1
+            spent, limit = self.free_restarts, None
         self.next_attempt_at = at
         self._emit(
             events.RestartScheduled, now, next_attempt=len(self.attempts) + 1,
             delay_seconds=max(0.0, (at - now).total_seconds()), budget=budget, reason=reason,
-            resume_from=resume_from, avoid_nodes=list(avoid_nodes), note=note,
+            resume_from=resume_from, avoid_nodes=list(avoid_nodes), note=note, spent=spent, limit=limit,
         )
 
     def succeed(self, now: datetime) -> None:
