@@ -70,7 +70,7 @@ def wait_for_port(serve: subprocess.Popen, log_path: Path) -> int:
     while time.monotonic() < deadline:
         if serve.poll() is not None:
             raise SystemExit(f"expbot serve exited:\n{log_path.read_text()}")
-        found = re.search(r"listening for Slack on port (\d+)", log_path.read_text())
+        found = re.search(r"listening for (?:Slack|HTTP) on port (\d+)", log_path.read_text())
         if found:
             return int(found.group(1))
         time.sleep(0.1)

@@ -1,0 +1,28 @@
+"""Every benchmark runs in a quick mode in CI, so none can silently rot (the figures are not judged)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.cli_harness import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def run_benchmark(*args: str, timeout: float = 300) -> str:
+    """Run one benchmark to completion; its output, or a failure that shows it."""
+    done = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{args[0]} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def test_ack_latency_benchmark_runs() -> None:
+    out = run_benchmark("benchmarks/ack_latency.py", "--rate", "5", "--seconds", "1")
+    assert "ack latency: p50" in out and "launches stored after the run: 5/5" in out
+
+
+def test_digest_benchmark_runs() -> None:
+    out = run_benchmark("benchmarks/digest.py", "--experiments", "300", "--db", "sqlite")
+    assert "build_digest_data" in out and "median" in out
