@@ -105,18 +105,6 @@ class Containment:
         return str(path)
 
 
-def enter(cgroup: str, pid: int) -> bool:
-    """Move pid into the cgroup; False (and the cgroup removed) when the kernel refuses."""
-    try:
-        with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
-            f.write(str(pid))
-        return True
-    except OSError as e:
-        log.warning("cannot move process %s into %s (%s): contained by token only", pid, cgroup, e.strerror)
-        remove(cgroup)
-        return False
-
-
 def shim_alive(record: dict) -> bool:
     """Whether the attempt's shim (its process-group leader) is still the process launch.json names."""
     pid = record.get("pid")

@@ -113,8 +113,10 @@ class LocalRunner:
             "started_at": datetime.fromisoformat(record["started_at"]),
             "last_progress_at": last_progress(adir / HEARTBEAT_FILE, self.checkpoint_dir(experiment_id)),
         }
-        if record.get("pid") is None:  # only the intent: a submit is starting it (or failed to)
-            return AttemptStatus(AttemptPhase.STARTING, **common)
+        if record.get("pid") is None:  # only the intent: a submit is starting it, or died doing so
+            if containment.members([record]):
+                return AttemptStatus(AttemptPhase.STARTING, **common)
+            return AttemptStatus(AttemptPhase.LOST, reason="process vanished", infra=True, **common)
         ended = read_json(adir / EXIT_FILE)
         if ended is None and containment.shim_alive(record):
             self._tracker.follow(key, record)
@@ -215,8 +217,8 @@ class LocalRunner:
     def _fence(self, launch: AttemptLaunch, own: dict | None) -> str | None:
         # Attempt N+1 never runs beside anything of attempts 1..N, nor beside what a submit of N+1
         # that died half-way (its intent on disk) may have started.
-        records = [r for n in range(1, launch.attempt)
-                   if (r := read_json(self.attempt_dir(launch.experiment_id, n) / LAUNCH_FILE))]
+        records = [r for n in range(1, launch.attempt) if not self._tracker.settled((launch.experiment_id, n))
+                   and (r := read_json(self.attempt_dir(launch.experiment_id, n) / LAUNCH_FILE))]
         records += [own] if own is not None else []
         if not records:
             return None
@@ -258,13 +260,15 @@ class LocalRunner:
         except OSError as e:
             containment.remove(cgroup)
             return SubmitResult(started=False, reason=f"cannot start {self.python}: {e.strerror}")
-        if cgroup and not containment.enter(cgroup, proc.pid):
-            record.update(mechanism=SUBREAPER, cgroup=None)
-        # Read before anyone can reap it: an unreaped process keeps its /proc entry.
+        # The shim moves itself into the cgroup before it starts the command (the kernel makes a
+        # move cost milliseconds: not on the supervisor's path). Read before anyone can reap it:
+        # an unreaped process keeps its /proc entry.
         record.update(pid=proc.pid, pgid=proc.pid, start_time=procs.start_time(proc.pid),
                       started_at=self.clock.now().isoformat())  # start_new_session: it leads its group
         try:
-            write_json_atomic(adir / LAUNCH_FILE, record)
+            # No fsync: this only matters while the machine stays up (a crash ends the process too),
+            # and the intent on disk already finds the process by its token.
+            write_json_atomic(adir / LAUNCH_FILE, record, sync=False)
         except OSError as e:
             # Nothing may run that launch.json does not name: undo the start.
             containment.signal_all([record], signal.SIGKILL)
@@ -277,5 +281,5 @@ class LocalRunner:
 
     def _record_stop(self, key: Key, adir: Path, signo: int, reason: str) -> None:
         # A shim killed along with its command leaves no exit.json: we know how it ended, so say it.
-        if not (adir / EXIT_FILE).exists():
+        if read_json(adir / EXIT_FILE) is None:
             self._tracker.record_end(key, adir, {"exit_code": 128 + signo, "reason": reason, "signal": int(signo)})

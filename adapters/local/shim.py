@@ -1,8 +1,7 @@
 """Attempt shim: runs one command, passes on stop signals, and records how it ended in exit.json.
 
-The runner starts it as the leader of a new session, by file path and with `python -I`, so it
-needs nothing but the standard library (the runner imports its helpers from here too).
-Usage: shim.py <attempt-dir> [--cgroup DIR] -- <command...>
+The runner starts it as the leader of a new session, by file path with `python -I -S`: standard
+library only (the runner imports its helpers from here too). shim.py <dir> [--cgroup DIR] -- <cmd...>
 
 Containment: first thing, it joins the attempt's cgroup (if given) and becomes a child subreaper,
 so orphans of double forks are re-parented to it rather than to init. Every descendant inherits
@@ -13,16 +12,10 @@ written, so a parent that waits for it still learns how the attempt ended.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
 import sys
-import threading
-import time
-from collections.abc import Collection
-from datetime import datetime, timezone
-from pathlib import Path
+import time  # only cheap imports here: every attempt starts a shim, often many at once
 
 EXIT_FILE = "exit.json"
 # The runner creates this before signalling the whole attempt, so the shim knows the command
@@ -34,34 +27,40 @@ _PR_SET_CHILD_SUBREAPER = 36
 _LEFTOVER_DEADLINE = 5.0  # seconds the shim spends killing leftovers before it gives up on them
 
 
-def _tmp_name(path: Path) -> Path:
+def _tmp_name(path: str | os.PathLike) -> str:
+    import threading
+
     # Unique per thread too: two threads of one runner may record the same file at once.
-    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    head, name = os.path.split(os.fspath(path))
+    return os.path.join(head, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
 
 
-def _write_tmp(path: Path, data: dict) -> Path:
+def _write_tmp(path: str | os.PathLike, data: dict, sync: bool = True) -> str:
+    import json
+
     tmp = _tmp_name(path)
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
     except BaseException:
         _unlink(tmp)  # a full disk must not fill up further with half-written files
         raise
     return tmp
 
 
-def _unlink(path: Path) -> None:
+def _unlink(path: str) -> None:
     try:
         os.unlink(path)
     except OSError:
         pass
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON so readers see the old file or the whole new one, never half of it."""
-    tmp = _write_tmp(path, data)
+def write_json_atomic(path: str | os.PathLike, data: dict, sync: bool = True) -> None:
+    """Write JSON so readers see the old file or the whole new one, never half of it (on disk if sync)."""
+    tmp = _write_tmp(path, data, sync)
     try:
         os.replace(tmp, path)
     except BaseException:
@@ -69,7 +68,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
         raise
 
 
-def create_json_once(path: Path, data: dict) -> bool:
+def create_json_once(path: str | os.PathLike, data: dict) -> bool:
     """Write JSON atomically only if `path` does not exist yet (safe across threads and processes)."""
     tmp = _write_tmp(path, data)
     try:
@@ -89,7 +88,7 @@ def signal_name(signo: int) -> str:
         return f"signal {signo}"
 
 
-def token_pids(tokens: Collection[str]) -> dict[int, str]:
+def token_pids(tokens: list[str]) -> dict[int, str]:
     """Live processes whose environment carries one of these attempt tokens: pid -> token."""
     wanted = {f"{TOKEN_VAR}={t}".encode(): t for t in tokens if t}
     found: dict[int, str] = {}
@@ -133,7 +132,8 @@ def group_pids(pgid: int) -> set[int]:
         if not entry.isdigit():
             continue
         try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
             fields = stat[stat.rindex(")") + 2:].split()
             if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
                 found.add(int(entry))
@@ -199,14 +199,17 @@ def _kill_leftovers(cgroup: str | None) -> None:
         time.sleep(0.01)
 
 
-def _finish(attempt_dir: Path, exit_code: int, reason: str, signo: int | None = None) -> None:
+def _finish(attempt_dir: str, exit_code: int, reason: str, signo: int | None = None) -> None:
+    from datetime import datetime, timezone
+
+    path = os.path.join(attempt_dir, EXIT_FILE)
     try:
-        write_json_atomic(attempt_dir / EXIT_FILE, {
+        write_json_atomic(path, {
             "exit_code": exit_code, "reason": reason, "signal": signo,
             "ended_at": datetime.now(timezone.utc).isoformat(),
         })
     except OSError as e:
-        _say(f"expbot: cannot write {attempt_dir / EXIT_FILE}: {e.strerror}")
+        _say(f"expbot: cannot write {path}: {e.strerror}")
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -215,7 +218,7 @@ def _finish(attempt_dir: Path, exit_code: int, reason: str, signo: int | None = 
     os._exit(exit_code)  # the exit code carries the outcome when exit.json could not
 
 
-def _parse(argv: list[str]) -> tuple[Path, str | None, list[str]]:
+def _parse(argv: list[str]) -> tuple[str, str | None, list[str]]:
     if len(argv) >= 3 and argv[1] == "--cgroup":
         attempt_dir, cgroup, rest = argv[0], argv[2], argv[3:]
     else:
@@ -223,13 +226,15 @@ def _parse(argv: list[str]) -> tuple[Path, str | None, list[str]]:
     if not attempt_dir or not rest or rest[0] != "--":
         print("usage: shim.py <attempt-dir> [--cgroup DIR] -- <command...>", file=sys.stderr)
         sys.exit(2)
-    return Path(attempt_dir), cgroup, rest[1:]
+    return attempt_dir, cgroup, rest[1:]
 
 
-def _start(attempt_dir: Path, command: list[str]) -> subprocess.Popen:
+def _start(attempt_dir: str, command: list[str]) -> int:
     try:
-        # Same stdio (output.log), environment, directory and process group as the shim.
-        return subprocess.Popen(command)
+        # Same stdio (output.log), environment, directory and process group as the shim. Python
+        # ignores SIGPIPE and SIGXFSZ: the command gets their defaults back, as with subprocess.
+        return os.posix_spawnp(command[0], command, os.environ,
+                               setsigdef=[s for s in (signal.SIGPIPE, getattr(signal, "SIGXFSZ", None)) if s])
     except FileNotFoundError:
         _say(f"expbot: command not found: {command[0]}")
         _finish(attempt_dir, 127, f"command not found: {command[0]}")
@@ -242,31 +247,31 @@ def _start(attempt_dir: Path, command: list[str]) -> subprocess.Popen:
     raise AssertionError("unreachable: _finish exits")
 
 
-def _wait(child: subprocess.Popen) -> int:
+def _wait(child: int) -> int:
     # Wait for any child, not just the command: orphans re-parented to us are reaped as they die.
     while True:
         try:
             pid, status = os.waitpid(-1, 0)  # PEP 475: retried after a signal handler runs
         except ChildProcessError:
-            return child.returncode if child.returncode is not None else 0
-        if pid == child.pid:
-            child.returncode = os.waitstatus_to_exitcode(status)
-            return child.returncode
+            return 0  # cannot happen while the command is our child
+        if pid == child:
+            return os.waitstatus_to_exitcode(status)
 
 
 def main(argv: list[str]) -> None:
     """Entry point: shim.py <attempt-dir> [--cgroup DIR] -- <command...>."""
     attempt_dir, cgroup, command = _parse(argv)
     _contain(cgroup)  # before anything else runs, so every process of the attempt is inside
-    child: subprocess.Popen | None = None
+    child: int | None = None
+    done = False
     early: list[int] = []
 
     def on_signal(signo: int, _frame: object) -> None:
         if child is None:
             early.append(signo)
-        elif child.returncode is None and not (attempt_dir / STOP_MARKER).exists():
+        elif not done and not os.path.exists(os.path.join(attempt_dir, STOP_MARKER)):
             try:
-                os.kill(child.pid, signo)
+                os.kill(child, signo)
             except ProcessLookupError:
                 pass
 
@@ -282,8 +287,9 @@ def main(argv: list[str]) -> None:
     child = _start(attempt_dir, command)
     if early:
         # A signal came while the command was being started: it may have missed it.
-        os.kill(child.pid, early[0])
+        os.kill(child, early[0])
     code = _wait(child)
+    done = True  # its pid may be reused from here on: forward nothing more
     _kill_leftovers(cgroup)
     if code < 0:
         _finish(attempt_dir, 128 - code, f"terminated by {signal_name(-code)}", -code)

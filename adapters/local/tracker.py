@@ -83,6 +83,12 @@ class AttemptTracker:
             with self._state:
                 self._settled.add(key)
 
+    def settled(self, key: Key) -> bool:
+        """Whether the attempt is known to have left nothing (nothing of it can come back: no process
+        is left that could start one)."""
+        with self._state:
+            return key in self._settled
+
     def record_end(self, key: Key, adir: Path, end: dict) -> None:
         """Write exit.json unless it exists; if the disk refuses, keep the end in memory, saying why."""
         end = {**end, "ended_at": self.clock.now().isoformat()}
@@ -101,7 +107,7 @@ class AttemptTracker:
     def _reap(self, key: Key, proc: subprocess.Popen, adir: Path) -> None:
         # The shim exits with its command's code: that is how it ended, even without exit.json.
         code = proc.wait()
-        if code >= 0 and not (adir / EXIT_FILE).exists():
+        if code >= 0 and read_json(adir / EXIT_FILE) is None:
             self.record_end(key, adir, {"exit_code": code, "reason": "", "signal": None})
         with self._state:
             if self._children.get(key) is proc:

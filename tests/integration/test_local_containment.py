@@ -165,7 +165,9 @@ def test_the_mechanism_is_recorded(make_runner: Callable[..., LocalRunner], cgro
     assert re.fullmatch(r"[0-9a-f]{32}", rec["token"]) and rec["pid"] in token_pids([rec["token"]])
     if cgroups:
         assert (rec["mechanism"], info["mechanism"]) == ("cgroup", "cgroup") and info["cgroup"] == rec["cgroup"]
-        assert str(rec["pid"]) in Path(rec["cgroup"], "cgroup.procs").read_text().split()
+        # The shim moves itself in first thing, before it starts the command.
+        wait_for(lambda: str(rec["pid"]) in Path(rec["cgroup"], "cgroup.procs").read_text().split(),
+                 what="the shim to join its cgroup")
     else:
         assert (rec["mechanism"], rec["cgroup"]) == ("subreaper", None)
     runner.stop("exp-a", 1, timedelta(seconds=5))
