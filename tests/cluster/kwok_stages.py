@@ -8,8 +8,9 @@ upstream's random jitter with fixed, short delays (``DEFAULT_STAGE_DELAYS_MS``):
   bound pod --pod-create--> Pending (podIP, ContainerCreating) --pod-ready--> Running, Ready
   Running Job pod --pod-complete--> Succeeded (exit 0)               [only pods owned by a Job]
   Running pod labelled pod-container-running-failed.stage.kwok.x-k8s.io=true
-      --pod-container-running-failed--> Failed, container terminated with the annotated
-        reason/exit-code (e.g. OOMKilled/137)
+      --pod-container-running-failed (ours)--> Failed, container terminated with the annotated
+        reason/exit-code (e.g. OOMKilled/137) and message (what a kubelet puts there with
+        terminationMessagePolicy FallbackToLogsOnError: the log tail; none when not annotated)
   deleted Pending/Running pod --pod-terminate (ours)--> Failed, containers terminated
       reason Error exit 143 (what a kubelet does after SIGTERM); Job controllers then drop the
       batch.kubernetes.io/job-tracking finalizer
@@ -35,7 +36,6 @@ UPSTREAM_STAGES = {
     "pod-init-container-completed": "pod/general/pod-init-container-completed.yaml",
     "pod-ready": "pod/general/pod-ready.yaml",
     "pod-complete": "pod/general/pod-complete.yaml",
-    "pod-container-running-failed": "pod/chaos/pod-container-running-failed.yaml",
 }
 
 # (delay, max delay) defaults in ms per stage; None drops upstream's jitter so that an annotated
@@ -95,16 +95,58 @@ phase: Failed
 {{ end }}
 """
 
-def _pod_stage(name: str, match: list[dict[str, Any]], then: dict[str, Any]) -> dict[str, Any]:
+# Upstream's chaos stage of the same name writes the message unquoted (a log line such as
+# "NVRM: Xid (PCI:0000:3b:00): 79, ..." breaks its YAML) and invents "container failed" when none is
+# annotated; ours quotes reason and message (JSON, so several lines work) and leaves an absent one out.
+_FAILED = "pod-container-running-failed.stage.kwok.x-k8s.io"
+_POD_FAILED_TEMPLATE = """\
+{{ $now := Now }}
+{{ $annotations := or .metadata.annotations dict }}
+{{ $reason := or ( index $annotations "%(p)s/reason" ) "Error" }}
+{{ $message := or ( index $annotations "%(p)s/message" ) "" }}
+{{ $exitCode := or ( index $annotations "%(p)s/exit-code" ) "1" }}
+conditions:
+- lastProbeTime: null
+  lastTransitionTime: {{ $now | Quote }}
+  status: "False"
+  reason: PodFailed
+  type: Ready
+- lastProbeTime: null
+  lastTransitionTime: {{ $now | Quote }}
+  status: "False"
+  reason: PodFailed
+  type: ContainersReady
+containerStatuses:
+{{ range .spec.containers }}
+- image: {{ .image | Quote }}
+  name: {{ .name | Quote }}
+  ready: false
+  restartCount: 0
+  started: false
+  state:
+    terminated:
+      exitCode: {{ $exitCode }}
+      finishedAt: {{ $now | Quote }}
+      reason: {{ $reason | Quote }}
+{{ if $message }}
+      message: {{ $message | Quote }}
+{{ end }}
+      startedAt: {{ $now | Quote }}
+{{ end }}
+phase: Failed
+""" % {"p": _FAILED}
+
+
+def _pod_stage(name: str, match: list[dict[str, Any]], then: dict[str, Any], weight: int = 1) -> dict[str, Any]:
     """One pod Stage of ours; its delay comes from DEFAULT_STAGE_DELAYS_MS or the pod's annotations."""
-    return {
+    stage: dict[str, Any] = {
         "apiVersion": "kwok.x-k8s.io/v1alpha1",
         "kind": "Stage",
         "metadata": {"name": name},
         "spec": {
             "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
             "selector": {"matchExpressions": match},
-            "weight": 1,
+            "weight": weight,
             "delay": {  # durationMilliseconds is filled in by kwok_stages()
                 "durationFrom": {"expressionFrom": _annotation(name, "delay")},
                 "jitterDurationFrom": {"expressionFrom": _annotation(name, "jitter-delay")},
@@ -112,6 +154,9 @@ def _pod_stage(name: str, match: list[dict[str, Any]], then: dict[str, Any]) -> 
             "next": then,
         },
     }
+    if weight != 1:  # a pod may still choose otherwise with an annotation, as upstream allows
+        stage["spec"]["weightFrom"] = {"expressionFrom": _annotation(name, "weight")}
+    return stage
 
 
 _DELETED = {"key": ".metadata.deletionTimestamp", "operator": "Exists"}
@@ -127,6 +172,12 @@ EXPBOT_STAGES: list[dict[str, Any]] = [
         _DELETED, {"key": ".metadata.finalizers", "operator": "DoesNotExist"},
         {"key": ".status.phase", "operator": "In", "values": ["Succeeded", "Failed"]},
     ], {"delete": True}),
+    _pod_stage("pod-container-running-failed", [
+        {"key": f'.metadata.labels["{_FAILED}"]', "operator": "In", "values": ["true"]},
+        {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
+        {"key": ".status.phase", "operator": "In", "values": ["Running"]},
+    # A pod labelled to fail fails rather than completes (upstream's weight; pod-complete has 1).
+    ], {"statusTemplate": _POD_FAILED_TEMPLATE}, weight=10_000),
 ]
 
 
