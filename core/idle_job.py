@@ -1,4 +1,8 @@
-"""The idle-GPU job (run every minute) and the Keep command: warn owners of idle GPUs, stop if unanswered."""
+"""The idle-GPU job (run every minute) and the Keep command: warn owners of idle GPUs, stop if unanswered.
+
+With a HangWatch it also finds stuck attempts (core.idle.assess_hang) and hands each to the
+supervisor, which ends it in its own thread: ending attempts stays the supervisor's job.
+"""
 from __future__ import annotations
 
 import logging
@@ -11,7 +15,7 @@ from typing import Any, Protocol
 from core.commands import Command, KeepExperiment, StopExperiment
 from core.errors import ConcurrentUpdate, ExpbotError, NotAllowed, NotFound
 from core.events import Event, IdleKept, IdleWarning
-from core.idle import IdleAction, IdleConfig, IdleDecision, IdleState, Sample, assess, kept
+from core.idle import IdleAction, IdleConfig, IdleDecision, IdleState, Sample, assess, assess_hang, kept
 from core.metrics import GpuMetrics, MetricsUnavailable
 from core.model import AttemptState, Experiment, State
 from core.ports import Clock, UnitOfWork
@@ -46,6 +50,14 @@ class Bus(Protocol):
 
 
 @dataclass(frozen=True)
+class HangWatch:
+    """What stuck-job detection needs besides the samples: each attempt's progress, and who ends it."""
+
+    progress: Callable[[str, int], datetime | None]  # (experiment id, attempt) -> newest checkpoint/heartbeat
+    end_attempt: Callable[[str, int, str], None]  # (experiment id, attempt, reason): e.g. Supervisor.end_attempt_later
+
+
+@dataclass(frozen=True)
 class IdleOutcome:
     """What the job did for one experiment (for logs and tests)."""
 
@@ -64,8 +76,9 @@ def check_idle(
     clock: Clock,
     config: IdleConfig,
     bus: Bus,
+    hangs: HangWatch | None = None,
 ) -> list[IdleOutcome]:
-    """Assess every running experiment with GPUs; warn, stop or reset as decided. Never raises for one."""
+    """Assess every running experiment with GPUs; warn, stop, reset or hand over as stuck. Never raises for one."""
     with uow_factory() as uow:
         running = uow.experiments.list(states=[State.RUNNING])
     outcomes = []
@@ -77,7 +90,7 @@ def check_idle(
             continue
         try:
             outcome = _check_one(experiment, attempt.number, attempt.started_at, uow_factory, idle_states,
-                                 metrics, clock, config, bus)
+                                 metrics, clock, config, bus, hangs)
         except Exception as e:  # one broken experiment must not keep the others from being checked
             log.exception("idle check of %s failed", experiment.name)
             outcome = IdleOutcome(experiment.id, experiment.name, IdleAction.NONE, error=str(e))
@@ -88,16 +101,22 @@ def check_idle(
 def _check_one(
     experiment: Experiment, attempt: int, started_at: datetime, uow_factory: Callable[[], UnitOfWork],
     idle_states: IdleStates, metrics: GpuMetrics, clock: Clock, config: IdleConfig, bus: Bus,
+    hangs: HangWatch | None,
 ) -> IdleOutcome:
     now = clock.now()
     state = idle_states.get(experiment.id)
     samples: dict[str, list[Sample]] = {}
-    if now >= started_at + config.warm_up:  # nothing to ask while it warms up
+    watch = hangs if config.hang_timeout else None
+    # Nothing to ask while it warms up, unless it may hang meanwhile (busy first, so never while loading).
+    if now >= started_at + config.warm_up or watch is not None:
         try:
-            samples = metrics.samples(experiment.id, attempt, config.fetch_since(started_at, state.idle_since, now), now)
+            since = config.fetch_since(started_at, state.idle_since, now, hangs=watch is not None)
+            samples = metrics.samples(experiment.id, attempt, since, now)
         except MetricsUnavailable as e:
             log.warning("idle check of %s skipped: %s", experiment.name, e)
             return IdleOutcome(experiment.id, experiment.name, IdleAction.NONE, error=str(e))
+    if watch is not None and (stuck := _hand_over_if_stuck(experiment, attempt, samples, now, config, watch)):
+        return stuck
     decision = assess(started_at, samples, state, now, config, expected_gpus=experiment.spec.gpus)
     outcome = IdleOutcome(experiment.id, experiment.name, decision.action, decision.idle_minutes)
     if decision.state != state and not idle_states.save(experiment.id, decision.state, expected=state):
@@ -119,6 +138,27 @@ def _check_one(
     elif decision.action == IdleAction.STOP:
         return _stop(experiment, decision, uow_factory, clock, bus)
     return outcome
+
+
+def _hand_over_if_stuck(
+    experiment: Experiment, attempt: int, samples: dict[str, list[Sample]], now: datetime, config: IdleConfig,
+    watch: HangWatch,
+) -> IdleOutcome | None:
+    """Tell the supervisor to end a stuck attempt (it is told again each run until it has)."""
+    if not samples:
+        return None
+    try:
+        last_progress = watch.progress(experiment.id, attempt)
+    except Exception as e:  # without the progress nothing is known to be stuck: never restart on a guess
+        log.warning("hang check of %s skipped: its progress is unknown (%s)", experiment.name, e)
+        return None
+    hang = assess_hang(samples, last_progress, now, config, expected_gpus=experiment.spec.gpus)
+    if hang is None:
+        return None
+    reason = hang.reason()
+    watch.end_attempt(experiment.id, attempt, reason)
+    log.info("%s attempt %d is %s; the supervisor restarts it", experiment.name, attempt, reason)
+    return IdleOutcome(experiment.id, experiment.name, IdleAction.STUCK, int(hang.idle_for.total_seconds() // 60))
 
 
 def _unwarned(decision: IdleDecision) -> IdleState:

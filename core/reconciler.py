@@ -6,17 +6,20 @@ the side effects that follow its commit.
 """
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from core.metrics import XidSource
 from core.model import AttemptState, Experiment
 from core.policy import DEFAULT_CATALOG, Action, AttemptOutcome, Backoff, Cause, classify, decide, nodes_to_avoid
 from core.ports import AttemptLaunch, AttemptPhase, AttemptStatus, ClusterBackend
 from core.signatures import Catalog
 from core.spec import ExperimentSpec
 
+log = logging.getLogger(__name__)
 _LOG_TAIL_LINES = 200
 
 
@@ -37,13 +40,15 @@ class Reconciler:
     """Turns backend facts about an experiment's attempt into the experiment's next state."""
 
     def __init__(self, backend: ClusterBackend, *, backoff: Backoff, rng: random.Random, prices: HourlyRates,
-                 catalog: Catalog = DEFAULT_CATALOG, max_excluded_nodes: int = 3) -> None:
+                 catalog: Catalog = DEFAULT_CATALOG, max_excluded_nodes: int = 3,
+                 xids: XidSource | None = None) -> None:
         self.backend = backend
         self.backoff = backoff
         self.rng = rng
         self.prices = prices
         self.catalog = catalog  # failure signatures: shipped defaults and the [failures] table
         self.max_excluded_nodes = max_excluded_nodes  # restarts avoid at most this many bad nodes
+        self.xids = xids  # node evidence for failed attempts (DCGM Xid errors via Prometheus), if configured
 
     def start_next(self, experiment: Experiment, now: datetime) -> bool:
         """Submit attempt n+1; False when the backend cannot place it yet (the experiment queues)."""
@@ -61,8 +66,12 @@ class Reconciler:
             experiment.queue(result.reason or "waiting for capacity", now)
         return result.started
 
-    def observe(self, experiment: Experiment, now: datetime) -> Observed:
-        """Fold the backend's status of the current (live) attempt into the experiment."""
+    def observe(self, experiment: Experiment, now: datetime, end_reason: str | None = None) -> Observed:
+        """Fold the backend's status of the current (live) attempt into the experiment.
+
+        `end_reason`: another part of expbot found the attempt stuck; if it still runs it is ended
+        as stalled with that reason (and killed after the commit).
+        """
         attempt = experiment.current_attempt
         assert attempt is not None
         status = self.backend.status(experiment.id, attempt.number)
@@ -76,12 +85,15 @@ class Reconciler:
         if status.phase == AttemptPhase.RUNNING and attempt.state == AttemptState.STARTING:
             experiment.mark_running(min(status.started_at or now, now), node=status.node)
         if status.phase in (AttemptPhase.EXITED, AttemptPhase.LOST):
-            self._finish(experiment, self._outcome(experiment, status), status.ended_at or now, now)
+            self._finish(experiment, self._outcome(experiment, status, now), status.ended_at or now, now)
             return Observed(must_stop=status.needs_cleanup)
         if status.phase == AttemptPhase.RUNNING:
-            cause = self.should_end(experiment, status, now)
+            cause, reason = self.should_end(experiment, status, now), ""
+            if cause is None and end_reason:
+                cause, reason = Cause.STALL, end_reason
             if cause is not None:
-                self._finish(experiment, AttemptOutcome(exit_code=None, cause=cause), now, now)
+                self._finish(experiment, AttemptOutcome(exit_code=None, cause=cause, reason=reason, node=status.node),
+                             now, now)
                 return Observed(must_stop=True)
         return Observed()
 
@@ -98,13 +110,17 @@ class Reconciler:
                 return Cause.STALL
         return None
 
-    def _outcome(self, experiment: Experiment, status: AttemptStatus) -> AttemptOutcome:
+    def _outcome(self, experiment: Experiment, status: AttemptStatus, now: datetime) -> AttemptOutcome:
         if status.deadline_exceeded:
             return AttemptOutcome(exit_code=status.exit_code, reason=status.reason, cause=Cause.MAX_RUNTIME)
         tail = status.message
-        if not tail and status.exit_code not in (0, None) and not (status.infra or status.oom_killed):
+        failed = status.exit_code not in (0, None) and not (status.infra or status.oom_killed)
+        if not tail and failed:
             # The evidence failure signatures and give-up patterns look for (a log call on a cluster).
             tail = self.backend.logs(experiment.id, experiment.current_attempt.number, _LOG_TAIL_LINES)  # type: ignore[union-attr]
+        if failed and self.xids is not None:
+            # Node evidence joins the log tail, where the catalog's DCGM signature finds it.
+            tail = "\n".join(line for line in (tail.rstrip("\n"), *self._xid_lines(experiment, now)) if line)
         return AttemptOutcome(
             exit_code=status.exit_code, reason=status.reason, infra=status.infra,
             lost=status.phase == AttemptPhase.LOST, oom_killed=status.oom_killed, log_tail=tail, node=status.node,
@@ -125,3 +141,14 @@ class Reconciler:
             avoid, note = nodes_to_avoid(experiment, self.max_excluded_nodes)
             experiment.schedule_restart(now + decision.delay, decision.budget or "none", decision.reason, resume, now,
                                         avoid, note)
+
+    def _xid_lines(self, experiment: Experiment, now: datetime) -> list[str]:
+        """"DCGM reported Xid N on GPU G during the attempt" per rise; none when metrics cannot say."""
+        attempt = experiment.current_attempt
+        assert attempt is not None and self.xids is not None
+        try:
+            found = self.xids.xid_errors(experiment.id, attempt.number, attempt.started_at or attempt.created_at, now)
+        except Exception as e:  # evidence is a bonus: without it the failure is classified as before
+            log.warning("no DCGM Xid evidence for %s attempt %d: %s", experiment.name, attempt.number, e)
+            return []
+        return list(dict.fromkeys(error.line() for error in found))

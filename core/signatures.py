@@ -88,6 +88,11 @@ DEFAULT_SIGNATURES: tuple[Signature, ...] = (
     _regex("InfiniBand transport error", SignatureClass.NETWORK,
            r"NET/IB\s*:.*(?:completion|error)|IBV_WC_RETRY_EXC_ERR|transport retry counter exceeded",
            "NCCL IB transport, ibv_wc_status (libibverbs)"),
+    # Node evidence the supervisor adds to the log tail (core.metrics.XidError.line). Last, so an Xid
+    # above names itself. 13, 31, 43 and 45 are left out: NVIDIA lists application faults (an illegal
+    # memory access, a killed process) among their causes, and those must stay user errors.
+    _regex("Xid reported by DCGM during the attempt", SignatureClass.HARDWARE,
+           r"DCGM reported Xid (?!(?:13|31|43|45)\b)\d+ on GPU", "DCGM_FI_DEV_XID_ERRORS"),
 )
 
 

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from core.cost import Prices
 from core.errors import ConcurrentUpdate, DatabaseUnavailable
 from core.failures import FailureLog
+from core.metrics import XidSource
 from core.model import AttemptState, Experiment, State
 from core.node_health import NodeHealthConfig, report_sick_node
 from core.policy import DEFAULT_CATALOG, Backoff
@@ -41,6 +42,7 @@ class Supervisor:
         catalog: Catalog = DEFAULT_CATALOG,
         max_excluded_nodes: int = 3,
         node_health: NodeHealthConfig = NodeHealthConfig(),
+        xids: XidSource | None = None,
     ) -> None:
         self.uow_factory = uow_factory
         self.backend = backend
@@ -48,7 +50,7 @@ class Supervisor:
         self.stop_grace = stop_grace
         self.prices = prices or Prices()
         self.reconciler = Reconciler(backend, backoff=backoff, rng=rng or random.Random(), prices=self.prices,
-                                     catalog=catalog, max_excluded_nodes=max_excluded_nodes)
+                                     catalog=catalog, max_excluded_nodes=max_excluded_nodes, xids=xids)
         self.node_health = node_health  # when a node that failed several experiments is reported
         # A burst of launches is submitted a slice per pass, so that failures seen meanwhile are
         # still acted on within seconds rather than after the whole backlog (each submit is an API call).
@@ -59,10 +61,38 @@ class Supervisor:
         self._stopper = Stopper(backend, stop_grace, stop_in_background)  # stops people asked for
         self._refused_gpus: int | None = None
         self._failures = FailureLog(log, "supervisor pass")
+        # Attempts other threads found stuck (the idle job): experiment -> (attempt, reason).
+        self._to_end: dict[str, tuple[int, str]] = {}
+        self._to_end_lock = threading.Lock()
 
     def wake(self, experiment_id: str) -> None:
         """Look at this experiment now rather than at the next pass (it was launched or approved)."""
         self.backend.wake(experiment_id)
+
+    def end_attempt_later(self, experiment_id: str, attempt: int, reason: str) -> None:
+        """Thread-safe: at its next reconcile, end this attempt as stalled with `reason` if it still runs."""
+        with self._to_end_lock:
+            self._to_end[experiment_id] = (attempt, reason)
+        self.backend.wake(experiment_id)
+
+    def _end_reason(self, experiment: Experiment) -> str | None:
+        """The reason to end the experiment's live attempt, if one was asked for; stale requests go."""
+        attempt = experiment.current_attempt
+        live = attempt.number if attempt is not None and attempt.state != AttemptState.ENDED else None
+        with self._to_end_lock:
+            asked = self._to_end.get(experiment.id)
+            if asked is None:
+                return None
+            if live is None or asked[0] != live or experiment.is_terminal or experiment.state == State.STOPPING:
+                del self._to_end[experiment.id]  # that attempt ended, or a stop wins
+                return None
+            return asked[1]
+
+    def _ended(self, experiment_id: str, attempt: int) -> None:
+        """Forget a request to end `attempt` once its end is committed."""
+        with self._to_end_lock:
+            if self._to_end.get(experiment_id, (None,))[0] == attempt:
+                del self._to_end[experiment_id]
 
     def run(self, stop: threading.Event, resync_interval: float = 2.0) -> None:
         """Reconcile until `stop` is set: on every backend change, when a restart is due, and periodically.
@@ -155,7 +185,7 @@ class Supervisor:
         """False when reconciling this experiment now would certainly change nothing."""
         if experiment.state == State.PENDING_APPROVAL:
             return False
-        if experiment.state == State.STOPPING:
+        if experiment.state == State.STOPPING or experiment.id in self._to_end:
             return True
         attempt = experiment.current_attempt
         if attempt is None or attempt.state == AttemptState.ENDED:
@@ -188,6 +218,7 @@ class Supervisor:
         uow = self.uow_factory()
         with uow:
             experiment = uow.experiments.get(experiment_id)
+            end_reason = self._end_reason(experiment) if experiment is not None else None
             if experiment is None or experiment.is_terminal or experiment.state == State.PENDING_APPROVAL:
                 return None
             now = self.clock.now()
@@ -199,7 +230,7 @@ class Supervisor:
                 return None
             attempt = experiment.current_attempt
             if attempt is not None and attempt.state != AttemptState.ENDED:
-                if self.reconciler.observe(experiment, now).must_stop:
+                if self.reconciler.observe(experiment, now, end_reason).must_stop:
                     self._to_stop.append((experiment.id, attempt.number))
                 if attempt.state == AttemptState.ENDED:
                     report_sick_node(uow, experiment, self.node_health, now)
@@ -215,6 +246,8 @@ class Supervisor:
                     else:
                         deferred = True
             uow.commit()
+        if attempt is not None and attempt.state == AttemptState.ENDED:
+            self._ended(experiment.id, attempt.number)
         self._stop_pending()
         if experiment.is_terminal:
             self._release(experiment.id)

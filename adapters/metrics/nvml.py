@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from core.idle import Sample
+from core.metrics import XidError
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,10 @@ class NvmlGpuMetrics:
                 if peaks:
                     found[str(index)] = [Sample(str(index), since + k * self.window, peaks[k]) for k in sorted(peaks)]
         return found
+
+    def xid_errors(self, experiment_id: str, attempt: int, since: datetime, until: datetime) -> list[XidError]:
+        """No Xid evidence from here yet: NVML's Xid events are not read, so failures keep their log evidence."""
+        return []
 
     def _read(self, index: int) -> float:
         nvml = self._nvml

@@ -9,6 +9,10 @@ Series are matched to an attempt by the pod labels the DCGM exporter adds. When 
 scrapes the exporter pod itself (the usual ServiceMonitor set-up, honor_labels false) the
 workload's labels arrive renamed `exported_pod` / `exported_namespace`; with honor_labels they
 stay `pod` / `namespace`: pick the label with `pod_selector(label=...)`.
+
+Xid errors: DCGM_FI_DEV_XID_ERRORS is a gauge holding the last Xid each GPU saw. Its raw samples
+over the attempt (a range-vector instant query, the same pod matchers) go through
+core.metrics.xid_rises: a non-zero value that differs from the one before it is a new Xid.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ import httpx
 
 from adapters.prometheus_api import api_get
 from core.idle import Sample
-from core.metrics import MetricsUnavailable
+from core.metrics import MetricsUnavailable, XidError, xid_rises
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,8 @@ METRICS: tuple[tuple[str, float], ...] = (
 # Labels that tell one GPU from another; grouping by them also merges duplicate scrapes.
 GPU_LABELS = ("Hostname", "UUID", "gpu")
 MAX_POINTS = 10_000  # Prometheus refuses more than 11,000 points per series
+XID_METRIC = "DCGM_FI_DEV_XID_ERRORS"
+MAX_XID_RANGE = timedelta(days=7)  # raw samples are returned whole: bound what one question may fetch
 _SAFE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -91,6 +97,17 @@ class PrometheusGpuMetrics:
                 return found
         return {}
 
+    def xid_errors(self, experiment_id: str, attempt: int, since: datetime, until: datetime) -> list[XidError]:
+        """Every new Xid the attempt's GPUs reported in [since, until], oldest first; [] when no series."""
+        since = max(since, until - MAX_XID_RANGE)
+        seconds = max(1, math.ceil((until - since).total_seconds()))
+        query = f"{XID_METRIC}{{{self.selector(experiment_id, attempt)}}}[{seconds}s]"
+        data = api_get(self.http, self.base_url, "query", {"query": query, "time": f"{until.timestamp():.3f}"})
+        try:
+            return _parse_xids(data)
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise MetricsUnavailable(f"Prometheus at {self.base_url} sent an unexpected reply: {e!r}") from e
+
     def close(self) -> None:
         """Close the HTTP client if this object made it."""
         if self._owns_http:
@@ -125,6 +142,21 @@ def _parse_matrix(data: dict, factor: float) -> dict[str, list[Sample]]:
                 continue
             samples.append(Sample(gpu, datetime.fromtimestamp(float(ts), timezone.utc), util * factor))
     return {gpu: samples for gpu, samples in found.items() if samples}
+
+
+def _parse_xids(data: dict) -> list[XidError]:
+    if data["resultType"] != "matrix":
+        raise ValueError(f"expected a matrix, got {data['resultType']!r}")
+    readings: dict[str, list[tuple[datetime, float]]] = {}  # duplicate scrapes of a GPU merge here
+    names: dict[str, tuple[str, str]] = {}
+    for series in data["result"]:
+        labels = series["metric"]
+        gpu = _gpu_id(labels)
+        names[gpu] = (labels.get("gpu") or gpu, labels.get("Hostname", ""))
+        readings.setdefault(gpu, []).extend(
+            (datetime.fromtimestamp(float(ts), timezone.utc), float(value)) for ts, value in series["values"])
+    found = [e for gpu, values in readings.items() for e in xid_rises(names[gpu][0], values, names[gpu][1])]
+    return sorted(found, key=lambda e: e.at)
 
 
 def _gpu_id(labels: dict[str, str]) -> str:

@@ -1,10 +1,10 @@
-"""GPU metrics whose values each test sets: utilisation per GPU over time."""
+"""GPU metrics whose values each test sets: utilisation and DCGM's last Xid per GPU over time."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
 from core.idle import Sample
-from core.metrics import MetricsUnavailable
+from core.metrics import MetricsUnavailable, XidError, xid_rises
 
 
 class FakeGpuMetrics:
@@ -15,10 +15,25 @@ class FakeGpuMetrics:
         self.levels: dict[str, dict[str, list[tuple[datetime, float | None]]]] = {}
         self.failing: Exception | None = None  # raised by samples() while set
         self.calls: list[tuple[str, int, datetime, datetime]] = []
+        self.xids: dict[tuple[str, int], dict[str, list[tuple[datetime, float]]]] = {}
+        self.xid_calls: list[tuple[str, int, datetime, datetime]] = []
 
     def set(self, experiment_id: str, gpu: str, util: float | None, start: datetime) -> None:
         """From `start` on, `gpu` runs at `util` percent (None: no data)."""
         self.levels.setdefault(experiment_id, {}).setdefault(gpu, []).append((start, util))
+
+    def set_xid(self, experiment_id: str, attempt: int, gpu: str, code: int, at: datetime) -> None:
+        """DCGM_FI_DEV_XID_ERRORS of the attempt's `gpu` reads `code` at `at` (as a scrape would)."""
+        self.xids.setdefault((experiment_id, attempt), {}).setdefault(gpu, []).append((at, float(code)))
+
+    def xid_errors(self, experiment_id: str, attempt: int, since: datetime, until: datetime) -> list[XidError]:
+        """The rises among the readings set in [since, until], as the Prometheus adapter finds them."""
+        self.xid_calls.append((experiment_id, attempt, since, until))
+        if self.failing is not None:
+            raise self.failing
+        found = [e for gpu, readings in self.xids.get((experiment_id, attempt), {}).items()
+                 for e in xid_rises(gpu, [r for r in readings if since <= r[0] <= until])]
+        return sorted(found, key=lambda e: e.at)
 
     def fail(self, message: str = "Prometheus is down") -> None:
         """Make every samples() call raise MetricsUnavailable until `failing` is cleared."""

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from core.idle import IdleAction, IdleConfig, IdleState, Sample, assess, kept
+from core.idle import Hang, IdleAction, IdleConfig, IdleState, Sample, assess, assess_hang, kept
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)  # the attempt started running
 W = timedelta(minutes=5)
@@ -159,3 +159,56 @@ def test_fetch_since_starts_after_the_warm_up_or_at_the_run():
     assert CONFIG.fetch_since(T0, at(20), now) == at(20)  # where the known run started
     assert CONFIG.fetch_since(at(190), None, now) == at(205)  # not before the warm-up ends
     assert CONFIG.fetch_since(T0, at(20) + timedelta(microseconds=5), now) == at(20)  # whole seconds
+
+
+# --- stuck: busy, then idle for hang_timeout with no progress since -----------------------------
+def busy_then_idle(*gpus: str, until: float, end: float, util: float = 95.0) -> dict[str, list[Sample]]:
+    """Every GPU busy in the windows ending up to `until`, idle after, samples up to `end`."""
+    return {gpu: series(gpu, 0, end, {m: util for m in range(0, int(until) + 1)}) for gpu in gpus}
+
+
+def test_busy_then_idle_for_the_hang_timeout_without_progress_is_stuck():
+    samples = busy_then_idle("0", "1", until=20, end=30)  # idle since 20
+    assert assess_hang(samples, None, at(29.5), CONFIG, expected_gpus=2) is None  # 9.5 min: not yet
+    hang = assess_hang(samples, at(18), at(30), CONFIG, expected_gpus=2)
+    assert hang == Hang(idle_since=at(20), idle_for=timedelta(minutes=10), busy_percent=95.0, last_progress=at(18))
+    assert hang.reason() == "stuck: GPUs idle for 10m after running at 95%; last progress 09:18 UTC"
+    assert assess_hang(samples, None, at(30), CONFIG).reason().endswith("; no progress reported")
+
+
+def test_idle_with_progress_since_is_not_stuck_and_keeps_the_idle_warning():
+    samples = busy_then_idle("0", until=20, end=60)
+    assert assess_hang(samples, at(21), at(60), CONFIG) is None  # a heartbeat after the GPUs went idle
+    assert assess(T0, samples, IdleState(), at(60), CONFIG).action == IdleAction.WARN  # idle: 40 min
+
+
+def test_gpus_that_never_got_busy_are_not_stuck_but_idle_as_before():
+    samples = idle("0", "1", end=60)
+    assert assess_hang(samples, None, at(60), CONFIG) is None
+    assert assess(T0, samples, IdleState(), at(60), CONFIG).action == IdleAction.WARN
+
+
+def test_not_stuck_while_one_gpu_works_or_is_unknown_or_when_turned_off():
+    half = busy_then_idle("0", until=20, end=60) | {"1": series("1", 0, 60, 60.0)}
+    assert assess_hang(half, None, at(60), CONFIG) is None
+    assert assess_hang(busy_then_idle("0", until=20, end=60), None, at(60), CONFIG, expected_gpus=2) is None
+    gap = {"0": [s for s in busy_then_idle("0", until=20, end=60)["0"] if s.at != at(25)]}
+    assert assess_hang(gap, None, at(60), CONFIG) is None  # what came before the run is unknown
+    off = IdleConfig(hang_timeout=timedelta(0))
+    assert assess_hang(busy_then_idle("0", until=20, end=60), None, at(60), off) is None
+
+
+def test_the_last_gpu_to_go_idle_starts_the_hang_and_the_busiest_names_it():
+    samples = busy_then_idle("0", until=20, end=40, util=40.0) | busy_then_idle("1", until=25, end=40, util=97.0)
+    hang = assess_hang(samples, None, at(35), CONFIG)
+    assert hang is not None and hang.idle_since == at(25) and hang.busy_percent == 97.0
+
+
+def test_fetch_since_for_hangs_reaches_back_to_the_busy_window_on_the_same_grid():
+    now = at(200)
+    assert CONFIG.fetch_since(T0, None, now, hangs=True) == at(140)  # as before when far from the start
+    assert CONFIG.fetch_since(T0, None, at(12), hangs=True) == T0  # even in the warm-up: hangs need no warm-up
+    # Hung at 10, in the warm-up; the stored run starts where it ends (15): look back to the busy window.
+    assert CONFIG.fetch_since(T0, at(15), at(16), hangs=True) == at(0)
+    assert CONFIG.fetch_since(T0, at(20), at(200), hangs=True) == at(20)  # long idle: from the run, as before
+    assert CONFIG.fetch_since(T0, at(20), at(26), hangs=True) == at(10)  # whole windows before the run

@@ -42,6 +42,9 @@ REAL_LINES = [
      "Timeout(ms)=600000) ran for 600031 milliseconds before timing out.", "network", "NCCL watchdog"),
     ("gpu-7:1234:1299 [3] NCCL WARN NET/IB : Got completion from peer 10.0.0.2<44522> with error 12, opcode 0",
      "network", "InfiniBand"),
+    # What the supervisor adds to the log tail when DCGM_FI_DEV_XID_ERRORS rose (core.metrics.XidError.line).
+    ("DCGM reported Xid 119 on GPU 3 of gpu-node-7 during the attempt", "hardware", "Xid reported by DCGM"),
+    ("DCGM reported Xid 79 on GPU 0 during the attempt", "hardware", "Xid 79"),
 ]
 # Ambiguous: the code may well be at fault. They stay user errors.
 AMBIGUOUS = [
@@ -50,6 +53,10 @@ AMBIGUOUS = [
     "NVRM: Xid (PCI:0000:3b:00): 13, pid=1234, Graphics SM Warp Exception on (GPC 0, TPC 1)",
     "NVRM: Xid (PCI:0000:3b:00): 31, pid=1234, MMU Fault: ENGINE GRAPHICS",
     "loss went to nan at step 7900 (Xid 790 mentioned in a comment)",
+    # Xids an application can cause (an illegal access, a killed process): DCGM seeing them proves nothing.
+    "DCGM reported Xid 13 on GPU 1 during the attempt",
+    "DCGM reported Xid 31 on GPU 2 of gpu-node-7 during the attempt",
+    "DCGM reported Xid 45 on GPU 0 during the attempt",
 ]
 
 
