@@ -107,6 +107,7 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
         catalog=failure_catalog(settings.config_file), max_excluded_nodes=settings.max_excluded_nodes,
         node_health=NodeHealthConfig(settings.node_health_experiments,
                                      timedelta(hours=settings.node_health_window_hours)),
+        xids=_xid_evidence(settings),
     )
     bus = MessageBus(
         uow_factory,
@@ -181,6 +182,17 @@ def _slack_notifier(
         deliver_idle_warning=functools.partial(idle_warning_delivery, keep_options=idle.keep_options),
     )
     return notifier, client
+
+
+def _xid_evidence(settings: Settings) -> Any:
+    """DCGM Xid errors for failed attempts: Prometheus when configured, else none (log evidence only)."""
+    if not settings.prometheus_url:
+        return None
+    from adapters.metrics.prometheus import PrometheusGpuMetrics, pod_selector
+
+    selector = pod_selector(label=settings.prometheus_pod_label, namespace=settings.prometheus_namespace)
+    # The supervisor asks as attempts fail: a slow Prometheus must delay its decisions only a little.
+    return PrometheusGpuMetrics(settings.prometheus_url, selector=selector, timeout=3.0)
 
 
 def idle_metrics(bot: Expbot) -> Any:

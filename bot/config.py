@@ -97,6 +97,7 @@ class Settings(BaseSettings):
     idle_auto_stop: bool = True
     idle_keep_hours: str = "2,24"
     idle_check_seconds: Interval = 60
+    hang_timeout_minutes: Delay = 10  # GPUs busy then idle this long with no progress: stuck (0: off)
 
     # Failures: restarts avoid nodes with infrastructure failures; a node that hurt several experiments is reported
     max_excluded_nodes: Annotated[int, Field(ge=0)] = 3  # past this many bad nodes, stop excluding
@@ -159,6 +160,7 @@ class Settings(BaseSettings):
                 warm_up=timedelta(minutes=self.idle_warm_up_minutes),
                 grace=timedelta(minutes=self.idle_grace_minutes), auto_stop=self.idle_auto_stop,
                 keep_options=keep, check_every=timedelta(seconds=self.idle_check_seconds),
+                hang_timeout=timedelta(minutes=self.hang_timeout_minutes),
             )
         except ValueError as e:
             raise ExpbotError(f"invalid EXPBOT_IDLE_* setting: {e}") from e

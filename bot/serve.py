@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import faulthandler
+import functools
 import logging
 import signal
 import threading
@@ -15,7 +16,7 @@ from core import commands
 from core.budget_alerts import due_alerts
 from core.events import Event, ExperimentLaunched, LaunchApproved, StopRequested
 from core.failures import FailureLog
-from core.idle_job import check_idle
+from core.idle_job import HangWatch, check_idle
 from core.relay import deliver_pending
 
 log = logging.getLogger("expbot.serve")
@@ -174,11 +175,19 @@ def _schedule_jobs(bot: Expbot, scheduler: BackgroundScheduler) -> None:
                           id="opencost-prices", max_instances=1, coalesce=True,
                           next_run_time=datetime.now(timezone.utc))
     metrics = idle_metrics(bot)
+    # Stuck attempts are found by the idle job and ended by the supervisor, in its own thread.
+    hangs = HangWatch(progress=functools.partial(_last_progress, bot), end_attempt=bot.supervisor.end_attempt_later)
     scheduler.add_job(check_idle, "interval", seconds=settings.idle_check_seconds, id="idle-check",
-                      args=(bot.uow_factory, bot.idle_states, metrics, bot.clock, bot.idle_config, bot.bus),
+                      args=(bot.uow_factory, bot.idle_states, metrics, bot.clock, bot.idle_config, bot.bus, hangs),
                       max_instances=1, coalesce=True)
     if hasattr(metrics, "sample_now"):  # NVML keeps its own readings: sample every minute
         scheduler.add_job(metrics.sample_now, "interval", minutes=1, id="nvml-sample", max_instances=1, coalesce=True)
+
+
+def _last_progress(bot: Expbot, experiment_id: str, attempt: int) -> datetime | None:
+    """The attempt's newest checkpoint or heartbeat as its backend reports it."""
+    status = bot.backend.status(experiment_id, attempt)
+    return status.last_progress_at if status is not None else None
 
 
 def _start_http(bot: Expbot) -> Callable[[], None] | None:

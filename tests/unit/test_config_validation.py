@@ -168,6 +168,13 @@ def test_idle_threshold_is_a_percentage():
     assert refused(idle_threshold_percent=101) == "EXPBOT_IDLE_THRESHOLD_PERCENT=101: must be at most 100"
 
 
+def test_hang_timeout_defaults_to_10_minutes_and_0_turns_it_off(monkeypatch):
+    assert load_settings().idle_config().hang_timeout == timedelta(minutes=10)
+    monkeypatch.setenv("EXPBOT_HANG_TIMEOUT_MINUTES", "0")
+    assert load_settings().idle_config().hang_timeout == timedelta(0)
+    assert refused(hang_timeout_minutes=-1).startswith("EXPBOT_HANG_TIMEOUT_MINUTES=-1")
+
+
 def test_an_unknown_time_zone_is_refused_when_the_budgets_load(tmp_path):
     with pytest.raises(ValidationError):
         BudgetConfig(timezone="Mars/Olympus")
