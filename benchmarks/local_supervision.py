@@ -65,6 +65,7 @@ def kill_when_planned(bot, data: Path, names: list[str], plan: dict[str, float],
 
 
 def main() -> int:
+    """Run the benchmark; exit status 1 if any experiment did not succeed."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--experiments", type=int, default=50)
     parser.add_argument("--steps", type=int, default=120)
@@ -103,6 +104,13 @@ def main() -> int:
         stop.set()
         supervisor.join(timeout=30)
 
+    succeeded = report(bot, data, names, killed_at)
+    print(f"wall time: {time.monotonic() - started:.1f} s  (data in {data})")
+    return 0 if succeeded == len(names) else 1
+
+
+def report(bot, data: Path, names: list[str], killed_at: dict[str, datetime]) -> int:
+    """Print the outcome and the three latencies; how many experiments succeeded."""
     detect, restart, total = [], [], []
     with bot.uow_factory() as uow:
         final = uow.experiments.list(limit=len(names) * 2)
@@ -126,8 +134,7 @@ def main() -> int:
         for label, values in (("failure detected -> next start", restart), ("kill -> next attempt started", total)):
             print(f"{label + ':':33s}p50 {statistics.median(values)*1000:7.1f} ms  "
                   f"p99 {percentile(values, 0.99)*1000:7.1f} ms")
-    print(f"wall time: {time.monotonic() - started:.1f} s  (data in {data})")
-    return 0 if succeeded == len(names) else 1
+    return succeeded
 
 
 if __name__ == "__main__":

@@ -27,18 +27,13 @@ _PR_SET_CHILD_SUBREAPER = 36
 _LEFTOVER_DEADLINE = 5.0  # seconds the shim spends killing leftovers before it gives up on them
 
 
-def _tmp_name(path: str | os.PathLike) -> str:
+def _write_tmp(path: str | os.PathLike, data: dict, sync: bool = True) -> str:
+    import json
     import threading
 
     # Unique per thread too: two threads of one runner may record the same file at once.
     head, name = os.path.split(os.fspath(path))
-    return os.path.join(head, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
-
-
-def _write_tmp(path: str | os.PathLike, data: dict, sync: bool = True) -> str:
-    import json
-
-    tmp = _tmp_name(path)
+    tmp = os.path.join(head, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f)
