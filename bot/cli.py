@@ -1,7 +1,6 @@
 """The `expbot` command line: the same commands Slack sends, on the same store."""
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import os
@@ -13,42 +12,18 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from bot import render
 from bot.bootstrap import Expbot, bootstrap
+from bot.cli_shared import app, current_user, db_app, err, find, open_expbot, out
 from bot.config import Settings, load_settings
 from core import commands
 from core.errors import ExpbotError
 from core.grammar import USAGE
-from core.lookup import find_experiment
 from core.model import ACTIVE, State
 from core.ports import AttemptPhase
-from core.reports import budget_report, cost_report
 
-app = typer.Typer(help="expbot: run, supervise and checkpoint-restart ML experiments.", no_args_is_help=True)
-db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-# No markup: names, commands and reasons are user text, and "[/mnt/a]" or "[/]" in them is not
-# rich markup (it printed wrongly, or failed on every later `status` and `ls`).
-out = Console(markup=False)
-err = Console(stderr=True, markup=False, soft_wrap=True)  # one line per error: paths stay whole
 log = logging.getLogger("expbot")
-
-
-def _user() -> str:
-    return os.environ.get("EXPBOT_USER") or getpass.getuser()
-
-
-def _expbot(migrate: bool = True) -> Expbot:
-    return bootstrap(load_settings(), migrate=migrate)
-
-
-def _find(bot: Expbot, ref: str):
-    with bot.uow_factory() as uow:
-        exp = find_experiment(uow.experiments, ref, " (see `expbot ls --all`)")
-        return exp, uow.outbox.for_experiment(exp.id)
 
 
 # No help option: `-- python train.py --help` belongs to the training command, not to expbot.
@@ -59,9 +34,9 @@ def launch(ctx: typer.Context) -> None:
     if not words or words[0] in ("-h", "--help"):
         out.print("expbot " + USAGE, markup=False, highlight=False)
         return
-    bot = _expbot()
+    bot = open_expbot()
     key = os.environ.get("EXPBOT_IDEMPOTENCY_KEY") or uuid.uuid4().hex
-    result = bot.bus.handle(commands.LaunchExperiment(text=shlex.join(words), owner=_user(), idempotency_key=key))
+    result = bot.bus.handle(commands.LaunchExperiment(text=shlex.join(words), owner=current_user(), idempotency_key=key))
     for exp in result.experiments:
         note = " (already launched)" if result.duplicate else ""
         out.print(f"{exp.name}: {exp.state}{note} - `expbot status {exp.name}` to follow it")
@@ -84,7 +59,7 @@ def list_experiments(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List experiments (active ones unless --all)."""
-    bot = _expbot()
+    bot = open_expbot()
     states = None if all_ else ACTIVE
     with bot.uow_factory() as uow:
         exps = uow.experiments.list(states=states, owner=owner, project=project, limit=limit)
@@ -100,14 +75,24 @@ def list_experiments(
 @app.command()
 def status(name: str, as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Show one experiment: state, attempts, and its timeline."""
-    bot = _expbot()
-    exp, timeline = _find(bot, name)
+    bot = open_expbot()
+    exp, timeline = find(bot, name)
     now = bot.clock.now()
+    process = _process(bot, exp)
     if as_json:
-        print(json.dumps(render.experiment_dict(exp, now, timeline), indent=2))
+        print(json.dumps(render.experiment_dict(exp, now, timeline, process), indent=2))
         return
-    for table in render.status_tables(exp, timeline, now):
+    for table in render.status_tables(exp, timeline, now, process):
         out.print(table)
+
+
+def _process(bot: Expbot, exp) -> dict | None:
+    """The live local attempt's pid and process group (what to kill to watch a restart), else None."""
+    process_info = getattr(bot.backend, "process_info", None)  # the local runner's own
+    attempt = exp.current_attempt
+    if process_info is None or attempt is None or attempt.state == "ENDED":
+        return None
+    return process_info(exp.id, attempt.number)
 
 
 @app.command()
@@ -117,9 +102,9 @@ def stop(
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until it has stopped (default) or return at once."),
 ) -> None:
     """Stop an experiment: `expbot serve` sends SIGTERM, then SIGKILL after the grace; it is not restarted."""
-    bot = _expbot()
+    bot = open_expbot()
     # The CLI talks to the store directly, so whoever can run it is already trusted as an admin.
-    exp = bot.bus.handle(commands.StopExperiment(name=name, by=_user(), as_admin=True, reason=reason))
+    exp = bot.bus.handle(commands.StopExperiment(name=name, by=current_user(), as_admin=True, reason=reason))
     if exp.state != State.STOPPING:
         out.print(f"{exp.name}: {exp.state} ({exp.state_reason})")
         return
@@ -155,8 +140,8 @@ def logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the attempt ends."),
 ) -> None:
     """Print an attempt's output."""
-    bot = _expbot()
-    exp, _ = _find(bot, name)
+    bot = open_expbot()
+    exp, _ = find(bot, name)
     if not exp.attempts:
         raise ExpbotError(f"{name} has no attempts yet ({exp.state}: {exp.state_reason})")
     number = attempt or exp.attempts[-1].number
@@ -178,62 +163,8 @@ def logs(
         time.sleep(0.5)
 
 
-@app.command()
-def cost(
-    days: int = typer.Option(7, min=1, max=366, help="How many days back."),
-    project: Optional[str] = typer.Option(None, help="Only this project."),
-) -> None:
-    """Spend by project and by user over the last days."""
-    bot = _expbot()
-    with bot.uow_factory() as uow:
-        report = cost_report(uow, bot.clock.now(), days, project)
-    out.print(f"Spend over the last {days} days: {bot.prices.format(report.total)}")
-    for title, rows in (("PROJECT", report.by_project), ("OWNER", report.by_owner)):
-        table = Table(title=None)
-        for column in (title, "COST", "GPU-HOURS"):
-            table.add_column(column)
-        for row in rows:
-            table.add_row(row.key, bot.prices.format(row.cost), f"{row.gpu_hours:,.1f}")
-        out.print(table)
-
-
-@app.command()
-def budget(
-    scope: Optional[str] = typer.Argument(None, help="To set one: project or user."),
-    name: Optional[str] = typer.Argument(None, help="The project or user."),
-    amount: Optional[float] = typer.Argument(None, help="Monthly limit."),
-) -> None:
-    """Show this month's budgets, or set one: expbot budget project nlp 5000."""
-    bot = _expbot()
-    if scope is not None:
-        if name is None or amount is None:
-            raise ExpbotError("usage: expbot budget [project|user NAME AMOUNT]")
-        # Like stop: whoever can run the CLI against the store is trusted as an admin.
-        bot.bus.handle(commands.SetBudget(scope=scope, name=name, monthly_limit=amount, by=_user(), as_admin=True))
-    with bot.uow_factory() as uow:
-        statuses = budget_report(uow, bot.budgets, bot.prices, bot.clock.now())
-    if not statuses:
-        out.print("no budgets are configured: every launch starts without approval")
-        return
-    table = Table()
-    for column in ("SCOPE", "NAME", "SPENT", "COMMITTED", "LIMIT", "REMAINING"):
-        table.add_column(column)
-    for s in statuses:
-        table.add_row(s.limit.scope, s.limit.name, bot.prices.format(s.spent), bot.prices.format(s.committed),
-                      bot.prices.format(s.limit.monthly), bot.prices.format(s.remaining))
-    out.print(table)
-
-
-@app.command()
-def digest(
-    date: Optional[str] = typer.Option(None, "--date", help="The day (YYYY-MM-DD); default: the one due now."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print it here instead of posting it."),
-    chart: Optional[Path] = typer.Option(None, help="Also write the chart PNG to this file."),
-) -> None:
-    """Build the daily cost digest: print it (--dry-run) or post it to the digest channel."""
-    from bot.digest_job import digest_command  # matplotlib loads only for this command
-
-    out.print(digest_command(_expbot(), date, dry_run, chart), markup=False, highlight=False)
+# Registered here so `expbot --help` lists them after the experiment commands, as before.
+from bot import cli_costs  # noqa: E402,F401  (cost, budget, digest)
 
 
 @app.command()

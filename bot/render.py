@@ -28,10 +28,13 @@ def attempt_dict(attempt: Attempt) -> dict[str, Any]:
         "reason": attempt.reason,
         "failure_class": str(attempt.failure_class) if attempt.failure_class else None,
         "resumed_from": attempt.resumed_from,
+        "node": attempt.node,
     }
 
 
-def experiment_dict(exp: Experiment, now: datetime, timeline: list[Event] | None = None) -> dict[str, Any]:
+def experiment_dict(
+    exp: Experiment, now: datetime, timeline: list[Event] | None = None, process: dict | None = None
+) -> dict[str, Any]:
     """One experiment as JSON-ready data (with its event timeline when given)."""
     data: dict[str, Any] = {
         "id": exp.id,
@@ -54,6 +57,8 @@ def experiment_dict(exp: Experiment, now: datetime, timeline: list[Event] | None
         "next_attempt_at": _iso(exp.next_attempt_at),
         "attempts": [attempt_dict(a) for a in exp.attempts],
     }
+    if process is not None:
+        data["process"] = process  # the current local attempt's pid, process group and cgroup
     if timeline is not None:
         data["events"] = [{"at": _iso(e.occurred_at), "kind": e.kind, "text": describe(e)} for e in timeline]
     return data
@@ -76,7 +81,13 @@ def experiments_table(experiments: list[Experiment], now: datetime) -> Table:
     return table
 
 
-def status_tables(exp: Experiment, timeline: list[Event], now: datetime) -> list[Table]:
+def process_text(process: dict) -> str:
+    """A local attempt's processes as `status` shows them."""
+    where = f", cgroup {process['cgroup']}" if process.get("cgroup") else f" ({process.get('mechanism')})"
+    return f"pid {process['pid']}, process group {process['pgid']}{where}"
+
+
+def status_tables(exp: Experiment, timeline: list[Event], now: datetime, process: dict | None = None) -> list[Table]:
     """The `expbot status NAME` view: summary, attempts, then the event timeline."""
     summary = Table(show_header=False, title=f"{exp.name} ({exp.id[:8]})")
     summary.add_column("field", style="bold")
@@ -92,15 +103,17 @@ def status_tables(exp: Experiment, timeline: list[Event], now: datetime) -> list
     ]
     if exp.next_attempt_at:
         rows.append(("next attempt", exp.next_attempt_at.isoformat(timespec="seconds")))
+    if process is not None:
+        rows.append((f"attempt {len(exp.attempts)}", process_text(process)))
     for field, value in rows:
         summary.add_row(field, value)
     attempts = Table(title="attempts")
-    for column in ("#", "STATE", "STARTED", "RAN", "EXIT", "CLASS", "REASON", "RESUMED FROM"):
+    for column in ("#", "STATE", "STARTED", "RAN", "NODE", "EXIT", "CLASS", "REASON", "RESUMED FROM"):
         attempts.add_column(column, overflow="fold")
     for a in exp.attempts:
         attempts.add_row(
             str(a.number), str(a.state), a.started_at.strftime("%H:%M:%S") if a.started_at else "-",
-            format_duration(a.running_time(now)), "-" if a.exit_code is None else str(a.exit_code),
+            format_duration(a.running_time(now)), a.node or "-", "-" if a.exit_code is None else str(a.exit_code),
             str(a.failure_class or "-"), a.reason or "-", a.resumed_from or "-",
         )
     events = Table(title="timeline")
