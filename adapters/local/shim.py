@@ -1,14 +1,11 @@
 """Attempt shim: runs one command, passes on stop signals, and records how it ended in exit.json.
 
-The runner starts it as the leader of a new session, by file path with `python -I -S`: standard
-library only (the runner imports its helpers from here too). shim.py <dir> [--cgroup DIR] -- <cmd...>
-
-Containment: first thing, it joins the attempt's cgroup (if given) and becomes a child subreaper,
-so orphans of double forks are re-parented to it rather than to init. Every descendant inherits
-EXPBOT_ATTEMPT_TOKEN from the environment. When the command ends, whatever of the attempt is left
-(cgroup members, token holders, process group members) is killed and reaped, then exit.json is
-written (atomically). The shim exits with the command's exit code even when exit.json cannot be
-written, so a parent that waits for it still learns how the attempt ended.
+Started by the runner as a new session's leader, by path with `python -I -S`: standard library only
+(the runner imports its helpers from here too). shim.py <dir> [--cgroup DIR] -- <cmd...>
+Containment: it joins the attempt's cgroup first thing and is a child subreaper (double-forked
+orphans stay its children); all descendants inherit EXPBOT_ATTEMPT_TOKEN. When the command ends,
+what is left of the attempt is killed and reaped, then exit.json is written. It exits with the
+command's code even if exit.json cannot be written: its parent still learns how the attempt ended.
 """
 from __future__ import annotations
 
@@ -18,9 +15,7 @@ import sys
 import time  # only cheap imports here: every attempt starts a shim, often many at once
 
 EXIT_FILE = "exit.json"
-# The runner creates this before signalling the whole attempt, so the shim knows the command
-# got the signal too and must not send it a second one.
-STOP_MARKER = "stop-requested"
+STOP_MARKER = "stop-requested"  # the runner signalled the whole attempt: forward nothing more
 FORWARDED = (signal.SIGTERM, signal.SIGINT)
 TOKEN_VAR = "EXPBOT_ATTEMPT_TOKEN"
 _PR_SET_CHILD_SUBREAPER = 36
@@ -146,12 +141,12 @@ def _say(text: str) -> None:
 
 
 def _contain(cgroup: str | None) -> None:
-    if cgroup:
-        try:
+    try:
+        if cgroup:
             with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
                 f.write(str(os.getpid()))
-        except OSError as e:
-            _say(f"expbot: cannot join cgroup {cgroup} ({e.strerror}): contained by token only")
+    except OSError as e:
+        _say(f"expbot: cannot join cgroup {cgroup} ({e.strerror}): contained by token only")
     try:
         import ctypes  # here: only the shim needs it, and only once
 
@@ -162,13 +157,11 @@ def _contain(cgroup: str | None) -> None:
 
 def _reap_children() -> None:
     # Orphans re-parented to us (we are a subreaper) must not stay zombies.
-    while True:
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] != 0:
+            pass
+    except ChildProcessError:
+        pass  # no children left
 
 
 def _kill_leftovers(cgroup: str | None) -> None:
@@ -184,7 +177,10 @@ def _kill_leftovers(cgroup: str | None) -> None:
         if os.getpgrp() == me:
             left |= group_pids(me)
         left.discard(me)
-        if not left or time.monotonic() > deadline:
+        if not left:
+            _leave(cgroup)
+            return
+        if time.monotonic() > deadline:
             return
         for pid in left:
             try:
@@ -192,6 +188,17 @@ def _kill_leftovers(cgroup: str | None) -> None:
             except OSError:
                 pass
         time.sleep(0.01)
+
+
+def _leave(cgroup: str | None) -> None:
+    # Out of the emptied cgroup and remove it, so none is left behind even if no expbot runs now.
+    try:
+        if cgroup:
+            with open(os.path.join(os.path.dirname(cgroup), "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+            os.rmdir(cgroup)
+    except OSError:
+        pass  # the runner removes it once it sees the attempt over
 
 
 def _finish(attempt_dir: str, exit_code: int, reason: str, signo: int | None = None) -> None:
@@ -230,15 +237,12 @@ def _start(attempt_dir: str, command: list[str]) -> int:
         # ignores SIGPIPE and SIGXFSZ: the command gets their defaults back, as with subprocess.
         return os.posix_spawnp(command[0], command, os.environ,
                                setsigdef=[s for s in (signal.SIGPIPE, getattr(signal, "SIGXFSZ", None)) if s])
-    except FileNotFoundError:
-        _say(f"expbot: command not found: {command[0]}")
-        _finish(attempt_dir, 127, f"command not found: {command[0]}")
-    except PermissionError:
-        _say(f"expbot: permission denied: {command[0]}")
-        _finish(attempt_dir, 126, f"permission denied: {command[0]}")
     except OSError as e:
-        _say(f"expbot: cannot run {command[0]}: {e.strerror}")
-        _finish(attempt_dir, 126, f"cannot run {command[0]}: {e.strerror}")
+        code, reason = ((127, f"command not found: {command[0]}") if isinstance(e, FileNotFoundError)
+                        else (126, f"permission denied: {command[0]}") if isinstance(e, PermissionError)
+                        else (126, f"cannot run {command[0]}: {e.strerror}"))
+        _say(f"expbot: {reason}")
+        _finish(attempt_dir, code, reason)
     raise AssertionError("unreachable: _finish exits")
 
 
