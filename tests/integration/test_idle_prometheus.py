@@ -129,8 +129,9 @@ def test_idle_past_the_grace_is_stopped(stack, dcgm):
     gpu_series(dcgm, exp, {"0": 0.0, "1": 0.004})  # 0.4 %: under the 1 % threshold
     seen = stack.run_until(IdleAction.STOP)
     assert [o.action for o in seen] == [IdleAction.WARN, IdleAction.STOP]
+    # The job asks for the stop; serve's supervisor carries it out (tests/unit/test_idle_job.py does that part).
     stopped = stack.get("idle-stop")
-    assert stopped.state == State.STOPPED and stopped.stopped_by == "expbot" and "no answer" in stopped.state_reason
+    assert stopped.state == State.STOPPING and stopped.stopped_by == "expbot" and "no answer" in stopped.state_reason
     with stack.store.new_uow() as uow:
         assert [e["experiment_id"] for e in uow.audit.entries(action="idle-stop")] == [exp.id]
     assert stack.states.get(exp.id).idle_gpu_seconds > 2 * 6  # two GPUs, idle for 7 s or so
