@@ -36,8 +36,8 @@ class PlainJob:
         if run.outcome is not None:
             return
         # A Job's pods run the same command: they resume only if the script finds its own checkpoints.
-        track = run.track
-        p0 = track.ckpt if run.item.self_resume else run.start_progress
+        newest = self.world.ledger.newest_checkpoint(run.track, self.world.sim.t)
+        p0 = newest if run.item.self_resume else run.start_progress
         run.arm["pod"] = self.world.submit(run, len(run.pods) + 1, p0)
 
     def pod_started(self, pod: Pod) -> None:

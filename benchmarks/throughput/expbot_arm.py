@@ -66,7 +66,7 @@ class SimBackend:
             run = self.arm.runs[launch.experiment_id]
             # EXPBOT_RESUME_FROM, or the script's own files, or where the person's launch began.
             resumes = launch.resume_from is not None or run.item.self_resume
-            p0 = run.track.ckpt if resumes else run.start_progress
+            p0 = self.world.ledger.newest_checkpoint(run.track, self.world.sim.t) if resumes else run.start_progress
             self.pods[key] = self.world.submit(run, launch.attempt, p0, launch.max_runtime.total_seconds(),
                                                launch.avoid_nodes)
         return SubmitResult(True)
@@ -95,10 +95,10 @@ class SimBackend:
             self.world.kill(pod, grace.total_seconds(), "stopped by expbot")
 
     def latest_checkpoint(self, experiment_id: str, pattern: str) -> str | None:
-        track = self.arm.runs[experiment_id].track
-        if not self.discover or track.ckpt <= 0:
+        newest = self.world.ledger.newest_checkpoint(self.arm.runs[experiment_id].track, self.world.sim.t)
+        if not self.discover or newest <= 0:
             return None
-        return f"/checkpoints/ckpt-{int(track.ckpt):08d}.pt"
+        return f"/checkpoints/ckpt-{int(newest):08d}.pt"
 
     def logs(self, experiment_id: str, attempt: int, tail_lines: int | None = None) -> str:
         pod = self.pods.get((experiment_id, attempt))

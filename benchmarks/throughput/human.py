@@ -44,7 +44,8 @@ class Human:
         self.world.sim.at(self.world.sim.t + delay, self._launch, run)
 
     def _launch(self, run: Run) -> None:
-        new = self.world.ledger.new_run(run.item, self.world.sim.t, None, run.track.ckpt)
+        newest = self.world.ledger.newest_checkpoint(run.track, self.world.sim.t)
+        new = self.world.ledger.new_run(run.item, self.world.sim.t, None, newest)
         self.world.arm.launch(new)
 
     def watch_hang(self, pod: "Pod") -> None:

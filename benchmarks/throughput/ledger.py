@@ -67,6 +67,15 @@ class Ledger:
         track.runs.append(run)
         return run
 
+    @staticmethod
+    def newest_checkpoint(track: Track, t: float) -> float:
+        """Training progress of the newest checkpoint at time t (live pods write theirs as they go)."""
+        every = track.item.checkpoint_every
+        for run in track.runs:
+            if run.pods and run.pods[-1].state == "running":
+                track.ckpt = max(track.ckpt, math.floor(run.pods[-1].progress(t) / every) * every)
+        return track.ckpt
+
     def pod_started(self, pod: "Pod", t: float) -> None:
         """Book the progress the previous failed pod made that this one must redo."""
         track = pod.run.track
