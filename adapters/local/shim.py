@@ -116,7 +116,7 @@ def cgroup_pids(cgroup: str | None) -> set[int]:
 
 
 def group_pids(pgid: int) -> set[int]:
-    """Processes in this process group (read from /proc)."""
+    """Live processes in this process group, or whose parent is pgid (orphans a subreaper adopted)."""
     found: set[int] = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -125,7 +125,7 @@ def group_pids(pgid: int) -> set[int]:
             with open(f"/proc/{entry}/stat") as f:
                 stat = f.read()
             fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            if pgid in (int(fields[2]), int(fields[1])) and fields[0] not in ("Z", "X"):
                 found.add(int(entry))
         except (OSError, ValueError, IndexError):
             continue

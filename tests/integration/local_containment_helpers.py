@@ -23,8 +23,9 @@ from tests.integration.conftest import Store, new_experiment
 from tests.polling import wait_for
 
 PY = sys.executable
-# A child escapes the process group (setsid) or is orphaned by a double fork, ignores SIGTERM and
-# sleeps; the main process records pids, then exits with the code written into the go file.
+# A child escapes the process group (setsid) or is orphaned by a double fork (and may also drop its
+# environment), ignores SIGTERM and sleeps; the main process records pids, then exits with the code
+# written into the go file.
 ESCAPER = r"""
 import os, pathlib, signal, sys, time
 how, pid_file, go = sys.argv[1], pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
@@ -32,11 +33,13 @@ def record():
     with open(pid_file, "a") as f:
         f.write(f"{os.getpid()}\n")
 if os.fork() == 0:
-    if how == "double-fork" and os.fork() != 0:
+    if how != "setsid" and os.fork() != 0:
         os._exit(0)  # the middle process: its child is an orphan now
     os.setsid()
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     record()
+    if how == "clean-env":  # no token either: only the cgroup or the subreaper shim still knows it
+        os.execve("/bin/sleep", ["sleep", "300"], {})
     time.sleep(300)
     os._exit(0)
 record()

@@ -88,7 +88,7 @@ def test_the_mechanism_is_recorded(make_runner: Callable[..., LocalRunner], cgro
     wait_for(lambda: rec["cgroup"] is None or not Path(rec["cgroup"]).exists(), what="the cgroup to be removed")
 
 
-@pytest.mark.parametrize("how", ["setsid", "double-fork"])
+@pytest.mark.parametrize("how", ["setsid", "double-fork", "clean-env"])
 @pytest.mark.parametrize("end", ["stop", "exit 0", "exit 3"])
 def test_nothing_escapes_the_end_of_its_attempt(make_runner: Callable[..., LocalRunner], tmp_path: Path,
                                                 how: str, end: str) -> None:
