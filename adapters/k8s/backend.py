@@ -15,6 +15,7 @@ from adapters.k8s import manifests, names
 from adapters.k8s.classify import attempt_status
 from adapters.k8s.config import K8sConfig
 from adapters.k8s.errors import KubeConflict, KubeError, KubeNotFound, call
+from adapters.k8s.nodes import NodeHealth, with_node_evidence
 from adapters.k8s.views import JobView
 from adapters.k8s.watch import ClusterCache, Watcher, stop_all
 from core.ports import AttemptLaunch, AttemptStatus, Clock, SubmitResult
@@ -47,6 +48,7 @@ class K8sBackend:
         self.batch = client.BatchV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
         self.cache = ClusterCache()
+        self.nodes = NodeHealth(clock.now) if config.watch_nodes else None
         self._watchers: list[Watcher] = []
         self._watchers_lock = threading.Lock()  # close() may come from serve's stop thread and its lead()
         self._heartbeats: dict[tuple[str, int], datetime] = {}
@@ -60,6 +62,11 @@ class K8sBackend:
             Watcher("jobs", self.batch.list_namespaced_job, ns, self.cache).start(),
             Watcher("pods", self.core.list_namespaced_pod, ns, self.cache).start(),
         ]
+        if self.nodes is not None:
+            # Not waited for: node evidence is extra, and a missing ClusterRole must not stop expbot
+            # (the watcher says so in the log at every retry).
+            watchers.append(Watcher("nodes", lambda _ns, **kw: self.core.list_node(**kw), ns, self.nodes,
+                                    selector=None).start())
         with self._watchers_lock:
             self._watchers = watchers
         for kind, synced in self.cache.synced.items():
@@ -104,6 +111,9 @@ class K8sBackend:
         job, pod = self.cache.get((experiment_id, attempt))
         now = self.clock.now()
         found = attempt_status(job, pod, now, self.config.image_pull_grace)
+        if found is not None and self.nodes is not None and pod is not None:
+            # The pod's creation bounds the attempt from below (a finished container no longer says when it started).
+            found = with_node_evidence(found, self.nodes, pod.created_at)
         if found is None or self.progress is None:
             return found
         heard = self._last_heartbeat(experiment_id, attempt, now)

@@ -42,6 +42,9 @@ class K8sConfig(BaseModel):
     report_secret: str | None = None  # keys the per-attempt report tokens
     pod_labels: dict[str, str] = Field(default_factory=dict)
     pod_annotations: dict[str, str] = Field(default_factory=dict)
+    # Watch Nodes (needs a ClusterRole: get/list/watch nodes): a failure on a node that lost GPUs
+    # while the attempt ran is then infrastructure.
+    watch_nodes: bool = False
 
     def pool(self, gpu_type: str | None) -> GpuPool:
         """The pool of one GPU type (an empty one when it is not configured)."""

@@ -139,13 +139,15 @@ def _as_deleted(pod: PodView) -> PodView:
 
 
 class Watcher:
-    """One thread keeping the cache of one kind ("jobs" or "pods") in step with the API."""
+    """One thread keeping the cache of one kind ("jobs", "pods" or "nodes") in step with the API."""
 
     def __init__(
-        self, kind: str, list_fn: Callable[..., Any], namespace: str, cache: ClusterCache, *,
-        read_timeout: float = 90.0, watch_timeout: int = 300,
+        self, kind: str, list_fn: Callable[..., Any], namespace: str, cache: Any, *,
+        read_timeout: float = 90.0, watch_timeout: int = 300, selector: str | None = MANAGED_SELECTOR,
     ) -> None:
+        # cache: a ClusterCache, or anything with its apply(kind, type, raw) and replace(kind, raws)
         self.kind, self.list_fn, self.namespace, self.cache = kind, list_fn, namespace, cache
+        self.selector = selector  # None: every object (Nodes are not expbot's)
         self.read_timeout, self.watch_timeout = read_timeout, watch_timeout
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -200,7 +202,7 @@ class Watcher:
         token: str | None = None
         while True:
             resp = self.list_fn(
-                self.namespace, label_selector=MANAGED_SELECTOR, limit=_PAGE, _continue=token,
+                self.namespace, label_selector=self.selector, limit=_PAGE, _continue=token,
                 _preload_content=False, _request_timeout=(10, 60),
             )
             body = json.loads(resp.data)
@@ -216,7 +218,7 @@ class Watcher:
         response = None
         try:
             response = self.list_fn(
-                self.namespace, label_selector=MANAGED_SELECTOR, resource_version=version, watch=True,
+                self.namespace, label_selector=self.selector, resource_version=version, watch=True,
                 allow_watch_bookmarks=True, timeout_seconds=self.watch_timeout,
                 _preload_content=False, _request_timeout=(10, self.read_timeout),
             )

@@ -15,7 +15,7 @@ from kubernetes import client
 
 from adapters.k8s import names
 from core.model import FailureClass, State
-from tests.k8s.cluster_helpers import FAIL_STAGE, GPU_NODES, GPU_TOLERATIONS, STAGE
+from tests.k8s.cluster_helpers import FAIL_STAGE, GPU_NODES, GPU_RESOURCE, GPU_TOLERATIONS, STAGE
 from tests.k8s.harness import World, running_expbot
 from tests.polling import wait_for
 
@@ -118,3 +118,32 @@ def test_an_ambiguous_cuda_error_in_the_termination_message_stays_the_users(
         assert "illegal memory access" in attempt.reason
         assert done.user_restarts == 0 and done.infra_restarts == 0
         assert len(w.jobs(exp.id)) == 1
+
+
+def test_a_node_that_loses_a_gpu_while_the_attempt_runs_makes_its_exit_1_infrastructure(
+    k8s_cluster, k8s_api, k8s_namespace, tmp_path: Path,
+) -> None:
+    with running_expbot(tmp_path, k8s_cluster.kubeconfig, k8s_namespace, k8s_api, pod_behaviour=RUNS_ON,
+                        watch_nodes=True) as w:
+        exp = w.launch("sickgpu --gpus 1 --gpu-type a100 --max-restarts 0 -- python train.py")
+        w.wait_state(exp.name, State.RUNNING)
+        first = _attempt_pod(w, exp.id, 1)
+        bad_node = first.spec.node_name
+        health = w.bot.backend.nodes  # type: ignore[attr-defined]
+        gpus = w.core.read_node(bad_node).status.allocatable[GPU_RESOURCE]
+        try:
+            # What the kubelet does when the device plugin reports a GPU unhealthy.
+            w.core.patch_node_status(bad_node, {"status": {"allocatable": {GPU_RESOURCE: str(int(gpus) - 1)}}})
+            wait_for(lambda: health.lost_gpus(bad_node, first.metadata.creation_timestamp),
+                     timeout=30, what=f"expbot to see {bad_node} short of a GPU")
+            _fail(w, first, 1, LOG_BEFORE + ILLEGAL_ACCESS + "\n")  # ambiguous on its own
+
+            wait_for(lambda: len(w.jobs(exp.id)) == 2, timeout=60, what="the second attempt's Job")
+            assert _excluded(w.jobs(exp.id)[1]) == [[bad_node]]
+            after = w.get(exp.name)
+            failed = after.attempts[0]
+            assert failed.failure_class == FailureClass.INFRA and failed.node == bad_node
+            assert f"node {bad_node} lost GPUs" in failed.reason and f"{int(gpus) - 1} of {gpus}" in failed.reason
+            assert after.infra_restarts == 1 and after.user_restarts == 0
+        finally:
+            w.core.patch_node_status(bad_node, {"status": {"allocatable": {GPU_RESOURCE: gpus}}})
