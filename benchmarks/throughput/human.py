@@ -38,7 +38,10 @@ class Human:
         track = run.track
         if len(track.runs) >= MAX_LAUNCHES or track.succeeded_at is not None:
             return
-        self.world.ledger.touch(track, self.world.sim.t, infra=cause in INFRA_KINDS)
+        # An infrastructure touch: the give-up came from, or after, a failure the cluster caused
+        # (a deadline that preemptions ran out counts; a bug's give-up never does).
+        infra = run.bug is None and (cause in INFRA_KINDS or any(p.kind in INFRA_KINDS for p in run.pods))
+        self.world.ledger.touch(track, self.world.sim.t, infra=infra)
         # A person relaunches from the newest checkpoint (they know where it is), the bug fixed.
         delay = FIX_S if run.bug else 0.0
         self.world.sim.at(self.world.sim.t + delay, self._launch, run)
