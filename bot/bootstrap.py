@@ -5,7 +5,6 @@ import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
-from dataclasses import dataclass
 from datetime import timedelta
 
 from alembic.util import CommandError
@@ -24,34 +23,11 @@ from adapters.db.idle_states import SqlIdleStates
 from core import approvals, commands, handlers, idle_job
 from core.bus import MessageBus
 from core.ports import ClusterBackend, Clock, Notifier, UnitOfWork
-from core.budget import BudgetConfig
-from core.cost import Prices
 from core.errors import ExpbotError
 from core.idle import IdleConfig
 from core.node_health import NodeHealthConfig
-from core.spec import LaunchConfig
 from core.supervisor import Supervisor
-
-
-@dataclass
-class Expbot:
-    """Everything a running expbot (serve or one CLI command) is made of."""
-
-    settings: Settings
-    session_factory: Any  # for adapters that read outside a unit of work (digest, threads)
-    uow_factory: Callable[[], UnitOfWork]
-    clock: Clock
-    launch_config: LaunchConfig
-    prices: Prices  # or a PriceBook over it (OpenCost): the same interface
-    budgets: BudgetConfig
-    idle_config: IdleConfig
-    idle_states: Any
-    backend: ClusterBackend
-    bus: MessageBus
-    supervisor: Supervisor
-    notifier: Notifier
-    slack_client: Any = None  # slack_sdk WebClient when Slack is configured
-    elector: Any = None  # Kubernetes: a LeaseElector; only its leader supervises and schedules
+from bot.container import Expbot
 
 
 def shown_url(url: str) -> str:

@@ -7,7 +7,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 
 from adapters.db.spend_days import SpendDays
-from bot.bootstrap import Expbot
+from bot.container import Expbot
 from bot.digest import (
     IdleSource,
     build_digest_data,

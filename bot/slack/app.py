@@ -9,7 +9,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.bootstrap import Expbot
+from bot.container import Expbot
 from bot.slack import blocks, slash
 from bot.slack.approvals import register_approval_actions
 from bot.slack.auth import Admins

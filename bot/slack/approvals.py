@@ -14,7 +14,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.bootstrap import Expbot
+from bot.container import Expbot
 from bot.slack.auth import Admins
 from bot.slack.mrkdwn import escape, mention, truncate
 from bot.slack.listeners import Later, ack_then

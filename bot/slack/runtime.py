@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.bootstrap import Expbot
+from bot.container import Expbot
 from bot.http_server import HttpServer, Stopper, WsgiApp, routes
 from bot.slack.app import create_app
 

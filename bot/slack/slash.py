@@ -8,7 +8,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 
-from bot.bootstrap import Expbot
+from bot.container import Expbot
 from bot.reports_text import (
     BUDGET_USAGE,
     COST_USAGE,
