@@ -113,7 +113,8 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
 def _cluster(settings: Settings, clock: Clock, session_factory: Any) -> tuple[ClusterBackend, Any]:
     """The backend, and on Kubernetes with leader election the Lease elector (one API client for both)."""
     if settings.backend == "local":
-        return LocalRunner(settings.runs_dir(), settings.resolved_local_gpus(), clock), None
+        runner = LocalRunner(settings.runs_dir(), settings.resolved_local_gpus(), clock, cgroups=settings.local_cgroups)
+        return runner, None
     # Imported here so the embedded default never loads the Kubernetes client.
     from adapters.db.progress import SqlProgressStore
     from adapters.k8s.backend import K8sBackend

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     config_file: Path | None = None  # TOML: GPU catalog and prices, projects, launch defaults
     backend: Literal["local", "kubernetes"] = "local"
     local_gpus: Annotated[int, Field(ge=0)] | None = None  # default: what nvidia-smi lists, else 0
+    local_cgroups: bool = True  # a cgroup v2 per local attempt where allowed (else subreaper + token)
     resync_interval_seconds: Interval = 2.0
     backoff_base_seconds: Delay = 10.0
     backoff_cap_seconds: Delay = 600.0
