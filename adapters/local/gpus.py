@@ -22,10 +22,32 @@ def detect_gpu_count() -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
-def pick_free(total: int, in_use: Collection[int], wanted: int) -> list[int] | None:
-    """The `wanted` lowest free GPU indices, or None if not enough are free."""
+def pick_free(total: int, in_use: Collection[int], wanted: int, avoid: Collection[int] = ()) -> list[int] | None:
+    """The `wanted` lowest free GPU indices, or None if not enough are free.
+
+    GPUs in `avoid` (where earlier attempts hit hardware faults) are not handed out while the
+    machine has enough others, even busy ones: the attempt waits for a good GPU rather than land on
+    a bad one. With too few others they are used as any GPU.
+    """
+    if total - len(set(avoid) & set(range(total))) >= wanted:
+        in_use = set(in_use) | set(avoid)
     free = [i for i in range(total) if i not in in_use]
     return free[:wanted] if len(free) >= wanted else None
+
+
+def node_name(gpu_ids: Collection[int]) -> str | None:
+    """Where a local attempt runs, as attempts record it: "gpu0,gpu1" (None without GPUs)."""
+    return ",".join(f"gpu{i}" for i in sorted(gpu_ids)) or None
+
+
+def avoided_gpus(nodes: Collection[str]) -> set[int]:
+    """The GPU indexes named by node_name()s, e.g. {"gpu0,gpu1", "gpu3"} -> {0, 1, 3}."""
+    found = set()
+    for node in nodes:
+        for part in node.split(","):
+            if part.startswith("gpu") and part[3:].isdigit():
+                found.add(int(part[3:]))
+    return found
 
 
 def waiting_reason(wanted: int, in_use: int, total: int) -> str:

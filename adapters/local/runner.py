@@ -29,7 +29,7 @@ from adapters.local.files import (
     HEARTBEAT_FILE, LAUNCH_FILE, LOG_FILE, data_dir_error, fsync_dir, last_progress, latest_checkpoint,
     read_json, read_log,
 )
-from adapters.local.gpus import fits_reason, pick_free, waiting_reason
+from adapters.local.gpus import avoided_gpus, fits_reason, node_name, pick_free, waiting_reason
 from adapters.local.shim import EXIT_FILE, STOP_MARKER, write_json_atomic
 from adapters.local.spawn import spawn_shim
 from adapters.local.tracker import AttemptTracker, Key
@@ -93,10 +93,11 @@ class LocalRunner:
                     return SubmitResult(started=False, reason=why)
                 gpu_ids: list[int] = []
                 if spec.gpus > 0:
-                    in_use = self._gpus_in_use()
-                    picked = pick_free(self.gpus, in_use, spec.gpus)
+                    in_use, avoid = self._gpus_in_use(), avoided_gpus(launch.avoid_nodes)
+                    picked = pick_free(self.gpus, in_use, spec.gpus, avoid)
                     if picked is None:
-                        return SubmitResult(False, waiting_reason(spec.gpus, len(in_use), self.gpus))
+                        why = waiting_reason(spec.gpus, len(in_use), self.gpus)
+                        return SubmitResult(False, why + (f", not {node_name(avoid)}" if avoid else ""))
                     gpu_ids = picked
                 return self._start(launch, adir, gpu_ids)
         except OSError as e:  # the lock file or the root itself cannot be created
@@ -112,6 +113,7 @@ class LocalRunner:
         common = {
             "started_at": datetime.fromisoformat(record["started_at"]),
             "last_progress_at": last_progress(adir / HEARTBEAT_FILE, self.checkpoint_dir(experiment_id)),
+            "node": node_name(record.get("gpu_ids") or ()),
         }
         if record.get("pid") is None:  # only the intent: a submit is starting it, or died doing so
             if containment.members([record]):
