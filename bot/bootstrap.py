@@ -83,6 +83,7 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
         catalog=failure_catalog(settings.config_file), max_excluded_nodes=settings.max_excluded_nodes,
         node_health=NodeHealthConfig(settings.node_health_experiments,
                                      timedelta(hours=settings.node_health_window_hours)),
+        cordon_node=_cordoner(backend),
         xids=_xid_evidence(settings),
     )
     bus = MessageBus(
@@ -108,6 +109,12 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
         notifier, slack_client = _slack_notifier(settings, uow_factory, session_factory, clock, idle_config)
     return Expbot(settings, session_factory, uow_factory, clock, launch_config, prices, budgets, idle_config, idle_states, backend, bus,
                   supervisor, notifier, slack_client, elector)
+
+
+def _cordoner(backend: ClusterBackend) -> Callable[[str], None] | None:
+    """The backend's way to cordon a sick node, when its configuration opts in ([kubernetes] cordon_bad_nodes)."""
+    config = getattr(backend, "config", None)
+    return getattr(backend, "cordon_node", None) if getattr(config, "cordon_bad_nodes", False) else None
 
 
 def _cluster(settings: Settings, clock: Clock, session_factory: Any) -> tuple[ClusterBackend, Any]:

@@ -6,6 +6,8 @@ operations channel, and an audit entry that the daily digest reads), so somebody
 """
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -14,6 +16,8 @@ from core.model import Experiment, FailureClass
 from core.ports import NodeFault, UnitOfWork
 
 AUDIT_NODE = "node-unhealthy"
+AUDIT_CORDON = "node-cordon"
+log = logging.getLogger(__name__)
 NODE_FAULTS = frozenset({FailureClass.HARDWARE, FailureClass.NETWORK})
 
 
@@ -25,11 +29,14 @@ class NodeHealthConfig:
     window: timedelta = timedelta(hours=24)
 
 
-def report_sick_node(uow: UnitOfWork, experiment: Experiment, config: NodeHealthConfig, now: datetime) -> None:
-    """After the current attempt ended: report its node once if it is now sick (in this unit of work)."""
+def report_sick_node(uow: UnitOfWork, experiment: Experiment, config: NodeHealthConfig, now: datetime) -> str | None:
+    """After the current attempt ended: report its node once if it is now sick (in this unit of work).
+
+    Returns the node when it was reported now (to be cordoned after the commit, where configured).
+    """
     attempt = experiment.current_attempt
     if config.experiments <= 0 or attempt is None or not attempt.node or attempt.failure_class not in NODE_FAULTS:
-        return
+        return None
     node, since = attempt.node, now - config.window
     faults = uow.experiments.failures_on_node(node, since, [str(c) for c in NODE_FAULTS])
     # The attempt that just ended is not stored yet: it counts too.
@@ -37,7 +44,7 @@ def report_sick_node(uow: UnitOfWork, experiment: Experiment, config: NodeHealth
     faults.append(NodeFault(experiment.id, attempt.number, attempt.ended_at or now, attempt.reason))
     experiments = {f.experiment_id for f in faults}
     if len(experiments) < config.experiments or _reported_since(uow, node, since):
-        return
+        return None
     last = max(faults, key=lambda f: f.ended_at)
     hours = int(config.window.total_seconds() // 3600)
     experiment.events.append(events.NodeUnhealthy(
@@ -47,6 +54,21 @@ def report_sick_node(uow: UnitOfWork, experiment: Experiment, config: NodeHealth
     uow.audit.record(at=now, actor="expbot", action=AUDIT_NODE, experiment_id=experiment.id,
                      detail={"node": node, "experiments": len(experiments), "faults": len(faults),
                              "window_hours": hours, "last_reason": last.reason[:300]})
+    return node
+
+
+def cordon(uow_factory: Callable[[], UnitOfWork], cordon_node: Callable[[str], None], node: str,
+           experiment_id: str, now: datetime) -> None:
+    """Cordon a node just reported sick, and audit it (what failed too: a failure must not pass unseen)."""
+    try:
+        cordon_node(node)
+        detail = {"node": node, "cordoned": True}
+    except Exception as e:  # e.g. the ClusterRole is missing: the report stands, the node stays open
+        log.warning("could not cordon sick node %s: %s", node, e)
+        detail = {"node": node, "cordoned": False, "error": str(e)[:300]}
+    with uow_factory() as uow:
+        uow.audit.record(at=now, actor="expbot", action=AUDIT_CORDON, experiment_id=experiment_id, detail=detail)
+        uow.commit()
 
 
 def _reported_since(uow: UnitOfWork, node: str, since: datetime) -> bool:

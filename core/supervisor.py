@@ -12,7 +12,7 @@ from core.errors import ConcurrentUpdate, DatabaseUnavailable
 from core.failures import FailureLog
 from core.metrics import XidSource
 from core.model import AttemptState, Experiment, State
-from core.node_health import NodeHealthConfig, report_sick_node
+from core.node_health import NodeHealthConfig, cordon, report_sick_node
 from core.policy import DEFAULT_CATALOG, Backoff
 from core.ports import AttemptPhase, Clock, ClusterBackend, UnitOfWork
 from core.reconciler import HourlyRates, Reconciler
@@ -42,6 +42,7 @@ class Supervisor:
         catalog: Catalog = DEFAULT_CATALOG,
         max_excluded_nodes: int = 3,
         node_health: NodeHealthConfig = NodeHealthConfig(),
+        cordon_node: Callable[[str], None] | None = None,
         xids: XidSource | None = None,
     ) -> None:
         self.uow_factory = uow_factory
@@ -52,6 +53,7 @@ class Supervisor:
         self.reconciler = Reconciler(backend, backoff=backoff, rng=rng or random.Random(), prices=self.prices,
                                      catalog=catalog, max_excluded_nodes=max_excluded_nodes, xids=xids)
         self.node_health = node_health  # when a node that failed several experiments is reported
+        self.cordon_node = cordon_node  # opt-in: cordon a node once it is reported sick
         # A burst of launches is submitted a slice per pass, so that failures seen meanwhile are
         # still acted on within seconds rather than after the whole backlog (each submit is an API call).
         self.max_starts_per_pass = max_starts_per_pass
@@ -228,12 +230,12 @@ class Supervisor:
                 if experiment.is_terminal:
                     self._release(experiment.id)
                 return None
-            attempt = experiment.current_attempt
+            attempt, sick_node = experiment.current_attempt, None
             if attempt is not None and attempt.state != AttemptState.ENDED:
                 if self.reconciler.observe(experiment, now, end_reason).must_stop:
                     self._to_stop.append((experiment.id, attempt.number))
                 if attempt.state == AttemptState.ENDED:
-                    report_sick_node(uow, experiment, self.node_health, now)
+                    sick_node = report_sick_node(uow, experiment, self.node_health, now)
             # An attempt expbot is about to kill must be gone before the next one shares its checkpoints.
             can_start = not self._to_stop and not self._has_live_attempt(experiment)
             deferred = False
@@ -248,6 +250,8 @@ class Supervisor:
             uow.commit()
         if attempt is not None and attempt.state == AttemptState.ENDED:
             self._ended(experiment.id, attempt.number)
+        if sick_node is not None and self.cordon_node is not None:
+            cordon(self.uow_factory, self.cordon_node, sick_node, experiment.id, now)
         self._stop_pending()
         if experiment.is_terminal:
             self._release(experiment.id)

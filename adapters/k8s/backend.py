@@ -129,6 +129,10 @@ class K8sBackend:
         except KubeNotFound:
             pass
 
+    def cordon_node(self, node: str) -> None:
+        """Mark a node unschedulable (as `kubectl cordon`); KubeError when it cannot be patched."""
+        call(lambda: self.core.patch_node(node, {"spec": {"unschedulable": True}}))
+
     def release(self, experiment_id: str) -> None:
         """Delete the experiment's checkpoint volume claim, unless the policy keeps checkpoints."""
         if self.config.keep_checkpoints:

@@ -45,6 +45,9 @@ class K8sConfig(BaseModel):
     # Watch Nodes (needs a ClusterRole: get/list/watch nodes): a failure on a node that lost GPUs
     # while the attempt ran is then infrastructure.
     watch_nodes: bool = False
+    # Cordon a node reported sick (hardware or network faults of several experiments); audited. Needs
+    # the ClusterRole in deploy/kubernetes/node-health (patch nodes).
+    cordon_bad_nodes: bool = False
 
     def pool(self, gpu_type: str | None) -> GpuPool:
         """The pool of one GPU type (an empty one when it is not configured)."""

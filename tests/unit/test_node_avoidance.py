@@ -68,3 +68,28 @@ def test_a_node_that_failed_three_experiments_is_reported_once(world):
     with world.uow() as uow:
         [entry] = uow.audit.entries(action="node-unhealthy")
     assert entry["detail"]["node"] == "gpu-a100-3" and entry["detail"]["experiments"] == 3
+
+
+def test_a_sick_node_is_cordoned_once_where_configured_and_audited_even_when_refused(world):
+    cordoned: list[str] = []
+    world.supervisor.cordon_node = cordoned.append
+    for name in ("one", "two", "three"):
+        world.launch(f"{name} --max-preemptions 5 -- python train.py")
+    world.supervisor.reconcile_once()
+    for name in ("one", "two", "three"):
+        fail_on(world, name, 1, "gpu-a100-3")
+    assert cordoned == ["gpu-a100-3"]
+
+    def refuse(node: str) -> None:
+        raise RuntimeError("nodes is forbidden")
+
+    world.supervisor.cordon_node = refuse
+    world.launch("four --max-preemptions 5 -- python train.py")
+    world.supervisor.reconcile_once()
+    fail_on(world, "four", 1, "gpu-b")
+    fail_on(world, "one", 2, "gpu-b")
+    fail_on(world, "two", 2, "gpu-b")
+    with world.uow() as uow:
+        entries = [e["detail"] for e in uow.audit.entries(action="node-cordon")]
+    assert entries[0] == {"node": "gpu-a100-3", "cordoned": True}
+    assert entries[1]["node"] == "gpu-b" and entries[1]["cordoned"] is False and "forbidden" in entries[1]["error"]
