@@ -2,13 +2,33 @@
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from datetime import timedelta
 
 from core.durations import format_duration, parse_duration
 from core.errors import SpecError
-from core.spec import DNS1123_LABEL, ENV_NAME, MAX_NAME_LENGTH, RESERVED_ENV_PREFIX, GpuType
+
+from core.grammar_names import (
+    SWEEP_KEY,
+    check_member_names,
+    check_name,
+    check_sweep_size,
+    parse_env,
+    parse_sweep,
+    suggest_name,
+)
+from core.grammar_text import bare, show
+from core.spec import DNS1123_LABEL, GpuType
+
+# Name checks and message quoting moved to their own modules; every checker stays importable
+# from here, the one module the grammar reads option values through.
+__all__ = [
+    "MAX_COUNT", "MAX_PROJECT_LENGTH", "SWEEP_KEY", "bare", "check_duration", "check_member_names",
+    "check_name", "check_sweep_size", "did_you_mean", "parse_checkpoint_glob", "parse_cpu",
+    "parse_duration_option", "parse_env", "parse_exit_codes", "parse_gpu_type", "parse_hours",
+    "parse_image", "parse_memory", "parse_pattern", "parse_project", "parse_sweep", "parse_whole",
+    "show", "suggest_name", "to_duration",
+]
 
 # ASCII digits only: int() and float() would also accept ' 3', '1_0', '٣', 'inf' and 'nan'.
 _WHOLE = re.compile(r"[0-9]+")
@@ -20,27 +40,12 @@ _MEMORY = re.compile(r"(?P<num>[0-9]+(?:\.[0-9]+)?)(?P<unit>Ki|Mi|Gi|Ti|Pi|Ei|k|
 _MEMORY_TYPO = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([kmgtpe])(?:i?b)?", re.IGNORECASE)
 # Docker image references: registry[:port]/path[:tag][@sha256:digest]; no spaces or shell junk.
 _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
-SWEEP_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Counts above this are typos, and would overflow 32-bit columns downstream anyway.
 MAX_COUNT = 1000
 # Kubernetes label values (project names end up as labels) are limited to 63 characters.
 MAX_PROJECT_LENGTH = 63
 # Quantities longer than this are not real requests; bounding them keeps int() and float() cheap.
 _MAX_NUMBER_TEXT = 18
-
-
-def show(text: str, limit: int = 60) -> str:
-    """Quote user text for a one-line message: control characters escaped, long text shortened."""
-    # ascii('\n') is "'\\n'": drop its quotes to get the escape sequence alone.
-    cleaned = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
-    if len(cleaned) > limit:
-        cleaned = cleaned[: limit - 3] + "..."
-    return f"'{cleaned}'"
-
-
-def bare(text: str, limit: int = 40) -> str:
-    """Like show(), without the quotes: for option names in messages ("unknown option --gpu")."""
-    return show(text, limit)[1:-1]
 
 
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
@@ -57,43 +62,6 @@ def to_duration(text: str, default_unit: str = "h") -> timedelta | None:
     except (OverflowError, ValueError):
         # Only reachable with numbers far beyond any limit; callers reject timedelta.max.
         return timedelta.max
-
-
-def check_name(name: str) -> str:
-    """Check an experiment name is a DNS-1123 label of at most MAX_NAME_LENGTH characters."""
-    if not re.fullmatch(DNS1123_LABEL, name):
-        example = suggest_name(name)
-        hint = f" (e.g. {show(example)})" if example and example != name else ""
-        raise SpecError(
-            f"name {show(name)} is not allowed: use lowercase letters, digits and '-', "
-            f"starting and ending with a letter or digit{hint}",
-            option="name",
-        )
-    if len(name) > MAX_NAME_LENGTH:
-        raise SpecError(
-            f"name {show(name)} is too long ({len(name)} characters): use at most {MAX_NAME_LENGTH}",
-            option="name",
-        )
-    return name
-
-
-def check_member_names(name: str, size: int) -> None:
-    """Check the longest sweep member name (NAME-size) still fits MAX_NAME_LENGTH."""
-    longest = f"{name}-{size}"
-    if len(longest) > MAX_NAME_LENGTH:
-        room = MAX_NAME_LENGTH - len(str(size)) - 1
-        raise SpecError(
-            f"name {show(name)} is too long for a sweep of {size}: member names like "
-            f"{show(longest)} must be at most {MAX_NAME_LENGTH} characters, so use a name of "
-            f"at most {room}",
-            option="name",
-        )
-
-
-def suggest_name(name: str) -> str:
-    """Turn an arbitrary name into the nearest DNS-1123 label ('' when nothing usable is left)."""
-    label = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    return label[:MAX_NAME_LENGTH].strip("-")
 
 
 def parse_whole(text: str, option: str, low: int, high: int) -> int:
@@ -232,26 +200,6 @@ def parse_exit_codes(text: str, option: str = "--retry-on-exit-codes") -> frozen
     return frozenset(codes)
 
 
-def parse_env(text: str, option: str = "--env") -> tuple[str, str]:
-    """Split 'KEY=VALUE' and check KEY is a usable, non-reserved variable name."""
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise SpecError(f"{option} expects KEY=VALUE, got {show(text)}", option=option)
-    if not re.fullmatch(ENV_NAME, key):
-        raise SpecError(
-            f"{option} name {show(key)} is not allowed: use letters, digits and '_', "
-            f"not starting with a digit (e.g. MY_VAR=1)",
-            option=option,
-        )
-    if key.startswith(RESERVED_ENV_PREFIX):
-        raise SpecError(
-            f"{option} {show(key)}: names starting with {RESERVED_ENV_PREFIX} are set by expbot "
-            f"itself; pick another name",
-            option=option,
-        )
-    return key, value
-
-
 def parse_project(text: str, projects: tuple[str, ...], option: str = "--project") -> str:
     """Check a project name against the configured projects (or, if none, its shape)."""
     if projects:
@@ -296,48 +244,3 @@ def parse_pattern(text: str, option: str = "--give-up-on") -> str:
             f"{option} needs a non-empty log text (e.g. 'CUDA out of memory')", option=option
         )
     return text
-
-
-def parse_sweep(text: str, option: str = "--sweep") -> tuple[str, tuple[str, ...]]:
-    """Split 'key=v1,v2,...' into the key and its distinct, non-empty values."""
-    key, sep, rest = text.partition("=")
-    if not sep:
-        raise SpecError(f"{option} expects key=v1,v2,..., got {show(text)}", option=option)
-    if not SWEEP_KEY.fullmatch(key):
-        raise SpecError(
-            f"{option} key {show(key)} is not allowed: use letters, digits and '_', "
-            f"not starting with a digit (e.g. lr=0.1,0.01)",
-            option=option,
-        )
-    if key.upper().startswith(RESERVED_ENV_PREFIX):
-        raise SpecError(
-            f"{option} key {show(key)}: sweep keys become environment variables and names "
-            f"starting with {RESERVED_ENV_PREFIX} are reserved; pick another key",
-            option=option,
-        )
-    values = tuple(value.strip() for value in rest.split(","))
-    if not all(values):
-        raise SpecError(
-            f"{option} {key} has an empty value in {show(text)}: give values like {key}=1,2,3",
-            option=option,
-        )
-    seen: set[str] = set()
-    for value in values:
-        if value in seen:
-            raise SpecError(
-                f"{option} {key} lists the value {show(value)} twice", option=option
-            )
-        seen.add(value)
-    return key, values
-
-
-def check_sweep_size(sweeps: dict[str, tuple[str, ...]], limit: int, option: str = "--sweep") -> int:
-    """Return the number of experiments the sweep makes, or raise if that exceeds `limit`."""
-    size = math.prod(len(values) for values in sweeps.values())
-    if size > limit:
-        sizes = " x ".join(str(len(values)) for values in sweeps.values())
-        raise SpecError(
-            f"{option} makes {size} experiments ({sizes}); at most {limit} are allowed",
-            option=option,
-        )
-    return size
