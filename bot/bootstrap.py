@@ -18,7 +18,6 @@ from adapters.db.migrate import upgrade
 from adapters.db.uow import SqlUnitOfWork, make_session_factory
 from adapters.local.runner import LocalRunner
 from bot.config import Settings
-from bot.config_toml import failure_catalog
 from adapters.db.idle_states import SqlIdleStates
 from core import approvals, commands, handlers, idle_job
 from core.bus import MessageBus
@@ -80,7 +79,7 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
     supervisor = Supervisor(
         uow_factory, backend, clock, backoff=settings.backoff(),
         stop_grace=timedelta(seconds=settings.stop_grace_seconds), prices=prices,
-        catalog=failure_catalog(settings.config_file), max_excluded_nodes=settings.max_excluded_nodes,
+        catalog=settings.failure_catalog(), max_excluded_nodes=settings.max_excluded_nodes,
         node_health=NodeHealthConfig(settings.node_health_experiments,
                                      timedelta(hours=settings.node_health_window_hours)),
         cordon_node=_cordoner(backend),

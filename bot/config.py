@@ -9,17 +9,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.config_toml import (check_keys, expected_words, failure_catalog, gpu_type_from_table, model_from_table,
-                             toml_duration, toml_tables)
-from core.approvals import budget_name_problem
-from core.budget import PROJECT, USER, BudgetConfig
+from bot.config_file import FileConfig, read_config_file
+from bot.config_toml import expected_words
+from core.budget import BudgetConfig
 from core.cost import Prices
 from core.errors import ExpbotError
 from core.idle import IdleConfig
 from core.policy import Backoff
+from core.signatures import Catalog
 from core.spec import LaunchConfig
 
 if TYPE_CHECKING:
@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     node_health_experiments: Annotated[int, Field(ge=0)] = 3  # 0: never report a node
     node_health_window_hours: Interval = 24
 
+    _file: FileConfig | None = PrivateAttr(default=None)  # the TOML file, read once (see _config)
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -146,9 +148,14 @@ class Settings(BaseSettings):
         return self
 
     def check_config_file(self) -> None:
-        """Read every table of the TOML file now, so a mistake in it is refused at start."""
-        self.launch_config(), self.prices(), self.budget_config(), self.k8s_config()
-        failure_catalog(self.config_file)
+        """Read the TOML file and build every table of it now, so a mistake in it is refused at start."""
+        self._file = read_config_file(self)
+
+    def _config(self) -> FileConfig:
+        """What the TOML file holds, read once: by load_settings, else at first use."""
+        if self._file is None:
+            self._file = read_config_file(self)
+        return self._file
 
     def idle_config(self) -> IdleConfig:
         """The idle policy's thresholds."""
@@ -197,69 +204,23 @@ class Settings(BaseSettings):
 
     def prices(self) -> Prices:
         """Prices: GPU prices from the catalog, CPU/memory rates and currency from the TOML [prices]."""
-        fields = self._table("prices")
-        check_keys(self.config_file, "prices", fields, set(Prices.model_fields) - {"gpu_catalog"})
-        return model_from_table(self.config_file, "prices", Prices, fields, gpu_catalog=self.launch_config().gpu_catalog)
+        return self._config().prices
 
     def budget_config(self) -> BudgetConfig:
         """Budgets from the TOML [budgets] section (none configured: nothing needs approval)."""
-        fields = self._table("budgets")
-        # TOML has no durations: the TTL is written in hours, and a bare approval_ttl would be seconds.
-        allowed = set(BudgetConfig.model_fields) - {"approval_ttl"} | {"approval_ttl_hours"}
-        check_keys(self.config_file, "budgets", fields, allowed)
-        if "approval_ttl_hours" in fields:
-            hours = fields.pop("approval_ttl_hours")
-            fields["approval_ttl"] = toml_duration(self.config_file, "budgets", "approval_ttl_hours", hours, "hours")
-        config = model_from_table(self.config_file, "budgets", BudgetConfig, fields)
-        # The same rule as `budget set`: a budget under a name no launch carries would never apply.
-        projects = self.launch_config().projects
-        problems = [f"{self.config_file}: [budgets] {table}.{name}: {problem}"
-                    for table, scope, names in (("projects", PROJECT, config.projects), ("users", USER, config.users))
-                    for name in names if (problem := budget_name_problem(scope, name, projects)) is not None]
-        if problems:
-            raise ExpbotError("\n".join(problems))
-        return config
+        return self._config().budgets
 
     def k8s_config(self) -> "K8sConfig":
         """The Kubernetes backend's configuration: TOML [kubernetes], GPU pools from the catalog, env."""
-        from adapters.k8s.config import GpuPool, K8sConfig
-
-        fields = self._table("kubernetes")
-        # gpu_pools come from [gpu_types], stop_grace from EXPBOT_STOP_GRACE_SECONDS.
-        check_keys(self.config_file, "kubernetes", fields, set(K8sConfig.model_fields) - {"gpu_pools", "stop_grace"})
-        for key in ("ttl_after_finished", "image_pull_grace"):
-            if key in fields:
-                fields[key] = toml_duration(self.config_file, "kubernetes", key, fields[key], "seconds", allow_zero=True)
-        fields["namespace"] = self.k8s_namespace or fields.get("namespace") or _pod_namespace() or "default"
-        fields["stop_grace"] = timedelta(seconds=self.stop_grace_seconds)
-        fields["gpu_pools"] = {
-            name: GpuPool(node_selector=gpu.node_selector, tolerations=gpu.tolerations)
-            for name, gpu in self.launch_config().gpu_catalog.items()
-        }
-        if self.report_url:
-            fields["report_url"] = self.report_url
-        if self.report_secret is not None:
-            fields["report_secret"] = self.report_secret.get_secret_value()
-        return model_from_table(self.config_file, "kubernetes", K8sConfig, fields)
+        return self._config().k8s
 
     def launch_config(self) -> LaunchConfig:
         """Launch defaults and limits: built-in, overridden by the TOML file's [launch] and [gpu_types]."""
-        path, fields = self.config_file, self._table("launch")
-        check_keys(path, "launch", fields, set(LaunchConfig.model_fields) - {"gpu_catalog"})
-        for key in ("default_max_runtime", "max_runtime_limit", "default_stall_timeout"):
-            if key in fields:
-                fields[key] = toml_duration(path, "launch", key, fields[key], "seconds")
-        if path is not None and "gpu_types" in (data := toml_tables(path)):
-            fields["gpu_catalog"] = {name: gpu_type_from_table(path, name, entry) for name, entry in data["gpu_types"].items()}
-        config = model_from_table(path, "launch", LaunchConfig, fields)
-        problems = config.contradictions()
-        if problems:
-            raise ExpbotError("\n".join(f"{path}: [launch] {problem}" for problem in problems))
-        return config
+        return self._config().launch
 
-    def _table(self, section: str) -> dict[str, Any]:
-        """A copy of one top-level table of the TOML file ({} without a file or that table)."""
-        return dict(toml_tables(self.config_file).get(section, {})) if self.config_file is not None else {}
+    def failure_catalog(self) -> Catalog:
+        """Failure signatures: the TOML file's [failures.NAME] tables first, then the shipped defaults."""
+        return self._config().catalog
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -294,13 +255,6 @@ def _env_problem(error: Any) -> str:
     field = str(error["loc"][0])
     value = "(hidden)" if field in _SECRET_FIELDS else repr(error["input"])
     return f"{_env_name(field)}={value}: {expected_words(error)}"
-
-
-def _pod_namespace() -> str | None:
-    try:
-        return Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text().strip() or None
-    except OSError:
-        return None
 
 
 def detect_gpus() -> int:

@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from core.errors import ExpbotError
-from core.signatures import Catalog, signature_from_entry
 from core.spec import GpuType
 
 M = TypeVar("M", bound=BaseModel)
@@ -142,18 +141,3 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ExpbotError(f"{where}: cannot read the configuration file: {e.strerror or e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ExpbotError(f"{where}: the configuration file is not valid TOML: {e}") from None
-
-
-def failure_catalog(path: Path | None) -> Catalog:
-    """Failure signatures: each [failures.NAME] table of the file first, then the shipped defaults."""
-    entries = toml_tables(path).get("failures", {}) if path is not None else {}
-    own = []
-    for name, entry in entries.items():
-        if not isinstance(entry, dict):
-            raise ExpbotError(f"{path}: [failures] {name}={entry!r}: expected a table, [failures.{name}] "
-                              "with pattern = '...' (or exit_code = N) and class = 'hardware'")
-        try:
-            own.append(signature_from_entry({"label": name, **entry}))
-        except ValueError as e:
-            raise ExpbotError(f"{path}: [failures.{name}] {e}") from None
-    return Catalog(own)

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from bot.config import load_settings
-from bot.config_toml import failure_catalog
 from core.errors import ExpbotError
 from core.model import Experiment, FailureClass
 from core.policy import Action, AttemptOutcome, classify, decide
@@ -140,5 +139,5 @@ def test_a_malformed_failures_table_is_refused_at_start(tmp_path: Path, monkeypa
     message = str(caught.value)
     assert message.startswith(f"{path}: [failures.dead-nic] pattern=") and "\n" not in message
     path.write_text('[failures.dead-nic]\npattern = "mlx5_core.*link down"\nclass = "network"\n')
-    catalog = failure_catalog(load_settings(config_file=path).config_file)
+    catalog = load_settings(config_file=path).failure_catalog()
     assert catalog.signatures[0].label == "dead-nic" and len(catalog.signatures) == len(DEFAULT_SIGNATURES) + 1
