@@ -149,20 +149,15 @@ def _slack_notifier(
 ):
     # Imported here so CLI commands without Slack configured never load slack_sdk's machinery.
     from adapters.db.slack_threads import SlackThreads
-    from adapters.slack_client import SlackNotifier, make_web_client
-    from bot.slack import approvals, blocks
-    from bot.slack.idle import idle_warning_delivery
+    from adapters.slack_client import make_web_client
+    from bot.slack.notifier import SlackNotifier
 
     assert settings.slack_bot_token is not None
     client = make_web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
     notifier = SlackNotifier(
-        client, uow_factory, SlackThreads(session_factory), clock,
-        render_parent=functools.partial(blocks.experiment_parent, currency=settings.prices().currency),
-        render_reply=blocks.thread_reply,
+        client, uow_factory, SlackThreads(session_factory), clock, currency=settings.prices().currency,
         default_channel=settings.slack_default_channel, approvals_channel=settings.slack_approvals_channel,
-        ops_channel=settings.slack_ops_channel,
-        render_approval=approvals.request_blocks, render_decision=approvals.decision_blocks,
-        deliver_idle_warning=functools.partial(idle_warning_delivery, keep_options=idle.keep_options),
+        ops_channel=settings.slack_ops_channel, keep_options=idle.keep_options,
     )
     return notifier, client
 

@@ -1,7 +1,6 @@
 """The daily cost digest: the numbers it reports (gathered by adapters) and the text it posts (pure)."""
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -9,11 +8,11 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.cost import Prices
+from core.mrkdwn import SECTION_LIMIT, escape
+from core.mrkdwn import mention as who
 
-SECTION_LIMIT = 3000  # Slack's limit on a section's text; every message stays under it
 TOP_USERS = 5
 CHART_DAYS = 14
-_SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -102,16 +101,6 @@ def format_day(day: date) -> str:
 
 
 # --- mrkdwn -------------------------------------------------------------------------------------
-def escape(text: str) -> str:
-    """Escape the three characters Slack's mrkdwn reserves (&, <, >)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def who(owner: str) -> str:
-    """A Slack user id as a mention (<@U123>), any other owner name escaped as text."""
-    return f"<@{owner}>" if _SLACK_USER_ID.match(owner) else escape(owner)
-
-
 def _fit(header: str, lines: list[str], limit: int = SECTION_LIMIT) -> str:
     """Header plus as many lines as fit under `limit`, then how many were left out."""
     text = header

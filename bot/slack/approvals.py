@@ -14,18 +14,13 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.container import Expbot
-from bot.slack.auth import Admins
-from bot.slack.mrkdwn import escape, mention, truncate
-from bot.slack.listeners import Later, ack_then
+from bot.slack.auth import verified
+from bot.slack.ids import ActionId, MessageBlockId
+from bot.slack.listeners import Deps, ack_then
+from bot.slack.mrkdwn import date_token, escape, mention, truncate
 from core import commands
 from core import events as ev
 from core.messages import money
-
-
-class ApprovalAction:
-    APPROVE = "launch_approve"
-    DENY = "launch_deny"
 
 
 def request_blocks(event: ev.ApprovalRequested) -> tuple[str, list[Any]]:
@@ -45,15 +40,13 @@ def request_blocks(event: ev.ApprovalRequested) -> tuple[str, list[Any]]:
         title="Approve this launch?", text=f"It may cost up to {money(event.projected_cost, event.currency)}.",
         confirm="Approve", deny="Cancel",
     )
-    buttons = ActionsBlock(block_id="approval", elements=[
-        ButtonElement(text="Approve", action_id=ApprovalAction.APPROVE, value=event.launch_id, style="primary",
+    buttons = ActionsBlock(block_id=MessageBlockId.APPROVAL.value, elements=[
+        ButtonElement(text="Approve", action_id=ActionId.APPROVE.value, value=event.launch_id, style="primary",
                       confirm=confirm),
-        ButtonElement(text="Deny", action_id=ApprovalAction.DENY, value=event.launch_id, style="danger"),
+        ButtonElement(text="Deny", action_id=ActionId.DENY.value, value=event.launch_id, style="danger"),
     ])
-    expires = int(event.expires_at.timestamp())
-    context = ContextBlock(elements=[MarkdownTextObject(
-        text=f"Expires <!date^{expires}^{{date_short_pretty}} {{time}}|{event.expires_at:%Y-%m-%d %H:%M} UTC> if nobody answers."
-    )])
+    expires = date_token(event.expires_at, "{date_short_pretty} {time}")
+    context = ContextBlock(elements=[MarkdownTextObject(text=f"Expires {expires} if nobody answers.")])
     fallback = f"Approval needed: {event.experiment_name} ({money(event.projected_cost, event.currency)})"
     return fallback, [SectionBlock(text=MarkdownTextObject(text=text)), buttons, context]
 
@@ -69,13 +62,13 @@ def decision_blocks(request: ev.ApprovalRequested, decision: ev.Event) -> tuple[
     return f"{fallback}: {outcome}", [blocks[0], ContextBlock(elements=[MarkdownTextObject(text=outcome)])]
 
 
-def register_approval_actions(app: App, bot: Expbot, approvers: Admins, later: Later) -> None:
-    """Approve / Deny buttons: approvers only; anyone else is refused ephemerally and nothing changes."""
+def register_approval_actions(app: App, deps: Deps) -> None:
+    """Approve / Deny buttons: whether the presser is an approver is verified by middleware; core refuses others."""
+    bot = deps.bot
 
-    def decide(respond, body, action, client: WebClient) -> None:
-        user = body["user"]["id"]
-        allowed = approvers.is_admin(user)
-        if action["action_id"] == ApprovalAction.APPROVE:
+    def decide(respond, body, action, client: WebClient, context) -> None:
+        user, allowed = body["user"]["id"], context["as_approver"]
+        if action["action_id"] == ActionId.APPROVE:
             done = bot.bus.handle(commands.ApproveLaunch(launch_id=action["value"], by=user, as_approver=allowed))
             verb = "Approved"
         else:
@@ -84,5 +77,6 @@ def register_approval_actions(app: App, bot: Expbot, approvers: Admins, later: L
         name = done[0].spec.group or done[0].name
         respond(text=f"{verb} {escape(name)}.", response_type="ephemeral", replace_original=False)
 
-    app.action(ApprovalAction.APPROVE)(ack_then(later, decide))
-    app.action(ApprovalAction.DENY)(ack_then(later, decide))
+    may_decide = [verified("as_approver", deps.approvers)]
+    for action_id in (ActionId.APPROVE, ActionId.DENY):
+        app.action(action_id.value, middleware=may_decide)(ack_then(deps.later, decide))

@@ -1,10 +1,12 @@
-"""Who may do what in Slack: admins are configured user ids plus a user group's members."""
+"""Who may do what in Slack: roles (configured user ids plus a user group), verified by middleware."""
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
 
+from slack_bolt import BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -41,3 +43,17 @@ class Admins:
                     # (nor lock real admins out for longer than one call).
                     log.warning("could not list user group %s: %s", self.group, e.response.get("error"))
             return self._members
+
+
+def verified(flag: str, members: Admins) -> Callable[..., BoltResponse | None]:
+    """Bolt listener middleware: sets context[flag] to whether the user acting is one of `members`.
+
+    Listener groups that need a role (who may stop, who may decide approvals) get it here, once,
+    and hand the verified flag to core's command (as_admin, as_approver), which decides.
+    """
+
+    def middleware(context, next: Callable[[], BoltResponse]) -> BoltResponse | None:  # noqa: A002
+        context[flag] = bool(context.user_id) and members.is_admin(context.user_id)
+        return next()
+
+    return middleware

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from slack_bolt import App
+from slack_sdk import WebClient
+
 from slack_sdk.models.blocks import (
     Block,
     ContextBlock,
@@ -13,10 +16,12 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.slack.blocks import attempts_text, gpus_text, reason_text, runtime_text, state_label, stop_button
+from bot.slack.pieces import attempts_text, gpus_text, reason_text, runtime_text, state_label, stop_button
+from bot.slack.listeners import Deps
 from bot.slack.mrkdwn import date_token, escape, truncate
+from core.budget import month_window
 from core.durations import format_duration
-from core.model import Experiment
+from core.model import ACTIVE, TERMINAL, Experiment
 
 MAX_VIEW_BLOCKS = 100
 HOME_ACTIVE = 50
@@ -71,3 +76,21 @@ def app_home(
     if spend_text:
         blocks += [DividerBlock(), _section(f"*Month-to-date spend*\n{escape(spend_text)}")]
     return View(type="home", blocks=blocks)
+
+
+def register_app_home(app: App, deps: Deps) -> None:
+    """Publish the Home tab whenever a user opens it."""
+    bot = deps.bot
+
+    def home_opened(event, client: WebClient) -> None:
+        user = event["user"]
+        now = bot.clock.now()
+        start, end, month = month_window(now, bot.budgets.timezone)
+        with bot.uow_factory() as uow:
+            active = uow.experiments.list(states=ACTIVE, owner=user, limit=50)
+            recent = uow.experiments.list(states=TERMINAL, owner=user, limit=20)
+            spent = uow.costs.spent(start=start, end=end, now=now, owner=user)
+        spend = f"You have spent *{bot.prices.format(spent)}* on GPUs in {month}."
+        client.views_publish(user_id=user, view=app_home(active, recent, now, spend_text=spend))
+
+    app.event("app_home_opened")(home_opened)

@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
-from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Any
+from datetime import timedelta
 
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -21,34 +18,17 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from adapters.slack_client import is_slack_user
-from bot.slack.blocks import SECTION_LIMIT, error_text
-from bot.slack.mrkdwn import escape, mention, truncate
-from bot.slack.listeners import Later, ack_then
-from bot.slack.slash import stop_text
-from core import commands
+from bot.slack.auth import verified
+from bot.slack.ids import IDLE_KEEP, ActionId, MessageBlockId, keep_action_id
+from bot.slack.listeners import Deps, ack_then
+from bot.slack.mrkdwn import SECTION_LIMIT, date_token, escape, is_slack_user, mention, truncate
+from bot.slack.pieces import error_text
 from core.commands import KeepExperiment
 from core.events import IdleWarning
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KEEP = (timedelta(hours=2), timedelta(hours=24))
-
-
-class IdleActionId(StrEnum):
-    """Buttons of an idle warning (value: the experiment name); Keep ids follow keep_action_id()."""
-
-    KEEP_2H = "idle_keep_2h"
-    KEEP_24H = "idle_keep_24h"
-    STOP = "idle_stop"
-
-
-KEEP_ACTION = re.compile(r"^idle_keep_(\d+(?:\.\d+)?)h$")
-
-
-def keep_action_id(keep: timedelta) -> str:
-    """"idle_keep_2h" for 2 hours: the hours are in the id, so configured options need no new code."""
-    return f"idle_keep_{keep.total_seconds() / 3600:g}h"
 
 
 def _hours_label(keep: timedelta) -> str:
@@ -77,7 +57,7 @@ def idle_warning_blocks(
         for keep in keep_options
     ]
     buttons.append(ButtonElement(
-        text="Stop now", action_id=IdleActionId.STOP.value, value=event.experiment_name, style="danger",
+        text="Stop now", action_id=ActionId.IDLE_STOP.value, value=event.experiment_name, style="danger",
         confirm=ConfirmObject(
             title=truncate(f"Stop {event.experiment_name}?", 100),
             text=truncate(f"Stop *{name}*? Its current attempt is killed and it is not restarted.", 300),
@@ -86,7 +66,7 @@ def idle_warning_blocks(
     ))
     blocks: list[Block] = [
         SectionBlock(text=MarkdownTextObject(text=text)),
-        ActionsBlock(block_id="idle_actions", elements=buttons),
+        ActionsBlock(block_id=MessageBlockId.IDLE_ACTIONS.value, elements=buttons),
         ContextBlock(elements=[MarkdownTextObject(
             text="Only the owner or an admin can answer. Keep pauses these warnings; idle time still counts as waste.")]),
     ]
@@ -114,14 +94,13 @@ def idle_warning_delivery(
     return response["channel"], response["ts"]
 
 
-def register_idle_actions(
-    app: App, bot: Any, admins: Any, later: Later, keep_options: Sequence[timedelta] = DEFAULT_KEEP
-) -> None:
-    """Keep / Stop buttons of idle warnings: owner or admin only (others get an ephemeral refusal)."""
-    allowed_hours = {round(k.total_seconds() / 3600, 6) for k in keep_options}
+def register_idle_actions(app: App, deps: Deps) -> None:
+    """Keep buttons of idle warnings: the owner or an admin (verified by middleware); Stop is buttons.py's."""
+    bot = deps.bot
+    allowed_hours = {round(k.total_seconds() / 3600, 6) for k in bot.idle_config.keep_options}
 
-    def keep_pressed(respond, body, action, client: WebClient) -> None:
-        match = KEEP_ACTION.match(action.get("action_id", ""))
+    def keep_pressed(respond, body, action, client: WebClient, context) -> None:
+        match = IDLE_KEEP.match(action.get("action_id", ""))
         hours = float(match.group(1)) if match else 0.0
         if round(hours, 6) not in allowed_hours:  # a forged or outdated button
             respond(text=error_text(f"Keep for {hours:g}h is not an option here."), response_type="ephemeral",
@@ -129,22 +108,9 @@ def register_idle_actions(
             return
         user = body["user"]["id"]
         kept = bot.bus.handle(KeepExperiment(
-            name=action.get("value", ""), by=user, as_admin=admins.is_admin(user), hours=hours))
+            name=action.get("value", ""), by=user, as_admin=context["as_admin"], hours=hours))
         respond(text=f":zzz: Keeping *{escape(kept.experiment_name)}* running: no idle warning before "
-                     f"{_slack_time(kept.until)}.", response_type="ephemeral", replace_original=False)
+                     f"{date_token(kept.until, '{date_short_pretty} {time}')}.", response_type="ephemeral",
+                replace_original=False)
 
-    def stop_pressed(respond, body, action, client: WebClient) -> None:
-        user = body["user"]["id"]
-        exp = bot.bus.handle(commands.StopExperiment(
-            name=action.get("value", ""), by=user, as_admin=admins.is_admin(user),
-            reason=f"stopped by {user} after an idle-GPU warning",
-        ))
-        respond(text=stop_text(exp), response_type="ephemeral", replace_original=False)
-
-    app.action(KEEP_ACTION)(ack_then(later, keep_pressed))
-    app.action(IdleActionId.STOP.value)(ack_then(later, stop_pressed))
-
-
-def _slack_time(at: datetime) -> str:
-    """Shown in the reader's own time zone; the UTC text is the fallback."""
-    return f"<!date^{int(at.timestamp())}^{{date_short_pretty}} {{time}}|{at:%Y-%m-%d %H:%M} UTC>"
+    app.action(IDLE_KEEP, middleware=[verified("as_admin", deps.admins)])(ack_then(deps.later, keep_pressed))

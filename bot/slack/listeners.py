@@ -1,4 +1,4 @@
-"""What every Slack listener shares: work after the ack on a background pool, errors as one line."""
+"""What every Slack listener shares: what it may use, work after the ack, errors as one line."""
 from __future__ import annotations
 
 import functools
@@ -6,16 +6,31 @@ import logging
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
+from slack_bolt import App
 from slack_sdk import WebClient
 
-from bot.slack import blocks
+from bot.container import Expbot
+from bot.slack.auth import Admins
+from bot.slack.pieces import error_text
 from core.errors import ExpbotError
 
 log = logging.getLogger(__name__)
 
 Later = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What the listener modules are registered with: the expbot, Slack's client, the work pool, the roles."""
+
+    bot: Expbot
+    client: WebClient
+    later: Later
+    admins: Admins
+    approvers: Admins
 
 
 def user_facing(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -26,11 +41,11 @@ def user_facing(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             fn(respond=respond, **kwargs)
         except ExpbotError as e:
-            respond(text=blocks.error_text(str(e)), response_type="ephemeral", replace_original=False)
+            respond(text=error_text(str(e)), response_type="ephemeral", replace_original=False)
         except Exception:
             error_id = uuid.uuid4().hex[:8]
             log.exception("error %s in %s", error_id, fn.__name__)
-            respond(text=blocks.error_text("Something went wrong on expbot's side.", error_id),
+            respond(text=error_text("Something went wrong on expbot's side.", error_id),
                     response_type="ephemeral", replace_original=False)
 
     return wrapper
@@ -53,11 +68,26 @@ def background_runner(workers: int = 4) -> Later:
 
 
 def ack_then(later: Later, work: Callable[..., Any]) -> Callable[..., None]:
-    """A button listener: ack at once, then run `work` (made user-facing) in the background."""
+    """A button listener: ack at once, then run `work` (made user-facing) in the background.
+
+    `work` gets the listener's context too: what its group's middleware verified (as_admin, ...).
+    """
     guarded = user_facing(work)
 
-    def listener(ack, respond, body, action, client: WebClient) -> None:
+    def listener(ack, respond, body, action, client: WebClient, context) -> None:
         ack()
-        later(guarded, respond=respond, body=body, action=action, client=client)
+        later(guarded, respond=respond, body=body, action=action, client=client, context=context)
 
     return listener
+
+
+def register_error_handler(app: App) -> None:
+    """The one error handler: a traceback goes to the log, the user gets one line with an error id."""
+
+    @app.error
+    def on_error(error: Exception, body: dict, logger, respond) -> None:
+        error_id = uuid.uuid4().hex[:8]
+        logger.error("error %s handling a Slack request", error_id, exc_info=error)
+        if respond is not None and isinstance(body, dict) and body.get("response_url"):
+            respond(text=error_text("Something went wrong on expbot's side.", error_id),
+                    response_type="ephemeral", replace_original=False)

@@ -1,18 +1,14 @@
 """Slack mrkdwn text: escaping user text, cutting it to a limit, mentions, date tokens, durations."""
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta, timezone
 
 from core.durations import format_duration
+from core.mrkdwn import SECTION_LIMIT, SLACK_USER_ID, escape, is_slack_user, mention
+
+__all__ = ["ELLIPSIS", "SECTION_LIMIT", "SLACK_USER_ID", "date_token", "escape", "is_slack_user", "limit_text", "mention", "truncate"]
 
 ELLIPSIS = "…"
-_USER_ID = re.compile(r"[UW][A-Z0-9]+")
-
-
-def escape(text: str) -> str:
-    """Escape &, < and > so user text cannot form Slack mrkdwn control sequences."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def truncate(text: str, limit: int) -> str:
@@ -29,11 +25,6 @@ def truncate(text: str, limit: int) -> str:
     if lt != -1 and ">" not in cut[lt:]:  # a cut "<@U123" or "<!date^...": drop it whole
         cut = cut[:lt]
     return cut + ELLIPSIS
-
-
-def mention(owner: str) -> str:
-    """`<@U123>` for a Slack user id, else the owner's escaped plain name."""
-    return f"<@{owner}>" if _USER_ID.fullmatch(owner) else escape(owner)
 
 
 def date_token(when: datetime, fmt: str = "{date_short} {time}") -> str:

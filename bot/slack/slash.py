@@ -16,9 +16,9 @@ from bot.reports_text import (
     cost_text,
     parse_cost_args,
 )
-from bot.slack import blocks
+from bot.slack import replies
 from bot.slack.auth import Admins
-from bot.slack.mrkdwn import escape
+from bot.slack.mrkdwn import SLACK_USER_ID, escape, is_slack_user
 from core import commands
 from core.errors import ExpbotError
 from core.grammar import USAGE as LAUNCH_USAGE
@@ -26,12 +26,11 @@ from core.lookup import find_experiment
 from core.model import ACTIVE, Experiment, State
 from core.reports import budget_report, cost_report
 
-SUBCOMMANDS = tuple(usage.split()[0] for usage, _ in blocks.SUBCOMMANDS)  # one list: the help's
+SUBCOMMANDS = tuple(usage.split()[0] for usage, _ in replies.SUBCOMMANDS)  # one list: the help's
 USAGE = "/experiment " + LAUNCH_USAGE
 LOG_LINES_INLINE = 40
 LOG_LINES_FILE = 5000
-_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
-_MEMBER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
+_MENTION = re.compile(rf"<@({SLACK_USER_ID.pattern})(?:\|[^>]*)?>")  # "<@U123|bob>" as Slack escapes it
 
 
 def split_subcommand(text: str) -> tuple[str, str]:
@@ -82,7 +81,7 @@ class SlashCommands:
         elif sub == "budget":
             self.budget(respond, rest, user)
         elif sub == "help":
-            text, help_blocks = blocks.help_blocks(USAGE)
+            text, help_blocks = replies.help_blocks(USAGE)
             respond(text=text, blocks=help_blocks, response_type="ephemeral")
 
     def launch(self, respond, text: str, user: str, channel: str | None, trigger_id: str) -> None:
@@ -114,13 +113,13 @@ class SlashCommands:
                 project=project, limit=200,
             )
         title = "All experiments" if everyone else (f"Project {project}" if project else "Your running and queued experiments")
-        text, list_blocks = blocks.experiment_list(found, self.bot.clock.now(), title)
+        text, list_blocks = replies.experiment_list(found, self.bot.clock.now(), title)
         respond(text=text, blocks=list_blocks, response_type="ephemeral")
 
     def status(self, respond, name: str) -> None:
         """One experiment in detail."""
         exp, timeline = self._find(name)
-        text, status_blocks = blocks.experiment_status(exp, timeline, self.bot.clock.now(), self.bot.prices.currency)
+        text, status_blocks = replies.experiment_status(exp, timeline, self.bot.clock.now(), self.bot.prices.currency)
         respond(text=text, blocks=status_blocks, response_type="ephemeral")
 
     def confirm_stop(self, respond, name: str, user: str) -> None:
@@ -130,7 +129,7 @@ class SlashCommands:
             raise ExpbotError(f"only its owner or an admin may stop {exp.name}")
         if exp.is_terminal:
             raise ExpbotError(f"{exp.name} has already ended ({exp.state})")
-        text, confirm_blocks = blocks.stop_confirmation(exp)
+        text, confirm_blocks = replies.stop_confirmation(exp)
         respond(text=text, blocks=confirm_blocks, response_type="ephemeral")
 
     def send_logs(self, respond, client: WebClient, user: str, name: str, attempt: int | None) -> None:
@@ -142,7 +141,7 @@ class SlashCommands:
         if not 1 <= number <= len(exp.attempts):
             raise ExpbotError(f"{exp.name} has attempts 1..{len(exp.attempts)}; there is no attempt {number}")
         tail = self.bot.backend.logs(exp.id, number, LOG_LINES_INLINE)
-        inline = blocks.logs_blocks(exp.name, number, tail)
+        inline = replies.logs_blocks(exp.name, number, tail)
         if inline is not None:
             text, log_blocks = inline
             respond(text=text, blocks=log_blocks, response_type="ephemeral", replace_original=False)
@@ -232,7 +231,7 @@ def _member_id(word: str) -> str:
     """A Slack member id from a mention or the id itself: budgets of Slack users are keyed by id."""
     if (found := _MENTION.fullmatch(word)) is not None:
         return found.group(1)
-    if _MEMBER_ID.fullmatch(word):
+    if is_slack_user(word):
         return word
     # The manifest keeps should_escape off (launch commands may hold URLs), so "@bob" arrives as
     # plain text that names nobody: refuse it rather than store a budget that never applies.

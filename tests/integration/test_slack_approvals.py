@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from bot.slack.approvals import ApprovalAction
+from bot.slack.ids import ActionId
 from core.model import State
 from tests.integration.slack_harness import CHANNEL, SlackBot
 from tests.polling import wait_for
@@ -37,16 +37,16 @@ def test_over_budget_launch_waits_and_an_approver_lets_it_run(slack_bot):
     request = approval_request(slack_bot)
     assert "$50.00" in str(request.blocks) and "<@UOWNER>" in str(request.blocks)
     buttons = [e for b in request.blocks if b["type"] == "actions" for e in b["elements"]]
-    assert [b["action_id"] for b in buttons] == [ApprovalAction.APPROVE, ApprovalAction.DENY]
+    assert [b["action_id"] for b in buttons] == [ActionId.APPROVE, ActionId.DENY]
     assert "confirm" in buttons[0]
 
-    slack_bot.press(ApprovalAction.APPROVE, exp.launch_id, user="UINTRUDER")
+    slack_bot.press(ActionId.APPROVE, exp.launch_id, user="UINTRUDER")
     refusal = wait_for(lambda: slack_bot.slack_api.responses(slack_bot.last_response_url), what="the refusal")
     assert "approvers" in refusal[0].payload["text"] and refusal[0].payload["response_type"] == "ephemeral"
     time.sleep(0.3)
     assert slack_bot.experiment("big").state == State.PENDING_APPROVAL
 
-    slack_bot.press(ApprovalAction.APPROVE, exp.launch_id, user="UAPPROVER")
+    slack_bot.press(ActionId.APPROVE, exp.launch_id, user="UAPPROVER")
     wait_for(lambda: slack_bot.experiment("big").state == State.SUCCEEDED, what="the approved launch to run")
     decided = wait_for(lambda: (m := slack_bot.slack_api.message(APPROVALS, request.ts)) and m.edits and m,
                        what="the request to show the decision")
@@ -70,7 +70,7 @@ def test_an_approver_can_deny(slack_bot):
     slack_bot.slash(OVER_BUDGET.format(name="denied"))
     exp = wait_for(lambda: slack_bot.experiment("denied"), what="the launch")
     request = approval_request(slack_bot)
-    slack_bot.press(ApprovalAction.DENY, exp.launch_id, user="UAPPROVER")
+    slack_bot.press(ActionId.DENY, exp.launch_id, user="UAPPROVER")
     wait_for(lambda: slack_bot.experiment("denied").state == State.REJECTED, what="the denial")
     decided = wait_for(lambda: (m := slack_bot.slack_api.message(APPROVALS, request.ts)) and m.edits and m,
                        what="the request to show the decision")

@@ -1,28 +1,15 @@
-"""Idle warnings over the real Bolt app and HTTP: the owner's DM, Keep / Stop, and who may press them.
-
-Until bot/slack/app.py registers the idle actions itself, the fixture wraps create_app to do it.
-"""
+"""Idle warnings over the real Bolt app and HTTP: the owner's DM, Keep / Stop, and who may press them."""
 from __future__ import annotations
 
-import functools
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from adapters.db.engine import make_engine, make_session_factory
-from adapters.db.idle_states import SqlIdleStates
-from bot.slack import runtime
-from bot.slack.auth import Admins
-from bot.slack.idle import (
-    IdleActionId,
-    idle_warning_blocks,
-    idle_warning_delivery,
-    register_idle_actions,
-)
+from bot.slack.idle import idle_warning_blocks, idle_warning_delivery
+from bot.slack.ids import ActionId
 from core.idle import IdleState
-from core.idle_job import IdleWarning, KeepExperiment, handle_keep
+from core.idle_job import IdleWarning
 from core.model import State
 from tests.integration.slack_harness import SlackBot
 from tests.polling import wait_for
@@ -31,28 +18,12 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def slack_bot(tmp_path, slack_api, monkeypatch):
-    pool = ThreadPoolExecutor(max_workers=2)
-    original = runtime.create_app
-    code = original.__code__
-    if "register_idle_actions" not in code.co_names + code.co_varnames:  # not wired in app.py yet
-
-        def create_app(bot, client, **kwargs):
-            app = original(bot, client, **kwargs)
-            admins = Admins(client, bot.settings.slack_admin_ids(), bot.settings.slack_admin_group)
-            register_idle_actions(app, bot, admins, lambda fn, **kw: pool.submit(fn, **kw))
-            return app
-
-        monkeypatch.setattr(runtime, "create_app", create_app)
+def slack_bot(tmp_path, slack_api):
+    # The app as serve wires it (bootstrap's KeepExperiment handler and idle states, app.py's buttons).
     bot = SlackBot(tmp_path / "data", slack_api)
-    engine = make_engine(bot.bot.settings.resolved_database_url())
-    bot.idle_states = SqlIdleStates(make_session_factory(engine))
-    bot.bot.bus.command_handlers.setdefault(
-        KeepExperiment, functools.partial(handle_keep, idle_states=bot.idle_states, clock=bot.bot.clock))
+    bot.idle_states = bot.bot.idle_states
     yield bot
     bot.close()
-    engine.dispose()
-    pool.shutdown(wait=True)
 
 
 def launch_long_running(slack_bot, name: str):
@@ -66,13 +37,13 @@ def responses(slack_bot):
 
 def test_a_non_owner_pressing_keep_is_refused_and_the_owner_s_keep_snoozes(slack_bot):
     exp = launch_long_running(slack_bot, "sleepy")
-    assert slack_bot.press(IdleActionId.KEEP_2H.value, "sleepy", user="UOTHER").status_code == 200
+    assert slack_bot.press(ActionId.IDLE_KEEP_2H.value, "sleepy", user="UOTHER").status_code == 200
     [refusal] = responses(slack_bot)
     assert "only UOWNER" in refusal.payload["text"] and refusal.payload["response_type"] == "ephemeral"
     time.sleep(0.3)
     assert slack_bot.idle_states.get(exp.id) == IdleState()
     before = datetime.now(timezone.utc)
-    assert slack_bot.press(IdleActionId.KEEP_24H.value, "sleepy", user="UOWNER").status_code == 200
+    assert slack_bot.press(ActionId.IDLE_KEEP_24H.value, "sleepy", user="UOWNER").status_code == 200
     [answer] = responses(slack_bot)
     assert answer.payload["text"].startswith(":zzz: Keeping *sleepy* running") and answer.payload["response_type"] == "ephemeral"
     snoozed = slack_bot.idle_states.get(exp.id).snoozed_until
@@ -88,17 +59,17 @@ def test_an_admin_may_keep_and_a_forged_keep_option_is_refused(slack_bot):
     slack_bot.press("idle_keep_9999h", "guarded", user="UOWNER")
     [refusal] = responses(slack_bot)
     assert "not an option" in refusal.payload["text"]
-    slack_bot.press(IdleActionId.KEEP_2H.value, "guarded", user="UADMIN")
+    slack_bot.press(ActionId.IDLE_KEEP_2H.value, "guarded", user="UADMIN")
     responses(slack_bot)
     assert slack_bot.idle_states.get(exp.id).snoozed_until is not None
 
 
 def test_stop_now_stops_for_the_owner_only(slack_bot):
     launch_long_running(slack_bot, "halt")
-    slack_bot.press(IdleActionId.STOP.value, "halt", user="UOTHER")
+    slack_bot.press(ActionId.IDLE_STOP.value, "halt", user="UOTHER")
     assert "only UOWNER" in responses(slack_bot)[0].payload["text"]
     assert slack_bot.experiment("halt").state == State.RUNNING
-    slack_bot.press(IdleActionId.STOP.value, "halt", user="UOWNER")
+    slack_bot.press(ActionId.IDLE_STOP.value, "halt", user="UOWNER")
     stopped = wait_for(lambda: (e := slack_bot.experiment("halt")) and e.is_terminal and e, what="stopped")
     assert stopped.state == State.STOPPED and stopped.stopped_by == "UOWNER"
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from bot.slack import blocks as kit
+from bot.slack import blocks as thread_kit
+from bot.slack import pieces, replies
 from bot.slack.home import app_home
 from bot.slack.ids import ELEMENT, ActionId, BlockId, CallbackId
 from bot.slack.modals import launch_modal
@@ -164,7 +165,7 @@ def all_text(blocks: list[dict[str, Any]], mrkdwn_only: bool = False) -> str:
 
 
 def test_golden_parent_running():
-    data = message("parent_running", kit.experiment_parent([running()], NOW))
+    data = message("parent_running", thread_kit.experiment_parent([running()], NOW))
     stop = buttons(data["blocks"])[ActionId.STOP]
     assert stop["style"] == "danger" and stop["value"] == "train-bert"
     assert stop["confirm"]["title"]["text"] == "Stop train-bert?"
@@ -172,17 +173,17 @@ def test_golden_parent_running():
 
 
 def test_golden_parent_queued_cpu_only():
-    data = message("parent_queued", kit.experiment_parent([queued(gpus=0, gpu_type=None)], NOW))
+    data = message("parent_queued", thread_kit.experiment_parent([queued(gpus=0, gpu_type=None)], NOW))
     assert "CPU only" in all_text(data["blocks"])
     assert ActionId.LOGS not in buttons(data["blocks"])  # no attempts, no logs
 
 
 def test_golden_parent_failed():
-    message("parent_failed", kit.experiment_parent([failed()], NOW))
+    message("parent_failed", thread_kit.experiment_parent([failed()], NOW))
 
 
 def test_golden_parent_sweep_group():
-    data = message("parent_sweep", kit.experiment_parent(sweep(5), NOW))
+    data = message("parent_sweep", thread_kit.experiment_parent(sweep(5), NOW))
     select = next(n for _, n in walk(data["blocks"]) if n.get("type") == "static_select")
     assert select["action_id"] == ActionId.STOP_MEMBER
     assert [o["value"] for o in select["options"]] == ["lr-sweep-1", "lr-sweep-4", "lr-sweep-5"]
@@ -190,30 +191,30 @@ def test_golden_parent_sweep_group():
 
 def test_golden_thread_replies():
     exp = failed()
-    replies = [dicts(kit.thread_reply(event, OWNER)[1]) for event in exp.events]
+    replies = [dicts(thread_kit.thread_reply(event, OWNER)[1]) for event in exp.events]
     check_golden("thread_replies", replies)
 
 
 def test_golden_help_and_unknown_subcommand():
-    message("help", kit.help_blocks(USAGE))
-    text, blocks = kit.help_blocks(USAGE, unknown="lst", suggestion="list")
+    message("help", replies.help_blocks(USAGE))
+    text, blocks = replies.help_blocks(USAGE, unknown="lst", suggestion="list")
     assert text == "Unknown subcommand `lst`. Did you mean `list`?"
     assert blocks[0].to_dict()["text"]["text"] == text
 
 
 def test_golden_list():
     experiments = [running(), queued("eval-bert"), failed("train-gpt"), succeeded("tiny")]
-    message("list", kit.experiment_list(experiments, NOW, "Your experiments"))
+    message("list", replies.experiment_list(experiments, NOW, "Your experiments"))
 
 
 def test_golden_status():
     exp = running()
-    message("status", kit.experiment_status(exp, list(exp.events), NOW))
+    message("status", replies.experiment_status(exp, list(exp.events), NOW))
 
 
 def test_golden_stop_confirmation_and_logs():
-    message("stop_confirmation", kit.stop_confirmation(running()))
-    logs = kit.logs_blocks("train-bert", 2, "step 1 loss 2.31\nstep 2 loss 2.10\n")
+    message("stop_confirmation", replies.stop_confirmation(running()))
+    logs = replies.logs_blocks("train-bert", 2, "step 1 loss 2.31\nstep 2 loss 2.10\n")
     assert logs is not None
     message("logs", logs)
 
@@ -247,8 +248,8 @@ def test_golden_app_home():
 def test_mrkdwn_escaping_of_names_reasons_commands_and_logs():
     exp = failed("a<b>&c", command=("echo", "<script>&", "x>y"))
     built_all = (
-        kit.experiment_parent([exp], NOW), kit.experiment_status(exp, exp.events, NOW),
-        kit.experiment_list([exp], NOW, "A & B"), kit.stop_confirmation(running("a<b>&c")),
+        thread_kit.experiment_parent([exp], NOW), replies.experiment_status(exp, exp.events, NOW),
+        replies.experiment_list([exp], NOW, "A & B"), replies.stop_confirmation(running("a<b>&c")),
     )
     for built in built_all:
         text = all_text(dicts(built[1]), mrkdwn_only=True) + built[0]
@@ -256,18 +257,18 @@ def test_mrkdwn_escaping_of_names_reasons_commands_and_logs():
         plain = re.sub(r"<(@U[A-Z0-9]+|!date\^[^>]*)>", "", text)  # our own control sequences
         assert "<" not in plain and ">" not in plain
         assert not re.search(r"&(?!amp;|lt;|gt;)", plain)
-    status = all_text(dicts(kit.experiment_status(exp, [], NOW)[1]))
+    status = all_text(dicts(replies.experiment_status(exp, [], NOW)[1]))
     assert "&lt;script&gt;&amp;" in status and "x&gt;y" in status
-    logs = kit.logs_blocks("n", 1, "a < b && c > d\n```\n")
+    logs = replies.logs_blocks("n", 1, "a < b && c > d\n```\n")
     assert logs is not None
     code = logs[1][1].to_dict()["text"]["text"]
     assert "a &lt; b &amp;&amp; c &gt; d" in code and code.count("```") == 2
 
 
 def test_state_labels_cover_every_state():
-    assert kit.state_label(State.RUNNING) == ":arrow_forward: Running"
-    assert kit.state_label(State.PENDING_APPROVAL) == ":lock: Pending approval"
-    assert all(kit.state_label(s) for s in State)
+    assert pieces.state_label(State.RUNNING) == ":arrow_forward: Running"
+    assert pieces.state_label(State.PENDING_APPROVAL) == ":lock: Pending approval"
+    assert all(pieces.state_label(s) for s in State)
 
 
 # -------------------------------------------------------------------------------- limits
@@ -275,7 +276,7 @@ def test_state_labels_cover_every_state():
 
 def test_sweep_of_120_members_stays_within_message_limits():
     members = sweep(120)
-    text, blocks = kit.experiment_parent(members, NOW)
+    text, blocks = thread_kit.experiment_parent(members, NOW)
     data = dicts(blocks)
     assert_within_limits(data, max_blocks=50)
     assert "…and 80 more" in all_text(data)
@@ -285,7 +286,7 @@ def test_sweep_of_120_members_stays_within_message_limits():
 
 def test_sweep_with_long_names_packs_sections_under_3000_chars():
     members = [running(f"{'x' * 38}-{i}", group="g" * 40) for i in range(150)]
-    data = dicts(kit.experiment_parent(members, NOW)[1])
+    data = dicts(thread_kit.experiment_parent(members, NOW)[1])
     assert_within_limits(data, max_blocks=50)
     assert len([b for b in data if b["type"] == "section"]) >= 3
     select = next(n for _, n in walk(data) if n.get("type") == "static_select")
@@ -294,14 +295,14 @@ def test_sweep_with_long_names_packs_sections_under_3000_chars():
 
 def test_list_of_500_experiments_stays_within_50_blocks():
     experiments = [running(f"exp-{i}") for i in range(500)]
-    text, blocks = kit.experiment_list(experiments, NOW, "All experiments")
+    text, blocks = replies.experiment_list(experiments, NOW, "All experiments")
     data = dicts(blocks)
     assert_within_limits(data, max_blocks=50)
     assert "…and 455 more" in all_text(data)
 
 
 def test_empty_list_says_so():
-    text, blocks = kit.experiment_list([], NOW, "Your experiments")
+    text, blocks = replies.experiment_list([], NOW, "Your experiments")
     assert "No experiments" in text and len(blocks) == 2
 
 
@@ -321,16 +322,16 @@ def test_status_with_many_attempts_and_long_reasons_fits():
         exp.mark_running(T0)
         exp.end_attempt(1, "<boom> & " * 100, FailureClass.RETRYABLE_EXIT, T0)
         exp.schedule_restart(T0, "none", "retry <x> " * 50, None, T0)
-    data = dicts(kit.experiment_status(exp, exp.events, NOW)[1])
+    data = dicts(replies.experiment_status(exp, exp.events, NOW)[1])
     assert_within_limits(data, max_blocks=50)
     assert "(last 20 of 60)" in all_text(data)
 
 
 def test_logs_that_do_not_fit_return_none():
-    assert kit.logs_blocks("n", 1, "x" * 3000) is None
-    assert kit.logs_blocks("n", 1, "&" * 600) is None  # 3000 characters once escaped
-    assert kit.logs_blocks("n", 1, "line\n" * 100) is not None
-    assert kit.logs_blocks("n", 1, "") is not None
+    assert replies.logs_blocks("n", 1, "x" * 3000) is None
+    assert replies.logs_blocks("n", 1, "&" * 600) is None  # 3000 characters once escaped
+    assert replies.logs_blocks("n", 1, "line\n" * 100) is not None
+    assert replies.logs_blocks("n", 1, "") is not None
 
 
 # ------------------------------------------------------------------------ buttons/mentions
@@ -339,22 +340,22 @@ def test_logs_that_do_not_fit_return_none():
 @pytest.mark.parametrize("make", [succeeded, failed])
 def test_stop_button_hidden_for_terminal_experiments(make):
     exp = make()
-    for built in (kit.experiment_parent([exp], NOW), kit.experiment_status(exp, [], NOW)):
+    for built in (thread_kit.experiment_parent([exp], NOW), replies.experiment_status(exp, [], NOW)):
         found = buttons(dicts(built[1]))
         assert ActionId.STOP not in found and ActionId.LOGS in found
-    text, blocks = kit.stop_confirmation(exp)
+    text, blocks = replies.stop_confirmation(exp)
     assert "already ended" in text and ActionId.STOP not in buttons(dicts(blocks))
     stopped = running()
     stopped.stop(OWNER, "stopped from Slack", NOW)
-    assert ActionId.STOP not in buttons(dicts(kit.experiment_parent([stopped], NOW)[1]))
+    assert ActionId.STOP not in buttons(dicts(thread_kit.experiment_parent([stopped], NOW)[1]))
 
 
 def test_stop_button_shown_for_active_experiments():
     for exp in (running(), queued()):
-        assert ActionId.STOP in buttons(dicts(kit.experiment_parent([exp], NOW)[1]))
+        assert ActionId.STOP in buttons(dicts(thread_kit.experiment_parent([exp], NOW)[1]))
     data = app_home([running()], [], NOW).to_dict()
     assert data["blocks"][2]["accessory"]["action_id"] == ActionId.STOP
-    text, blocks = kit.stop_confirmation(running())
+    text, blocks = replies.stop_confirmation(running())
     assert text.startswith("Stop *train-bert*? It is running attempt 2.")
     assert buttons(dicts(blocks))[ActionId.STOP]["style"] == "danger"
 
@@ -364,13 +365,13 @@ def test_owner_is_mentioned_only_on_terminal_thread_replies():
     exp.stop("U999", "stopped from Slack", NOW)
     done = succeeded("b")
     for event in exp.events + done.events + failed("c").events:
-        text, _ = kit.thread_reply(event, OWNER)
+        text, _ = thread_kit.thread_reply(event, OWNER)
         terminal = isinstance(event, (ev.ExperimentSucceeded, ev.ExperimentFailed,
                                       ev.ExperimentStopped))
         assert (f"<@{OWNER}>" in text) == terminal, event.kind
 
 
 def test_error_text():
-    assert kit.error_text("no such experiment <x>") == ":warning: no such experiment &lt;x&gt;"
-    assert kit.error_text("boom", "abc123") == ":warning: boom (error id abc123)"
-    assert len(kit.error_text("x" * 5000, "abc123")) <= 3000
+    assert pieces.error_text("no such experiment <x>") == ":warning: no such experiment &lt;x&gt;"
+    assert pieces.error_text("boom", "abc123") == ":warning: boom (error id abc123)"
+    assert len(pieces.error_text("x" * 5000, "abc123")) <= 3000
