@@ -8,7 +8,7 @@ from typing import Any
 from adapters.k8s import names
 from adapters.k8s.config import GPU_RESOURCE, K8sConfig
 from core.ports import AttemptLaunch
-from core.progress import attempt_token
+from core.attempt_env import AttemptPlaces, attempt_env
 
 CONTAINER = "train"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
@@ -84,20 +84,10 @@ def job(launch: AttemptLaunch, config: K8sConfig) -> dict[str, Any]:
 
 
 def env(launch: AttemptLaunch, config: K8sConfig) -> list[dict[str, str]]:
-    """The env contract (EXPBOT_* after the user's own, so nobody can fake them)."""
-    values = {
-        **launch.spec.env,
-        "EXPBOT_EXPERIMENT": launch.experiment_name,
-        "EXPBOT_EXPERIMENT_ID": launch.experiment_id,
-        "EXPBOT_ATTEMPT": str(launch.attempt),
-        "EXPBOT_CHECKPOINT_DIR": config.checkpoint_mount,
-        "EXPBOT_RESUME_FROM": launch.resume_from or "",
-        "PYTHONUNBUFFERED": "1",
-    }
-    if config.report_url and config.report_secret:
-        values["EXPBOT_REPORT_URL"] = config.report_url
-        values["EXPBOT_REPORT_TOKEN"] = attempt_token(config.report_secret, launch.experiment_id, launch.attempt)
-    return [{"name": key, "value": value} for key, value in values.items()]
+    """The env contract (core.attempt_env) with this cluster's places: the checkpoint volume, /report."""
+    places = AttemptPlaces(checkpoint_dir=config.checkpoint_mount, report_url=config.report_url,
+                           report_secret=config.report_secret)
+    return [{"name": key, "value": value} for key, value in attempt_env(launch, places).items()]
 
 
 def _pod_spec(launch: AttemptLaunch, config: K8sConfig) -> dict[str, Any]:

@@ -9,27 +9,22 @@ from typing import IO
 
 from adapters.local.files import HEARTBEAT_FILE
 from adapters.local.shim import FORWARDED, TOKEN_VAR
+from core.attempt_env import AttemptPlaces, attempt_env
 from core.ports import AttemptLaunch
 
 SHIM = Path(__file__).with_name("shim.py")
 
 
-def attempt_env(launch: AttemptLaunch, adir: Path, checkpoint_dir: Path, gpu_ids: list[int], token: str) -> dict[str, str]:
-    """What every attempt gets in its environment (README: What every attempt gets)."""
+def shim_env(launch: AttemptLaunch, adir: Path, checkpoint_dir: Path, gpu_ids: list[int], token: str) -> dict[str, str]:
+    """This machine's environment, the env contract (core.attempt_env) with local places, GPUs and the token."""
+    places = AttemptPlaces(checkpoint_dir=str(checkpoint_dir), heartbeat_file=str(adir / HEARTBEAT_FILE))
     return {
         **os.environ,
-        **launch.spec.env,
-        "EXPBOT_EXPERIMENT": launch.experiment_name,
-        "EXPBOT_EXPERIMENT_ID": launch.experiment_id,
-        "EXPBOT_ATTEMPT": str(launch.attempt),
-        "EXPBOT_CHECKPOINT_DIR": str(checkpoint_dir),
-        "EXPBOT_RESUME_FROM": launch.resume_from or "",
-        "EXPBOT_HEARTBEAT_FILE": str(adir / HEARTBEAT_FILE),
+        **attempt_env(launch, places),
         # "" hides every GPU from CUDA, so a 0-GPU attempt cannot grab one by accident.
         "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in gpu_ids),
         # NVML numbers GPUs by PCI bus: make CUDA agree, so idle detection watches the right ones.
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
-        "PYTHONUNBUFFERED": "1",
         TOKEN_VAR: token,  # every descendant inherits it: how strays are found after the shim died
     }
 
@@ -37,7 +32,7 @@ def attempt_env(launch: AttemptLaunch, adir: Path, checkpoint_dir: Path, gpu_ids
 def spawn_shim(python: str, launch: AttemptLaunch, adir: Path, checkpoint_dir: Path, gpu_ids: list[int],
                token: str, cgroup: str | None, log: IO[bytes]) -> subprocess.Popen:
     """Start the shim running the attempt's command as the leader of a new session, output to `log`."""
-    env = attempt_env(launch, adir, checkpoint_dir, gpu_ids, token)
+    env = shim_env(launch, adir, checkpoint_dir, gpu_ids, token)
     # The shim runs by path with -I (isolated), so it works whatever the cwd or PYTHONPATH, and
     # -S: it needs only the standard library, and site-packages' .pth files cost every start.
     argv = [python, "-I", "-S", str(SHIM), str(adir), *(["--cgroup", cgroup] if cgroup else []),
