@@ -1,7 +1,7 @@
 """Benchmark: build one day's digest data over 1,000,000 attempt intervals, on SQLite and PostgreSQL.
 
 Seeds 200,000 experiments x 5 attempts spread over 60 days (20 projects, 300 users) with plain
-batched INSERTs, then times build_digest_data for one day (median of 3). Target: under 1 s each.
+batched INSERTs, then times DigestService.build_digest_data for one day (median of 3). Target: under 1 s each.
 Run: .venv/bin/python benchmarks/digest.py [--experiments 200000] [--db sqlite,postgres] [--no-indexes]
 """
 from __future__ import annotations
@@ -27,7 +27,8 @@ from adapters.db.engine import make_engine, make_session_factory  # noqa: E402
 from adapters.db.migrate import upgrade  # noqa: E402
 from adapters.db.rows import AttemptRow, ExperimentRow  # noqa: E402
 from adapters.db.spend_days import SPEND_DAY, SpendDays  # noqa: E402
-from bot.digest import build_digest_data  # noqa: E402
+from adapters.db.digest_queries import open_digest_queries  # noqa: E402
+from core.digest_service import DigestService  # noqa: E402
 from core.cost import Prices  # noqa: E402
 
 END = datetime(2026, 11, 30, tzinfo=timezone.utc)  # the seeded history ends here
@@ -128,7 +129,9 @@ def measure(url: str, n_experiments: int, indexes: bool) -> None:
         budgets = {f"project-{n:02d}": 50_000.0 for n in range(0, PROJECTS, 2)}
 
         def build(with_kept: bool):
-            return lambda: build_digest_data(factory, Prices(), budgets, "UTC", DAY, NOW, kept=kept if with_kept else None)
+            digest = DigestService(open_queries=lambda: open_digest_queries(factory), prices=Prices(), timezone="UTC",
+                                   budgets=lambda: budgets, history=kept if with_kept else None)
+            return lambda: digest.build_digest_data(DAY, NOW)
 
         def forget_the_day() -> None:
             # Steady state: yesterday's digest kept every day before DAY; DAY itself is new.
@@ -141,11 +144,11 @@ def measure(url: str, n_experiments: int, indexes: bool) -> None:
         # Same digest either way (to rounding: PostgreSQL's parallel sums add in any order).
         assert math.isclose(_month(kept_data), _month(data), rel_tol=1e-9), "kept days changed the digest"
         total = _month(data)
-        print(f"{name}: build_digest_data for {DAY} (month to date over {DAY.day} days: {total:,.2f}):")
+        print(f"{name}: DigestService.build_digest_data for {DAY} (month to date over {DAY.day} days: {total:,.2f}):")
         print(f"  steady state (closed days kept by earlier digests): median {steady * 1000:.0f} ms"
               f" (runs: {', '.join(f'{t * 1000:.0f}' for t in runs)} ms)")
         print(f"  first digest ever (nothing kept yet): {cold * 1000:.0f} ms;"
-              f" recomputing everything (kept=None): {live * 1000:.0f} ms")
+              f" recomputing everything (no history): {live * 1000:.0f} ms")
     finally:
         engine.dispose()
 

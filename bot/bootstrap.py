@@ -18,10 +18,12 @@ from adapters.db.migrate import upgrade
 from adapters.db.uow import SqlUnitOfWork, make_session_factory
 from adapters.local.runner import LocalRunner
 from bot.config import Settings
+from bot.digest import digest_service
+from bot.scheduled import scheduled_handlers
 from adapters.db.idle_states import SqlIdleStates
 from core import approvals, commands, handlers, idle_job
 from core.bus import MessageBus
-from core.ports import ClusterBackend, Clock, Notifier, UnitOfWork
+from core.ports import ClusterBackend, Clock, UnitOfWork
 from core.errors import ExpbotError
 from core.idle import IdleConfig
 from core.node_health import NodeHealthConfig
@@ -85,9 +87,13 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
         cordon_node=_cordoner(backend),
         xids=_xid_evidence(settings),
     )
+    notifier, slack_client = (_slack_notifier(settings, uow_factory, session_factory, clock, idle_config)
+                              if settings.slack_enabled else (ConsoleNotifier(), None))
+    digest = digest_service(settings, session_factory, uow_factory, prices, budgets, idle_states, slack_client)
     bus = MessageBus(
         uow_factory,
         {
+            **scheduled_handlers(settings, digest, prices, budgets, clock, slack_client),
             commands.LaunchExperiment: functools.partial(
                 handlers.launch, config=launch_config, backend=backend, clock=clock, prices=prices, budgets=budgets,
             ),
@@ -102,12 +108,8 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
             ),
         },
     )
-    notifier: Notifier = ConsoleNotifier()
-    slack_client = None
-    if settings.slack_enabled:
-        notifier, slack_client = _slack_notifier(settings, uow_factory, session_factory, clock, idle_config)
     return Expbot(settings, session_factory, uow_factory, clock, launch_config, prices, budgets, idle_config, idle_states, backend, bus,
-                  supervisor, notifier, slack_client, elector)
+                  supervisor, notifier, slack_client, elector, digest)
 
 
 def _cordoner(backend: ClusterBackend) -> Callable[[str], None] | None:

@@ -13,6 +13,7 @@ from bot.config import Settings
 from core.budget import BudgetConfig
 from core.bus import MessageBus
 from core.cost import Prices
+from core.digest_service import DigestService
 from core.idle import IdleConfig
 from core.ports import ClusterBackend, Clock, Notifier, UnitOfWork
 from core.spec import LaunchConfig
@@ -38,3 +39,4 @@ class Expbot:
     notifier: Notifier
     slack_client: Any = None  # slack_sdk WebClient when Slack is configured
     elector: Any = None  # Kubernetes: a LeaseElector; only its leader supervises and schedules
+    digest: DigestService | None = None  # the daily digest (bootstrap always builds it)

@@ -13,7 +13,6 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.bootstrap import Expbot, idle_metrics, shown_url
 from core import commands
-from core.budget_alerts import due_alerts
 from core.events import Event, ExperimentLaunched, LaunchApproved, StopRequested
 from core.failures import FailureLog
 from core.idle_job import HangWatch, check_idle
@@ -163,13 +162,11 @@ def _schedule_jobs(bot: Expbot, scheduler: BackgroundScheduler) -> None:
     settings = bot.settings
     scheduler.add_job(bot.bus.handle, "interval", minutes=1, args=(commands.ExpireApprovals(),),
                       id="expire-approvals", max_instances=1, coalesce=True)
-    scheduler.add_job(send_budget_alerts, "interval", minutes=5, args=(bot,), id="budget-alerts",
-                      max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
-    if bot.slack_client is not None and settings.slack_digest_channel:
-        from bot.digest_job import run_digest_job  # matplotlib loads only when a digest is configured
-
-        scheduler.add_job(run_digest_job, "interval", minutes=10, args=(bot,), id="daily-digest",
-                          max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
+    scheduler.add_job(bot.bus.handle, "interval", minutes=5, args=(commands.SendBudgetAlerts(),),
+                      id="budget-alerts", max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
+    if bot.digest is not None and bot.digest.can_post:
+        scheduler.add_job(bot.bus.handle, "interval", minutes=10, args=(commands.PostDigest(),),
+                          id="daily-digest", max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
     if hasattr(bot.prices, "refresh"):  # OpenCost prices: first refresh at once, then periodically
         scheduler.add_job(bot.prices.refresh, "interval", seconds=settings.opencost_refresh_seconds,
                           id="opencost-prices", max_instances=1, coalesce=True,
@@ -242,20 +239,3 @@ def _handle_signals(stop: threading.Event) -> None:
     # A parent may hand us these blocked (a mask is inherited across exec); a daemon must hear them.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-
-
-def send_budget_alerts(bot: Expbot) -> None:
-    """Post every budget alert that is due (each threshold once a month) to its project's channel."""
-    for alert in due_alerts(bot.uow_factory, bot.budgets, bot.clock):
-        text = alert.text(bot.prices)
-        channel = bot.budgets.channels.get(alert.name) if alert.scope == "project" else None
-        channel = channel or bot.settings.slack_default_channel
-        if bot.slack_client is None or not channel:
-            log.warning("budget alert: %s", text)
-            continue
-        try:
-            bot.slack_client.chat_postMessage(channel=channel, text=text)
-        except Exception:  # the alert is claimed already: log it rather than lose it silently
-            log.exception("could not post budget alert to %s: %s", channel, text)
-
-

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from core.budget import PROJECT, USER, BudgetConfig, BudgetStatus, Limit, month_window, thresholds_crossed
 from core.cost import Prices
@@ -34,10 +35,14 @@ def all_limits(config: BudgetConfig, overrides: dict[tuple[str, str], float]) ->
 
 def due_alerts(uow_factory: Callable[[], UnitOfWork], config: BudgetConfig, clock: Clock) -> list[BudgetAlert]:
     """Alerts to send now; each (budget, month, threshold) is claimed so it is sent only once."""
-    now = clock.now()
+    return claim_due_alerts(uow_factory(), config, clock.now())
+
+
+def claim_due_alerts(uow: UnitOfWork, config: BudgetConfig, now: datetime) -> list[BudgetAlert]:
+    """Alerts to send at `now`, claimed in `uow` (each budget, month and threshold once)."""
     start, end, month = month_window(now, config.timezone)
     alerts = []
-    with uow_factory() as uow:
+    with uow:
         for limit in all_limits(config, uow.budgets.overrides()):
             spent = uow.costs.spent(start=start, end=end, now=now, **limit.selector())
             status = BudgetStatus(limit, spent, 0.0)

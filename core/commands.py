@@ -64,3 +64,11 @@ class KeepExperiment(Command):
     by: str
     as_admin: bool = False  # the caller verified that `by` is an admin
     hours: float = Field(gt=0, le=24 * 7)
+
+
+class PostDigest(Command):
+    """Post every daily digest that is due and not yet posted (each once per day overall)."""
+
+
+class SendBudgetAlerts(Command):
+    """Send every budget alert that is due (each threshold once a month)."""

@@ -13,8 +13,11 @@ from slack_sdk.errors import SlackApiError
 from adapters.db.digest_runs import DigestRuns
 from adapters.db.engine import make_engine, make_session_factory
 from adapters.db.spend_days import SPEND_DAY, SpendDays
-from bot.digest import build_digest_data, publish_digest, run_daily_digest
+from adapters.db.digest_queries import open_digest_queries
+from bot.digest import slack_publisher
 from core.cost import Prices
+from core.digest import DigestData
+from core.digest_service import DigestService
 from tests.integration.conftest import Store
 from tests.integration.cost_fixtures import ran
 from tests.slack.fake_slack_api import FakeSlackApi
@@ -37,20 +40,37 @@ def seed(store: Store) -> None:
     )
 
 
+def service(session_factory, client: WebClient | None = None, *, budgets: dict[str, float] | None = None,
+            tz: str = "UTC", kept: SpendDays | None = None, **more: object) -> DigestService:
+    """The digest service as bootstrap builds it, on this database and this Slack (a real chart, no pacing waits)."""
+    from bot.digest import draw_chart
+
+    sleep = more.pop("sleep", lambda _: None)
+    return DigestService(
+        open_queries=lambda: open_digest_queries(session_factory), prices=Prices(), timezone=tz,
+        budgets=lambda: dict(budgets or {}), history=kept, claims=DigestRuns(session_factory),
+        publisher=slack_publisher(client, CHANNEL, sleep=sleep), draw_chart=draw_chart, **more,  # type: ignore[arg-type]
+    )
+
+
+def build_digest_data(session_factory, prices: Prices, budgets: dict[str, float], tz: str, day: date, now: datetime,
+                      *, kept: SpendDays | None = None) -> DigestData:
+    return service(session_factory, budgets=budgets, tz=tz, kept=kept).build_digest_data(day, now)
+
+
 def runner(store: Store, api: FakeSlackApi, **overrides: object) -> Callable[..., list[date]]:
     """A digest runner as one replica would be: its own engine on the shared database."""
     engine = make_engine(store.url) if overrides.pop("own_engine", False) else store.engine
     sleeps: list[float] = []
-    kwargs: dict[str, object] = {
-        "session_factory": make_session_factory(engine),
-        "client": WebClient(token=api.bot_token, base_url=api.base_url),
-        "channel": CHANNEL, "prices": Prices(), "budgets": {"vision": 1000.0}, "tz": "UTC",
-        "now": NOW, "replica": "replica-1", "sleep": sleeps.append,
-    }
-    kwargs.update(overrides)
+    factory = make_session_factory(engine)
+    client = WebClient(token=api.bot_token, base_url=api.base_url)
+    options: dict[str, object] = {"budgets": {"vision": 1000.0}, "now": NOW, "replica": "replica-1",
+                                  "sleep": sleeps.append, **overrides}
 
     def run(**more: object) -> list[date]:
-        return run_daily_digest(**{**kwargs, **more})  # type: ignore[arg-type]
+        chosen = {**options, **more}
+        now = chosen.pop("now")
+        return service(factory, client, **chosen).post_due(now)  # type: ignore[arg-type]
 
     run.sleeps = sleeps  # type: ignore[attr-defined]
     return run
@@ -193,14 +213,11 @@ def test_closed_days_are_kept_and_read_back(sql_store: Store) -> None:
 
 def test_a_chosen_day_is_published_once(sqlite_store: Store, slack_api: FakeSlackApi) -> None:
     seed(sqlite_store)
-    kwargs = dict(
-        session_factory=make_session_factory(sqlite_store.engine), channel=CHANNEL, prices=Prices(), budgets={},
-        client=WebClient(token=slack_api.bot_token, base_url=slack_api.base_url), tz="UTC", now=NOW,
-        replica="cli", sleep=lambda _: None,
-    )
-    where = publish_digest(date(2026, 11, 20), **kwargs)  # type: ignore[arg-type]
+    digest = service(make_session_factory(sqlite_store.engine),
+                     WebClient(token=slack_api.bot_token, base_url=slack_api.base_url), replica="cli")
+    where = digest.publish(date(2026, 11, 20), NOW)
     assert where is not None and where[0] == CHANNEL
-    assert publish_digest(date(2026, 11, 20), **kwargs) is None  # type: ignore[arg-type]
+    assert digest.publish(date(2026, 11, 20), NOW) is None
     [parent] = parents(slack_api)
     assert "Fri 20 Nov 2026" in parent.text and "*$10.00*" in parent.text
 

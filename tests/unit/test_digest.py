@@ -14,7 +14,8 @@ import matplotlib.image
 import pytest
 
 from adapters.digest_chart import spend_chart_png
-from bot.digest import days_to_post, due_day, render_for_terminal
+from bot.digest import render_for_terminal
+from core.digest_service import days_to_post, due_day
 from core.cost import Prices
 from core.digest import (
     SECTION_LIMIT,
