@@ -4,7 +4,6 @@ Every mistake becomes one line naming the file, the table and the key (never a t
 """
 from __future__ import annotations
 
-import difflib
 import math
 import tomllib
 from collections.abc import Iterable
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from core.errors import ExpbotError
 from core.spec import GpuType
+from core.suggest import closest
 
 M = TypeVar("M", bound=BaseModel)
 _SECRET_KEYS = frozenset({"report_secret"})
@@ -93,9 +93,8 @@ def check_keys(path: Path | None, section: str, table: dict[str, Any], allowed: 
 
 
 def _did_you_mean(key: str, known: Iterable[str], form: str = "{}") -> str:
-    known = list(known)  # a prefix counts too: difflib finds 'ttl' too far from ttl_after_finished
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.5) or [k for k in known if k.startswith(key)][:1]
-    return f"; did you mean {form.format(close[0])}?" if close else ""
+    close = closest(key, known)
+    return f"; did you mean {form.format(close)}?" if close else ""
 
 
 def toml_duration(path: Path | None, section: str, key: str, value: Any, unit: str, allow_zero: bool = False) -> timedelta:

@@ -1,13 +1,14 @@
 """Monthly budgets: which apply to a launch, how much of each is used, and when approval is needed."""
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from core.suggest import closest
 
 PROJECT, USER = "project", "user"
 
@@ -36,8 +37,8 @@ class BudgetConfig(BaseModel):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError, OSError):
             zones = sorted(available_timezones())
-            close = [z for z in zones if z.lower() == value.lower()] or difflib.get_close_matches(value, zones, n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
+            close = closest(value, zones)
+            hint = f"; did you mean {close}?" if close else ""
             raise ValueError(f"unknown time zone, expected an IANA name like 'Europe/Berlin'{hint}") from None
         return value
 

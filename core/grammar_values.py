@@ -1,7 +1,6 @@
 """Value checkers for the launch grammar: each turns one option's text into a checked value."""
 from __future__ import annotations
 
-import difflib
 import re
 from datetime import timedelta
 
@@ -19,6 +18,7 @@ from core.grammar_names import (
 )
 from core.grammar_text import bare, show
 from core.spec import DNS1123_LABEL, GpuType
+from core.suggest import closest
 
 # Name checks and message quoting moved to their own modules; every checker stays importable
 # from here, the one module the grammar reads option values through.
@@ -50,9 +50,8 @@ _MAX_NUMBER_TEXT = 18
 
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
     """Return ' (did you mean X?)' for the closest choice to `word`, or '' when none is close."""
-    lowered = {choice.lower(): choice for choice in choices}
-    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
-    return f" (did you mean {lowered[close[0]]}?)" if close else ""
+    close = closest(word, choices)
+    return f" (did you mean {close}?)" if close else ""
 
 
 def to_duration(text: str, default_unit: str = "h") -> timedelta | None:

@@ -1,7 +1,6 @@
 """`/experiment` subcommands after the ack: launch, list, status, stop, logs, help."""
 from __future__ import annotations
 
-import difflib
 import re
 import shlex
 from typing import Any
@@ -25,6 +24,7 @@ from core.grammar import USAGE as LAUNCH_USAGE
 from core.lookup import find_experiment
 from core.model import ACTIVE, Experiment, State
 from core.reports import budget_report, cost_report
+from core.suggest import closest
 
 SUBCOMMANDS = tuple(usage.split()[0] for usage, _ in replies.SUBCOMMANDS)  # one list: the help's
 USAGE = "/experiment " + LAUNCH_USAGE
@@ -43,8 +43,7 @@ def split_subcommand(text: str) -> tuple[str, str]:
 
 def closest_subcommand(word: str) -> str | None:
     """The subcommand a typo most likely meant, if any is close."""
-    found = difflib.get_close_matches(word.lower(), SUBCOMMANDS, n=1, cutoff=0.5)
-    return found[0] if found else None
+    return closest(word, SUBCOMMANDS)
 
 
 def _words(text: str, usage: str) -> list[str]:
