@@ -21,6 +21,7 @@ from core.cost import Prices
 from core.digest import Digest
 from core.digest_ports import DigestPublisher
 from core.digest_service import DigestService
+from core.mrkdwn import SLACK_USER_ID
 from core.ports import UnitOfWork
 
 
@@ -77,7 +78,7 @@ def render_for_terminal(digest: Digest) -> str:
     """The digest as plain text for a terminal (`expbot digest --dry-run`): mentions and escapes undone."""
 
     def plain(text: str) -> str:
-        return html.unescape(re.sub(r"<@([UW][A-Z0-9]+)>", r"@\1", text))
+        return html.unescape(re.sub(rf"<@({SLACK_USER_ID.pattern})>", r"@\1", text))
 
     sections = [plain(digest.parent_text)] + [plain(reply) for reply in digest.replies]
     return "\n\n".join([sections[0], "── thread ──", *sections[1:]]) + "\n"
