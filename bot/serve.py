@@ -104,8 +104,14 @@ def lead(bot: Expbot, stop: threading.Event) -> None:
     scheduler.start()
     _schedule_jobs(bot, scheduler)
     relay_woken = threading.Event()
-    # A launch from Slack should reach its thread at once, not at the next tick.
-    bot.bus.subscribe_all(lambda _event: relay_woken.set())
+
+    def on_event(event: Event) -> None:
+        # A launch from Slack should reach its thread at once, not at the next tick; one taken here
+        # (Slack, the idle job) is started or stopped at once, without waiting for the relay's Slack calls.
+        relay_woken.set()
+        _wake_supervisor(bot, event)
+
+    bot.bus.subscribe_all(on_event)
     relay = threading.Thread(target=_relay, args=(bot, stop, relay_woken), name="outbox-relay", daemon=True)
     relay.start()
     threading.Thread(target=_interrupt_on_stop, args=(bot, stop), name="stop-backend", daemon=True).start()
@@ -123,14 +129,18 @@ def lead(bot: Expbot, stop: threading.Event) -> None:
 
 
 def _interrupt_on_stop(bot: Expbot, stop: threading.Event) -> None:
-    """Once stop is set, end the supervisor's wait_for_change now, not at its next resync (up to 30 s)."""
+    """Once stop is set, end the supervisor's wait now, not at its next resync (up to 30 s)."""
     stop.wait()
     close = getattr(bot.backend, "close", None)
     if close is not None:
-        close()  # Kubernetes: shuts the watch streams and wakes the wait
-    else:
-        # Any wake ends a process backend's wait; the id is never looked at: the loop sees stop first.
-        bot.backend.wake("")
+        close()  # Kubernetes: shuts the watch streams (the supervisor's pump returns at once)
+    bot.supervisor.interrupt()
+
+
+def _wake_supervisor(bot: Expbot, event: Event) -> None:
+    """Launches, approvals and stops are acted on now rather than at the next full pass."""
+    if isinstance(event, (ExperimentLaunched, LaunchApproved, StopRequested)):
+        bot.supervisor.wake(event.experiment_id)
 
 
 def _relay(bot: Expbot, stop: threading.Event, woken: threading.Event) -> None:
@@ -139,8 +149,7 @@ def _relay(bot: Expbot, stop: threading.Event, woken: threading.Event) -> None:
     def start_at_once(event: Event) -> None:
         # Launches and stops reach the leader through the outbox whichever replica or CLI took
         # them: act now rather than at the next full pass (up to k8s_resync_seconds away).
-        if isinstance(event, (ExperimentLaunched, LaunchApproved, StopRequested)):
-            bot.supervisor.wake(event.experiment_id)
+        _wake_supervisor(bot, event)
 
     failures = FailureLog(log, "outbox relay round")
     while True:

@@ -132,6 +132,5 @@ def stop(
         uow.commit()
     if experiment.is_terminal:
         backend.release(experiment.id)
-    else:
-        backend.wake(experiment.id)  # in serve (Slack, the idle job): the supervisor acts at once
+    # Otherwise the supervisor acts at once: in serve its StopRequested wakes it (bot.serve.lead).
     return experiment

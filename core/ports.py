@@ -194,12 +194,9 @@ class ClusterBackend(Protocol):
         """Block until some attempt changes state or `timeout` seconds pass.
 
         Returns the ids of the experiments that changed when the backend knows them (a watch does),
-        else None: then every active experiment must be looked at.
+        else None: then every active experiment must be looked at. Only the backend's own changes
+        end it: the supervisor's wake-ups are its own (core.passes), so nobody else wakes a backend.
         """
-        ...
-
-    def wake(self, experiment_id: str) -> None:
-        """End a wait_for_change now, counting this experiment as changed (it was launched or approved)."""
         ...
 
 

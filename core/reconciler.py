@@ -1,8 +1,8 @@
 """One experiment's attempt, brought up to date: observe it, judge its end, start the next one.
 
-The Reconciler changes the experiment in memory and says what else must happen (an attempt expbot
-must kill, a start the backend turned away); the Supervisor owns the passes, the transaction and
-the side effects that follow its commit.
+The Reconciler changes the experiment in memory and returns what else it decided (a Step: an
+attempt expbot must kill, a start the backend turned away); the Supervisor owns the transaction and
+the side effects that follow its commit, the PassScheduler when each experiment is looked at.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from core.metrics import XidSource
-from core.model import AttemptState, Experiment
+from core.model import AttemptState, Experiment, State
 from core.policy import DEFAULT_CATALOG, Action, AttemptOutcome, Backoff, Cause, classify, decide, nodes_to_avoid
 from core.ports import AttemptLaunch, AttemptPhase, AttemptStatus, ClusterBackend
 from core.signatures import Catalog
@@ -36,6 +36,23 @@ class Observed:
     must_stop: bool = False  # expbot ended it (stall, max runtime) or it lingers: kill it after the commit
 
 
+@dataclass(frozen=True)
+class Step:
+    """What reconciling one experiment decided beyond its new state, for the commit and the pass."""
+
+    kill: int | None = None  # an attempt expbot ended (stall, max runtime) or that lingers: kill it once committed
+    ended: int | None = None  # the attempt whose end this step recorded
+    tried_start: bool = False  # it submitted the next attempt: one of the pass's share of starts
+    refused_gpus: int | None = None  # the backend could not place a start this big (the experiment queued)
+    deferred: bool = False  # a start was due, but the pass's share of starts was spent
+
+
+def has_live_attempt(experiment: Experiment) -> bool:
+    """Whether the experiment's current attempt has not ended (it may hold GPUs and checkpoints)."""
+    attempt = experiment.current_attempt
+    return attempt is not None and attempt.state != AttemptState.ENDED
+
+
 class Reconciler:
     """Turns backend facts about an experiment's attempt into the experiment's next state."""
 
@@ -49,6 +66,49 @@ class Reconciler:
         self.catalog = catalog  # failure signatures: shipped defaults and the [failures] table
         self.max_excluded_nodes = max_excluded_nodes  # restarts avoid at most this many bad nodes
         self.xids = xids  # node evidence for failed attempts (DCGM Xid errors via Prometheus), if configured
+
+    def step(self, experiment: Experiment, now: datetime, end_reason: str | None = None,
+             may_start: bool = True) -> Step:
+        """Observe the live attempt, then submit the next one when it is due and `may_start`."""
+        attempt, kill, ended = experiment.current_attempt, None, None
+        if attempt is not None and attempt.state != AttemptState.ENDED:
+            if self.observe(experiment, now, end_reason).must_stop:
+                kill = attempt.number
+            if attempt.state == AttemptState.ENDED:
+                ended = attempt.number
+        # An attempt expbot is about to kill must be gone before the next one shares its checkpoints.
+        if kill is not None or has_live_attempt(experiment) or experiment.state not in (State.QUEUED, State.RESTARTING):
+            return Step(kill=kill, ended=ended)
+        if experiment.next_attempt_at is not None and experiment.next_attempt_at > now:
+            return Step(ended=ended)
+        if not may_start:
+            return Step(ended=ended, deferred=True)
+        started = self.start_next(experiment, now)
+        return Step(ended=ended, tried_start=True, refused_gpus=None if started else experiment.spec.gpus)
+
+    def needs_work(self, experiment: Experiment, now: datetime, refused_gpus: int | None,
+                   asked_to_end: bool = False) -> bool:
+        """False when reconciling this experiment now would certainly change nothing (no transaction needed)."""
+        if experiment.state == State.PENDING_APPROVAL:
+            return False
+        if experiment.state == State.STOPPING or asked_to_end:
+            return True
+        attempt = experiment.current_attempt
+        if attempt is None or attempt.state == AttemptState.ENDED:
+            if experiment.next_attempt_at is not None and experiment.next_attempt_at > now:
+                return False
+            # Waiting in line behind a request as large that did not fit: it cannot fit either.
+            return refused_gpus is None or experiment.spec.gpus < refused_gpus
+        status = self.backend.status(experiment.id, attempt.number)
+        if status is None:
+            return True
+        if status.phase == AttemptPhase.RUNNING and attempt.state == AttemptState.RUNNING:
+            return self.should_end(experiment, status, now) is not None
+        if status.phase == AttemptPhase.STARTING:
+            return False
+        if status.phase == AttemptPhase.QUEUED:
+            return not (experiment.state == State.QUEUED and experiment.state_reason == status.reason)
+        return True
 
     def start_next(self, experiment: Experiment, now: datetime) -> bool:
         """Submit attempt n+1; False when the backend cannot place it yet (the experiment queues)."""

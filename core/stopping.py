@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from core.model import Experiment
@@ -19,8 +20,10 @@ log = logging.getLogger(__name__)
 class Stopper:
     """Ends STOPPING experiments' attempts, each in a background thread (a grace may be long)."""
 
-    def __init__(self, backend: ClusterBackend, grace: timedelta, background: bool = True) -> None:
+    def __init__(self, backend: ClusterBackend, grace: timedelta, background: bool = True,
+                 woken: Callable[[str], None] = lambda _experiment_id: None) -> None:
         self.backend = backend
+        self.woken = woken  # the supervisor's wake-up: it records STOPPED once the backend's stop returned
         self.grace = grace
         self.background = background  # False: stop within the pass (deterministic unit tests)
         self._lock = threading.Lock()
@@ -62,4 +65,4 @@ class Stopper:
             log.exception("stopping %s attempt %s failed; trying again on the next pass", *key)
             with self._lock:
                 self._started.pop(key, None)
-        self.backend.wake(key[0])  # record STOPPED now, not at the next pass
+        self.woken(key[0])  # record STOPPED now, not at the next pass

@@ -1,27 +1,40 @@
-"""The supervisor: watches every active experiment's attempt and carries out the policy."""
+"""The supervisor: passes over the active experiments, each one reconciled in its own transaction.
+
+Three parts, each with one job: the PassScheduler (core/passes.py) decides when a pass runs and over
+what; the Supervisor runs a pass, reconciling each experiment in a transaction and carrying out after
+the commit what the Reconciler (core/reconciler.py) returned; the Reconciler decides.
+"""
 from __future__ import annotations
 
 import logging
 import random
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from core.cost import Prices
 from core.errors import ConcurrentUpdate, DatabaseUnavailable
-from core.failures import FailureLog
 from core.metrics import XidSource
 from core.model import AttemptState, Experiment, State
 from core.node_health import NodeHealthConfig, cordon, report_sick_node
 from core.policy import DEFAULT_CATALOG, Backoff
-from core.ports import AttemptPhase, Clock, ClusterBackend, UnitOfWork
-from core.reconciler import HourlyRates, Reconciler
+from core.passes import PassScheduler
+from core.ports import Clock, ClusterBackend, UnitOfWork
+from core.reconciler import HourlyRates, Reconciler, Step, has_live_attempt
 from core.signatures import Catalog
 from core.stopping import Stopper
 
 log = logging.getLogger(__name__)
-# A failed pass is retried this soon, as a full pass, however long the resync interval.
-_RETRY_FAILED_PASS = timedelta(seconds=2)
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What reconciling one experiment came to, for the pass that asked."""
+
+    due: datetime | None = None  # look again then: a restart, or a start deferred to the next slice
+    tried_start: bool = False  # one of the pass's share of starts went to it
+    refused_gpus: int | None = None  # the backend could not place a start this big
 
 
 class Supervisor:
@@ -57,25 +70,26 @@ class Supervisor:
         # A burst of launches is submitted a slice per pass, so that failures seen meanwhile are
         # still acted on within seconds rather than after the whole backlog (each submit is an API call).
         self.max_starts_per_pass = max_starts_per_pass
-        self._starts_this_pass = 0
-        self._due: dict[str, datetime] = {}  # experiment -> when to look again (restarts, deferred starts)
-        self._to_stop: list[tuple[str, int]] = []
-        self._stopper = Stopper(backend, stop_grace, stop_in_background)  # stops people asked for
-        self._refused_gpus: int | None = None
-        self._failures = FailureLog(log, "supervisor pass")
+        self.scheduler = PassScheduler(backend.wait_for_change, clock)
+        # Stops people asked for; a stop carried out wakes the scheduler to record STOPPED at once.
+        self._stopper = Stopper(backend, stop_grace, stop_in_background, woken=self.scheduler.wake)
         # Attempts other threads found stuck (the idle job): experiment -> (attempt, reason).
         self._to_end: dict[str, tuple[int, str]] = {}
         self._to_end_lock = threading.Lock()
 
     def wake(self, experiment_id: str) -> None:
-        """Look at this experiment now rather than at the next pass (it was launched or approved)."""
-        self.backend.wake(experiment_id)
+        """Look at this experiment now rather than at the next pass (it was launched, approved or stopped)."""
+        self.scheduler.wake(experiment_id)
+
+    def interrupt(self) -> None:
+        """End the run loop's current wait now (serve is stopping: it then sees its stop event)."""
+        self.scheduler.wake()
 
     def end_attempt_later(self, experiment_id: str, attempt: int, reason: str) -> None:
         """Thread-safe: at its next reconcile, end this attempt as stalled with `reason` if it still runs."""
         with self._to_end_lock:
             self._to_end[experiment_id] = (attempt, reason)
-        self.backend.wake(experiment_id)
+        self.scheduler.wake(experiment_id)
 
     def _end_reason(self, experiment: Experiment) -> str | None:
         """The reason to end the experiment's live attempt, if one was asked for; stale requests go."""
@@ -97,46 +111,28 @@ class Supervisor:
                 del self._to_end[experiment_id]
 
     def run(self, stop: threading.Event, resync_interval: float = 2.0) -> None:
-        """Reconcile until `stop` is set: on every backend change, when a restart is due, and periodically.
+        """Reconcile until `stop` is set: on every backend change or wake-up, when a restart is due, and periodically.
 
         A backend that names the experiments that changed (a watch) gets passes over just those
         and over the restarts that fall due; every `resync_interval` seconds all are looked at.
         """
-        next_full: datetime | None = None
-        changed: set[str] | None = None
-        while not stop.is_set():
-            now = self.clock.now()
-            try:
-                if changed is None or next_full is None or now >= next_full:
-                    next_full = now + timedelta(seconds=resync_interval)  # first: a failing pass must not spin
-                    self.reconcile_once()
-                elif ids := changed | self._take_due(now):
-                    self.reconcile_ids(ids)
-            except Exception as e:  # the loop must outlive any one bad pass (e.g. a sick database)
-                self._failures.failed(e)
-                # A failure may have cut the pass short: the whole pass is retried soon.
-                next_full = min(next_full or now, now + min(timedelta(seconds=resync_interval), _RETRY_FAILED_PASS))
-            else:
-                self._failures.succeeded()
-            wake = min([next_full, *self._due.values()])
-            # At least 0.1s: a restart that is due but cannot fit yet must not make the loop spin.
-            timeout = max(0.1, (wake - self.clock.now()).total_seconds())
-            changed = self.backend.wait_for_change(min(timeout, resync_interval))
+        self.scheduler.run(self, stop, resync_interval)
 
     def reconcile_ids(self, experiment_ids: set[str]) -> datetime | None:
         """Reconcile just these experiments (the ones the backend saw change); the soonest restart due."""
-        self._starts_this_pass = 0
+        starts = 0
         next_due: datetime | None = None
         for experiment_id in sorted(experiment_ids):
-            self._due.pop(experiment_id, None)
+            self.scheduler.note_due(experiment_id, None)
             try:
-                due = self._reconcile_with_retry(experiment_id)
+                done = self._reconcile_with_retry(experiment_id, starts < self.max_starts_per_pass)
             except DatabaseUnavailable:
                 raise  # the pass fails as a whole: one line in the log, and it is retried soon
             except Exception:
                 log.exception("supervising experiment %s failed", experiment_id)
                 continue
-            next_due = self._note_due(experiment_id, due, next_due)
+            starts += done.tried_start
+            next_due = self._note_due(experiment_id, done.due, next_due)
         return next_due
 
     def reconcile_once(self) -> datetime | None:
@@ -144,22 +140,21 @@ class Supervisor:
         with self.uow_factory() as uow:
             snapshot = uow.experiments.active()  # one query, attempts included
         now = self.clock.now()
-        self._starts_this_pass = 0
-        self._due = {}
-        next_due: datetime | None = None
+        self.scheduler.forget_due()
+        starts, next_due = 0, None
         refused_gpus: int | None = None  # the smallest request the backend turned away this pass
         for experiment in snapshot:
             try:
                 # Most experiments need nothing most of the time: look before opening a transaction.
-                if not self._needs_work(experiment, now, refused_gpus):
+                if not self.reconciler.needs_work(experiment, now, refused_gpus, experiment.id in self._to_end):
                     due = experiment.next_attempt_at if experiment.state == State.RESTARTING else None
-                elif not self._may_start() and not self._has_live_attempt(experiment):
+                elif starts >= self.max_starts_per_pass and not has_live_attempt(experiment):
                     due = now  # this pass has started its share: in a moment, without a whole pass
                 else:
-                    self._refused_gpus = None
-                    due = self._reconcile_with_retry(experiment.id)
-                    if self._refused_gpus is not None:
-                        refused_gpus = min(self._refused_gpus, refused_gpus if refused_gpus is not None else self._refused_gpus)
+                    done = self._reconcile_with_retry(experiment.id, starts < self.max_starts_per_pass)
+                    starts, due = starts + done.tried_start, done.due
+                    if done.refused_gpus is not None:
+                        refused_gpus = min(done.refused_gpus, refused_gpus if refused_gpus is not None else done.refused_gpus)
             except DatabaseUnavailable:
                 raise  # as in reconcile_ids
             except Exception:
@@ -169,117 +164,64 @@ class Supervisor:
         return next_due
 
     def _note_due(self, experiment_id: str, due: datetime | None, soonest: datetime | None) -> datetime | None:
-        """Remember when to look at the experiment again; the sooner of `due` and `soonest`."""
+        """Tell the scheduler when to look at the experiment again; the sooner of `due` and `soonest`."""
         if due is None:
             return soonest
-        self._due[experiment_id] = due
+        self.scheduler.note_due(experiment_id, due)
         return due if soonest is None or due < soonest else soonest
 
-    def _take_due(self, now: datetime) -> set[str]:
-        """The experiments due by now, the earliest first, at most a pass's share of starts."""
-        ready = sorted((due, n, eid) for n, (eid, due) in enumerate(self._due.items()) if due <= now)
-        taken = {eid for _due, _n, eid in ready[: self.max_starts_per_pass]}
-        for eid in taken:
-            del self._due[eid]
-        return taken
-
-    def _needs_work(self, experiment: Experiment, now: datetime, refused_gpus: int | None) -> bool:
-        """False when reconciling this experiment now would certainly change nothing."""
-        if experiment.state == State.PENDING_APPROVAL:
-            return False
-        if experiment.state == State.STOPPING or experiment.id in self._to_end:
-            return True
-        attempt = experiment.current_attempt
-        if attempt is None or attempt.state == AttemptState.ENDED:
-            if experiment.next_attempt_at is not None and experiment.next_attempt_at > now:
-                return False
-            # Waiting in line behind a request as large that did not fit: it cannot fit either.
-            return refused_gpus is None or experiment.spec.gpus < refused_gpus
-        status = self.backend.status(experiment.id, attempt.number)
-        if status is None:
-            return True
-        if status.phase == AttemptPhase.RUNNING and attempt.state == AttemptState.RUNNING:
-            return self.reconciler.should_end(experiment, status, now) is not None
-        if status.phase == AttemptPhase.STARTING:
-            return False
-        if status.phase == AttemptPhase.QUEUED:
-            return not (experiment.state == State.QUEUED and experiment.state_reason == status.reason)
-        return True
-
-    def _reconcile_with_retry(self, experiment_id: str) -> datetime | None:
+    def _reconcile_with_retry(self, experiment_id: str, may_start: bool) -> Reconciled:
         for _ in range(3):
             try:
-                return self.reconcile(experiment_id)
+                return self.reconcile(experiment_id, may_start)
             except ConcurrentUpdate:
                 continue  # somebody (a stop from Slack or the CLI) changed it: look again
-        return None
+        return Reconciled()
 
-    def reconcile(self, experiment_id: str) -> datetime | None:
-        """Bring one experiment up to date; returns its pending restart time, if any."""
-        self._to_stop = []
-        uow = self.uow_factory()
-        with uow:
+    def reconcile(self, experiment_id: str, may_start: bool = True) -> Reconciled:
+        """Bring one experiment up to date in one transaction, then carry out what that decided."""
+        with self.uow_factory() as uow:
             experiment = uow.experiments.get(experiment_id)
             end_reason = self._end_reason(experiment) if experiment is not None else None
             if experiment is None or experiment.is_terminal or experiment.state == State.PENDING_APPROVAL:
-                return None
+                return Reconciled()
             now = self.clock.now()
             if experiment.state == State.STOPPING:
                 self._stopper.carry_out(experiment, now)
                 uow.commit()
                 if experiment.is_terminal:
                     self._release(experiment.id)
-                return None
-            attempt, sick_node = experiment.current_attempt, None
-            if attempt is not None and attempt.state != AttemptState.ENDED:
-                if self.reconciler.observe(experiment, now, end_reason).must_stop:
-                    self._to_stop.append((experiment.id, attempt.number))
-                if attempt.state == AttemptState.ENDED:
-                    sick_node = report_sick_node(uow, experiment, self.node_health, now)
-            # An attempt expbot is about to kill must be gone before the next one shares its checkpoints.
-            can_start = not self._to_stop and not self._has_live_attempt(experiment)
-            deferred = False
-            if can_start and experiment.state in (State.QUEUED, State.RESTARTING):
-                if experiment.next_attempt_at is None or experiment.next_attempt_at <= now:
-                    if self._may_start():
-                        self._starts_this_pass += 1
-                        if not self.reconciler.start_next(experiment, now):
-                            self._refused_gpus = experiment.spec.gpus
-                    else:
-                        deferred = True
+                return Reconciled()
+            before = experiment.current_attempt  # the attempt this step may end (a new one may follow it)
+            step = self.reconciler.step(experiment, now, end_reason, may_start)
+            sick_node = report_sick_node(uow, experiment, self.node_health, now) if step.ended is not None else None
             uow.commit()
-        if attempt is not None and attempt.state == AttemptState.ENDED:
-            self._ended(experiment.id, attempt.number)
+        ended = before.number if before is not None and before.state == AttemptState.ENDED else None
+        self._after_commit(experiment, step, ended, sick_node, now)
+        if step.deferred:
+            return Reconciled(due=now)
+        due = experiment.next_attempt_at if experiment.state == State.RESTARTING else None
+        return Reconciled(due=due, tried_start=step.tried_start, refused_gpus=step.refused_gpus)
+
+    def _after_commit(self, experiment: Experiment, step: Step, ended: int | None, sick_node: str | None,
+                      now: datetime) -> None:
+        """The side effects of a committed step: forget an end request, cordon, kill, release."""
+        if ended is not None:
+            self._ended(experiment.id, ended)
         if sick_node is not None and self.cordon_node is not None:
             cordon(self.uow_factory, self.cordon_node, sick_node, experiment.id, now)
-        self._stop_pending()
+        if step.kill is not None:
+            # Ended by expbot (stall, max runtime): the decision is committed first, so the dying
+            # process's exit can never be mistaken for a fresh failure.
+            try:
+                self.backend.stop(experiment.id, step.kill, self.stop_grace)
+            except Exception:
+                log.exception("stopping %s attempt %s failed", experiment.id, step.kill)
         if experiment.is_terminal:
             self._release(experiment.id)
-        if deferred:
-            return now
-        return experiment.next_attempt_at if experiment.state == State.RESTARTING else None
-
-    # --- steps -------------------------------------------------------------------------------
-    @staticmethod
-    def _has_live_attempt(experiment: Experiment) -> bool:
-        attempt = experiment.current_attempt
-        return attempt is not None and attempt.state != AttemptState.ENDED
-
-    def _may_start(self) -> bool:
-        return self._starts_this_pass < self.max_starts_per_pass
 
     def _release(self, experiment_id: str) -> None:
         try:
             self.backend.release(experiment_id)
         except Exception:  # its checkpoints outlive it; nothing else depends on this
             log.exception("releasing %s's resources failed", experiment_id)
-
-    def _stop_pending(self) -> None:
-        # Ended by expbot (stall, max runtime): the decision is committed first, so the dying
-        # process's exit can never be mistaken for a fresh failure.
-        while self._to_stop:
-            experiment_id, number = self._to_stop.pop(0)
-            try:
-                self.backend.stop(experiment_id, number, self.stop_grace)
-            except Exception:
-                log.exception("stopping %s attempt %s failed", experiment_id, number)

@@ -79,7 +79,7 @@ class K8sBackend:
         """Stop watching (open streams are shut at once) and end a wait_for_change in progress."""
         with self._watchers_lock:
             watchers, self._watchers = self._watchers, []
-        self.cache.interrupt()  # the supervisor's wait must not last until its next resync
+        self.cache.interrupt()  # the supervisor's pump must not wait on a watch that is gone
         stop_all(watchers, _WATCH_STOP_TIMEOUT)
 
     # --- ClusterBackend ----------------------------------------------------------------------
@@ -172,10 +172,6 @@ class K8sBackend:
     def wait_for_change(self, timeout: float) -> set[str] | None:
         """Block until the watch sees a change (or timeout); the experiments it touched."""
         return self.cache.wait_for_change(timeout)
-
-    def wake(self, experiment_id: str) -> None:
-        """End the supervisor's wait now: the experiment changed in the store (launched, approved)."""
-        self.cache.mark_changed(experiment_id)
 
     # --- internals ---------------------------------------------------------------------------
     def _create_if_absent(self, create: Any) -> Any:

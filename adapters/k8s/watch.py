@@ -117,11 +117,6 @@ class ClusterCache:
         """End a wait_for_change now, naming no experiment (expbot is stopping)."""
         self._changed.set()
 
-    def mark_changed(self, experiment_id: str) -> None:
-        """Count an experiment as changed without a cluster event (e.g. expbot just launched it)."""
-        with self._lock:
-            self._mark(experiment_id)
-
     def _mark(self, experiment_id: str) -> None:
         self._changed_ids.add(experiment_id)
         self._changed.set()

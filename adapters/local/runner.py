@@ -185,12 +185,8 @@ class LocalRunner:
         """Nothing to free: checkpoints stay in the experiment's directory for the researcher."""
 
     def wait_for_change(self, timeout: float) -> set[str]:
-        """Block until an attempt ends or a wake comes, or `timeout` seconds pass; the experiments that changed."""
+        """Block until an attempt ends or `timeout` seconds pass; the experiments that changed."""
         return self._tracker.wait(timeout)
-
-    def wake(self, experiment_id: str) -> None:
-        """End a wait_for_change now, counting this experiment as changed."""
-        self._tracker.mark(experiment_id)
 
     # --- internals ---------------------------------------------------------------------------
     @contextmanager

@@ -123,12 +123,6 @@ class FakeBackend:
             changed, self._changed_ids = self._changed_ids, set()
         return changed if self.names_changes else None
 
-    def wake(self, experiment_id: str) -> None:
-        """End a wait_for_change now, counting the experiment as changed."""
-        with self._lock:
-            self._changed_ids.add(experiment_id)
-            self._changed.set()
-
     # --- test controls -----------------------------------------------------------------------
     def gpus_in_use(self) -> set[int]:
         """GPU indices held by attempts that have not ended."""

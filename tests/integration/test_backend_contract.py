@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from core.passes import Inbox
 from core.ports import AttemptLaunch, AttemptPhase, AttemptStatus
 from core.spec import ExperimentSpec
 from tests.integration.backend_drivers import Driver, FakeDriver, K8sDriver, LocalDriver
@@ -186,10 +187,22 @@ def test_wait_for_change(make: Callable[..., Driver]) -> None:
 
 
 def test_wake_ends_a_wait_at_once_and_names_the_experiment_if_changes_are_named(make: Callable[..., Driver]) -> None:
+    # Wake-ups are the supervisor's own (core.passes): its inbox, pumping this backend's changes, ends at once.
     d = make()
     d.backend.wait_for_change(0)  # forget changes so far
-    threading.Timer(0.2, d.backend.wake, args=("exp-new",)).start()
-    began = time.monotonic()
-    changed = d.backend.wait_for_change(10)
-    assert time.monotonic() - began < 5
-    assert changed is None or changed == {"exp-new"}  # None: this backend names no changes at all
+    inbox, stop = Inbox(), threading.Event()
+    pump = threading.Thread(target=inbox.pump, args=(d.backend.wait_for_change, stop), daemon=True)
+    pump.start()
+    try:
+        inbox.wait(0)
+        threading.Timer(0.2, inbox.wake, args=("exp-new",)).start()
+        began = time.monotonic()
+        changed: set[str] | None = set()
+        while not changed and time.monotonic() - began < 5:  # the pump's empty rounds come in between
+            changed = inbox.wait(10)
+        assert time.monotonic() - began < 5
+        assert changed is None or changed == {"exp-new"}  # None: this backend names no changes at all
+    finally:
+        stop.set()
+        pump.join(timeout=5)
+    assert not pump.is_alive()

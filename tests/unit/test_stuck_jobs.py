@@ -114,12 +114,11 @@ def test_no_hang_watch_or_a_zero_timeout_keeps_todays_idle_flow(world, hangs):
 
 
 # --- the supervisor's inbox -----------------------------------------------------------------
-def test_end_attempt_later_wakes_the_backend_and_ends_the_live_attempt_at_the_next_pass(world):
+def test_end_attempt_later_wakes_the_supervisor_and_ends_the_live_attempt_at_the_next_pass(world):
     exp = start(world)
-    world.backend.names_changes = True
-    world.backend.wait_for_change(0)
+    world.supervisor.scheduler.inbox.wait(0)  # forget wake-ups so far
     world.supervisor.end_attempt_later(exp.id, 1, "stuck: GPUs idle for 10m after running at 95%; no progress reported")
-    assert world.backend.wait_for_change(0) == {exp.id}
+    assert world.supervisor.scheduler.inbox.wait(0) == {exp.id}
     world.supervisor.reconcile_ids({exp.id})
     exp = world.get("exp")
     assert exp.attempts[0].failure_class == "stall" and exp.state == State.RESTARTING
@@ -173,5 +172,5 @@ def test_end_attempt_later_from_another_thread_is_carried_out_by_the_run_loop(wo
         assert ended and world.get("exp").attempts[0].reason == "stuck: from the idle job"
     finally:
         stop.set()
-        world.backend.wake("")
+        world.supervisor.interrupt()
         loop.join(timeout=10)

@@ -39,9 +39,9 @@ class Spy:
             finally:
                 self.passes.append(frozenset(experiment_ids))
 
-        def one(experiment_id):
+        def one(experiment_id, *rest):
             self.reconciled.append(experiment_id)
-            return real_one(experiment_id)
+            return real_one(experiment_id, *rest)
 
         monkeypatch.setattr(sup, "reconcile_once", once)
         monkeypatch.setattr(sup, "reconcile_ids", ids)
