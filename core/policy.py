@@ -35,6 +35,7 @@ class AttemptOutcome:
     log_tail: str = ""
     cause: Cause | None = None
     node: str | None = None  # where it ran, when the backend knows
+    disruption: str = ""  # the cluster's account of ending it (preempted, evicted...), whatever the exit code
 
 
 class Action(StrEnum):
@@ -90,13 +91,13 @@ def classify(
     """Sort an outcome into a failure class, with a human reason (naming the evidence)."""
     if outcome.cause is not None:
         return _CAUSE_CLASS[outcome.cause], outcome.reason or _CAUSE_REASON[outcome.cause]
-    code = outcome.exit_code
-    if code == 0 and not outcome.infra and not outcome.lost:
+    code, by_cluster = outcome.exit_code, ended_by_cluster(outcome)
+    if code == 0 and not by_cluster and not outcome.lost:
         return FailureClass.NONE, "exited 0"
     if outcome.lost:
         return FailureClass.INFRA, outcome.reason or "lost by the cluster"
-    if outcome.infra:
-        return FailureClass.INFRA, outcome.reason or "preempted"
+    if by_cluster:
+        return FailureClass.INFRA, outcome.reason or outcome.disruption or "preempted"
     if outcome.oom_killed:
         return FailureClass.USER, outcome.reason or "OOMKilled: out of memory"
     found = catalog.match(outcome.log_tail, code)
@@ -111,6 +112,18 @@ def classify(
     if code is not None and code in experiment.spec.retry_on_exit_codes:
         return FailureClass.RETRYABLE_EXIT, outcome.reason or f"exited {code} (listed as retryable)"
     return FailureClass.USER, outcome.reason or f"exited {code}"
+
+
+def ended_by_cluster(outcome: AttemptOutcome) -> bool:
+    """Whether the machine, not the code, ended an attempt that has an end of its own to weigh.
+
+    A disruption the cluster reports beside the container's end counts only when the code did not end
+    on its own account: an exit 0 finished the work, an OOM kill is its own memory (exit 137 then says
+    nothing about who killed it). Without such an account, the backend's infra flag is the word.
+    """
+    if outcome.disruption:
+        return outcome.exit_code != 0 and not outcome.oom_killed
+    return outcome.infra
 
 
 def decide(

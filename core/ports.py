@@ -150,7 +150,7 @@ class AttemptStatus:
     phase: AttemptPhase
     exit_code: int | None = None
     reason: str = ""  # e.g. "OOMKilled", "Evicted", "process vanished", scheduler message
-    infra: bool = False  # the backend knows it was preempted/evicted/lost its node
+    infra: bool = False  # the backend knows it was preempted/evicted/lost its node (a fact: core.policy judges it)
     oom_killed: bool = False
     started_at: datetime | None = None
     ended_at: datetime | None = None
@@ -159,6 +159,9 @@ class AttemptStatus:
     needs_cleanup: bool = False  # over, but its resources linger (e.g. a pod stuck pulling an image)
     node: str | None = None  # where it runs or ran: a node name, or the local GPUs ("gpu0,gpu1")
     message: str = ""  # the last lines it left, when they come with the status (Kubernetes' termination message)
+    # The cluster's own account of ending it (DisruptionTarget, Evicted...), reported whatever the exit code:
+    # core.policy decides whether it outweighs the container's own end (exit 0, OOMKilled).
+    disruption: str = ""
 
 
 class ClusterBackend(Protocol):

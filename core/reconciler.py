@@ -182,7 +182,7 @@ class Reconciler:
             # Node evidence joins the log tail, where the catalog's DCGM signature finds it.
             tail = "\n".join(line for line in (tail.rstrip("\n"), *self._xid_lines(experiment, now)) if line)
         return AttemptOutcome(
-            exit_code=status.exit_code, reason=status.reason, infra=status.infra,
+            exit_code=status.exit_code, reason=status.reason, infra=status.infra, disruption=status.disruption,
             lost=status.phase == AttemptPhase.LOST, oom_killed=status.oom_killed, log_tail=tail, node=status.node,
         )
 

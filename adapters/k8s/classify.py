@@ -68,19 +68,21 @@ def _status(job: JobView | None, pod: PodView | None, now: datetime, image_grace
 
 
 def _terminated(pod: PodView, started: datetime | None) -> AttemptStatus:
+    # Facts only: how the container ended and what the cluster says of the pod. Whether a disruption
+    # outweighs the container's own end (exit 0, OOMKilled) is core.policy's to judge.
     term = pod.terminated
     assert term is not None
     oom = term.reason == "OOMKilled"
-    infra = term.exit_code != 0 and not oom and (pod.disruption is not None or pod.pod_reason in INFRA_POD_REASONS)
+    disruption = pod.disruption or (_join(pod.pod_reason, pod.pod_message) if pod.pod_reason in INFRA_POD_REASONS else "")
     if oom:
         reason = f"OOMKilled: the container used more than its memory limit (exit {term.exit_code})"
-    elif infra:
-        reason = pod.disruption or _join(pod.pod_reason, pod.pod_message)
+    elif disruption:
+        reason = disruption
     else:
         reason = _join(term.reason if term.reason not in ("Error", "Completed") else "", _last_line(term.message))
     return AttemptStatus(
-        AttemptPhase.EXITED, exit_code=term.exit_code, reason=reason, infra=infra, oom_killed=oom,
-        started_at=started, ended_at=term.finished_at, message=term.message,
+        AttemptPhase.EXITED, exit_code=term.exit_code, reason=reason, infra=bool(disruption), oom_killed=oom,
+        started_at=started, ended_at=term.finished_at, message=term.message, disruption=disruption,
     )
 
 
