@@ -1,6 +1,7 @@
 """The optional node-health ClusterRole: without it expbot cannot touch Nodes; with it, it can cordon one."""
 from __future__ import annotations
 
+import os
 import subprocess
 from typing import Any
 
@@ -31,7 +32,7 @@ def test_cordoning_needs_the_node_health_role_and_then_works(k8s_cluster, kubect
     backend = K8sBackend(as_expbot, K8sConfig(namespace="expbot", cordon_bad_nodes=True), SystemClock())
     with pytest.raises(KubeError):
         backend.cordon_node(spare_node)  # the base grants nothing cluster-wide
-    env = {"KUBECONFIG": str(k8s_cluster.kubeconfig)}
+    env = os.environ | {"KUBECONFIG": str(k8s_cluster.kubeconfig)}  # HOME kept: kubectl caches under it
     subprocess.run([kubectl, "apply", "-k", str(ROLE)], env=env, check=True, capture_output=True, timeout=60)
     try:
         fresh = K8sBackend(_impersonating(k8s_cluster), backend.config, SystemClock())
