@@ -32,9 +32,13 @@ class Passes(Protocol):
 
     max_starts_per_pass: int
 
-    def reconcile_once(self) -> object: ...
+    def reconcile_once(self) -> object:
+        """One pass over every active experiment."""
+        ...
 
-    def reconcile_ids(self, experiment_ids: set[str]) -> object: ...
+    def reconcile_ids(self, experiment_ids: set[str]) -> object:
+        """One pass over just these experiments."""
+        ...
 
 
 class Inbox:
