@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.spec import LaunchRequest
+
 
 class Command(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -15,6 +17,8 @@ class LaunchExperiment(Command):
     owner: str
     idempotency_key: str | None = None  # same key again -> the experiments already launched
     channel: str | None = None  # where its updates should go (the Slack channel it came from)
+    # The text already parsed by whoever checked it before answering (Slack's ack): parsed once per delivery.
+    request: LaunchRequest | None = None
 
 
 class StopExperiment(Command):

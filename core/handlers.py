@@ -41,7 +41,7 @@ def launch(
     new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
 ) -> LaunchResult:
     """Parse, check, admit against budgets and store a launch; the supervisor starts it."""
-    request = parse_launch(cmd.text, config)
+    request = cmd.request or parse_launch(cmd.text, config)
     with uow:
         earlier = preflight(uow, request.specs, backend=backend, idempotency_key=cmd.idempotency_key)
         if earlier:

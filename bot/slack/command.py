@@ -38,7 +38,7 @@ def register_experiment_command(app: App, deps: Deps, handlers: slash.SlashComma
                 return
             names = ", ".join(s.name for s in request.specs[:5]) + ("…" if len(request.specs) > 5 else "")
             ack(text=f":rocket: Launching {escape(names)}…")
-            later(run_command, respond=respond, body=body, client=client)
+            later(run_command, respond=respond, body=body, client=client, request=request)
         elif sub in slash.SUBCOMMANDS:
             ack()
             later(run_command, respond=respond, body=body, client=client)

@@ -14,6 +14,7 @@ from bot.slack.slash import launched_text
 from core import commands
 from core.errors import ExpbotError, OptionError
 from core.grammar import parse_launch
+from core.spec import LaunchRequest
 from core.handlers import preflight
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ def register_launch_form(app: App, deps: Deps) -> None:
     def ack_launch_modal(ack, body, view, client: WebClient) -> None:
         # Everything that can be told on a field is checked before the ack, so the modal stays
         # open with what the user typed; the launch itself (and its races) happens after.
+        request = None
         try:
             request = parse_launch(launch_text_from_modal(view["state"]["values"]), bot.launch_config)
             with bot.uow_factory() as uow:
@@ -37,15 +39,15 @@ def register_launch_form(app: App, deps: Deps) -> None:
             # Only an early check: the launch after the ack checks again and reports to the user.
             log.exception("could not check the launch form before closing it")
         ack()
-        later(launch_from_modal, body=body, view=view, client=client)
+        later(launch_from_modal, body=body, view=view, client=client, request=request)
 
-    def launch_from_modal(body, view, client: WebClient) -> None:
+    def launch_from_modal(body, view, client: WebClient, request: LaunchRequest | None = None) -> None:
         user = body["user"]["id"]
         channel = view.get("private_metadata") or None
         try:
             result = bot.bus.handle(commands.LaunchExperiment(
                 text=launch_text_from_modal(view["state"]["values"]), owner=user,
-                idempotency_key=f"view:{view['id']}", channel=channel,
+                idempotency_key=f"view:{view['id']}", channel=channel, request=request,
             ))
         except ExpbotError as e:
             _tell(client, user, channel, error_text(str(e)))

@@ -22,6 +22,7 @@ from core import commands
 from core.errors import ExpbotError
 from core.grammar import USAGE as LAUNCH_USAGE
 from core.lookup import find_experiment
+from core.spec import LaunchRequest
 from core.model import ACTIVE, Experiment, State
 from core.reports import budget_report, cost_report
 from core.suggest import closest
@@ -60,12 +61,12 @@ class SlashCommands:
         self.bot = bot
         self.admins = admins
 
-    def run(self, respond, body: dict[str, Any], client: WebClient) -> None:
-        """Dispatch one `/experiment ...` invocation."""
+    def run(self, respond, body: dict[str, Any], client: WebClient, request: LaunchRequest | None = None) -> None:
+        """Dispatch one `/experiment ...` invocation (a launch the ack parsed comes as `request`)."""
         sub, rest = split_subcommand(body.get("text", ""))
         user, channel = body["user_id"], body.get("channel_id")
         if sub == "launch" and rest:
-            self.launch(respond, rest, user, channel, body["trigger_id"])
+            self.launch(respond, rest, user, channel, body["trigger_id"], request)
         elif sub == "list":
             self.list(respond, rest, user)
         elif sub == "status":
@@ -83,10 +84,11 @@ class SlashCommands:
             text, help_blocks = replies.help_blocks(USAGE)
             respond(text=text, blocks=help_blocks, response_type="ephemeral")
 
-    def launch(self, respond, text: str, user: str, channel: str | None, trigger_id: str) -> None:
+    def launch(self, respond, text: str, user: str, channel: str | None, trigger_id: str,
+               request: LaunchRequest | None = None) -> None:
         """Launch; the same delivery seen again (same trigger id) launches nothing new."""
         result = self.bot.bus.handle(commands.LaunchExperiment(
-            text=text, owner=user, idempotency_key=f"slash:{trigger_id}", channel=channel,
+            text=text, owner=user, idempotency_key=f"slash:{trigger_id}", channel=channel, request=request,
         ))
         if result.duplicate:
             return

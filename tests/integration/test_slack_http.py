@@ -259,3 +259,24 @@ def test_a_rate_limited_post_is_retried_after_retry_after(slack_bot):
     wait_for(lambda: [m for m in slack_bot.slack_api.messages(CHANNEL) if not m.thread_ts], timeout=15, what="the parent")
     statuses = [c.status for c in slack_bot.slack_api.calls_to("chat.postMessage")]
     assert statuses[0] == 429 and 200 in statuses
+
+
+def test_a_launch_is_parsed_once_per_delivery(slack_bot, monkeypatch):
+    import bot.slack.command
+    import bot.slack.launch_form
+    import core.handlers
+    from core.grammar import parse_launch
+
+    calls: list[str] = []
+
+    def counting(text, config):
+        calls.append(text)
+        return parse_launch(text, config)
+
+    for module in (bot.slack.command, bot.slack.launch_form, core.handlers):
+        monkeypatch.setattr(module, "parse_launch", counting)
+    slack_bot.slash("launch once -- python -c pass")
+    wait_for(lambda: slack_bot.experiment("once"), what="the slash launch stored")
+    slack_bot.submit_view("VONCE", modal_values(name="once-form", command="python -c pass"))
+    wait_for(lambda: slack_bot.experiment("once-form"), what="the form launch stored")
+    assert len(calls) == 2, calls  # one parse each: in the ack, carried to the launch after it
