@@ -63,6 +63,7 @@ class RealTime:
         self._heap: list[tuple[float, int, Callable, tuple]] = []
         self._seq = 0
         self._lock = threading.Lock()
+        self.late = 0.0  # the most a callback ran after its time (simulated seconds)
 
     @property
     def t(self) -> float:
@@ -77,7 +78,8 @@ class RealTime:
         now, out = self.t, []
         with self._lock:
             while self._heap and self._heap[0][0] <= now:
-                _, _, fn, args = heapq.heappop(self._heap)
+                due, _, fn, args = heapq.heappop(self._heap)
+                self.late = max(self.late, now - due)
                 out.append((fn, args))
         return out
 
@@ -106,7 +108,6 @@ class KwokWorld:
         self._stop = threading.Event()
         self._reported: dict[tuple[str, int], float] = {}
         self.api_errors = 0
-        self.late_s = 0.0  # the most a timer ran after its due time (real seconds)
         for item in week.items:
             self.sim.at(item.arrival, self._arrive, item)
         for incident in week.incidents:
@@ -337,8 +338,6 @@ class KwokWorld:
         if not pod.kind or (pod.kind == "success" and pod.exit_code not in (0, None)):
             # Not a fate of ours: expbot (a stall, a stop) or the Job's deadline ended it.
             pod.kind = pod.hang or ("killed" if raw.get("metadata", {}).get("deletionTimestamp") else "deadline")
-        if pod.kind == "transient":
-            pass
         for n, g in pod.holds:
             self.free[pod.node][g] = True  # type: ignore[index]
         self.ledger.pod_ended(pod, self.sim.t)
