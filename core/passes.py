@@ -146,7 +146,18 @@ class PassScheduler:
             wake = min([next_full, *self._due.values()])
             # At least 0.1s: a restart that is due but cannot fit yet must not make the loop spin.
             timeout = max(0.1, (wake - self.clock.now()).total_seconds())
-            changed = self.inbox.wait(min(timeout, resync_interval))
+            changed = self._with_pending(self.inbox.wait(min(timeout, resync_interval)))
+
+    def _with_pending(self, changed: set[str] | None) -> set[str] | None:
+        """Add what the backend holds but the pump has not fetched yet: changes made during one pass
+        (a burst of submits) are looked at in one pass, not split by when the pump happened to wake."""
+        if changed is None:
+            return None  # a full pass follows anyway
+        try:
+            pending = self.backend_wait(0)
+        except Exception:  # the pump reports a sick backend; the next wait tries again
+            return changed
+        return None if pending is None else changed | pending
 
     def _take_due(self, now: datetime, limit: int) -> set[str]:
         """The experiments due by now, the earliest first, at most `limit` (a pass's share of starts)."""
