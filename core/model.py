@@ -173,6 +173,8 @@ class Experiment:
         if attempt is None or attempt.state == AttemptState.ENDED:
             raise IllegalTransition(f"{self.name}: no attempt is in progress")
         attempt.node = attempt.node or node
+        if self.state == State.QUEUED:  # the cluster held it back, then it ended unseen: it left the queue
+            self._move(State.STARTING, now)
         if attempt.started_at is None:  # ended before it was ever seen running
             attempt.started_at = now
         attempt.state, attempt.ended_at = AttemptState.ENDED, now

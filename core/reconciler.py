@@ -142,7 +142,9 @@ class Reconciler:
             if attempt.state == AttemptState.STARTING:
                 experiment.queue(status.reason or "waiting for capacity", now)
             return Observed()
-        if status.phase == AttemptPhase.RUNNING and attempt.state == AttemptState.STARTING:
+        ran = status.phase == AttemptPhase.RUNNING or (status.phase == AttemptPhase.EXITED and status.started_at)
+        if ran and attempt.state == AttemptState.STARTING:
+            # Also when it was placed, ran and ended between two passes: it ran (and cost) from then.
             experiment.mark_running(min(status.started_at or now, now), node=status.node)
         if status.phase in (AttemptPhase.EXITED, AttemptPhase.LOST):
             self._finish(experiment, self._outcome(experiment, status, now), status.ended_at or now, now)

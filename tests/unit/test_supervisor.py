@@ -174,3 +174,30 @@ def test_nothing_changes_and_nothing_is_written_while_attempts_just_run(world):
     world.clock.advance(minutes=1)
     world.supervisor.reconcile_once()
     assert world.db.events == commits and world.get("exp").version == exp.version
+
+
+def test_an_attempt_that_waited_for_capacity_and_ended_between_passes_is_decided(world):
+    """Queued by the cluster, then placed, run and ended before the next pass: no illegal transition."""
+    for name, code, expected in (("fails", 1, State.RESTARTING), ("works", 0, State.SUCCEEDED)):
+        world.launch(f"{name} --max-restarts 1 -- python train.py")
+        world.supervisor.reconcile_once()
+        exp = world.get(name)
+        world.backend.queue(exp.id, 1)
+        world.supervisor.reconcile_once()
+        assert world.get(name).state == State.QUEUED
+        world.backend.run(exp.id, 1)
+        world.backend.exit(exp.id, 1, code)
+        world.supervisor.reconcile_once()
+        assert world.get(name).state == expected
+
+
+def test_an_attempt_lost_while_the_cluster_held_it_back_is_restarted(world):
+    world.launch("held -- python train.py")
+    world.supervisor.reconcile_once()
+    exp = world.get("held")
+    world.backend.queue(exp.id, 1)
+    world.supervisor.reconcile_once()
+    world.backend.evict(exp.id, 1)  # never ran
+    world.supervisor.reconcile_once()
+    held = world.get("held")
+    assert held.state == State.RESTARTING and held.attempts[0].failure_class == "infra"
