@@ -181,8 +181,18 @@ class LocalRunner:
         """The attempt's output.log (its last `tail_lines` lines if given; "" if none)."""
         return read_log(self.attempt_dir(experiment_id, attempt) / LOG_FILE, tail_lines)
 
-    def release(self, experiment_id: str) -> None:
-        """Nothing to free: checkpoints stay in the experiment's directory for the researcher."""
+    def release(self, experiment_id: str, retry_after: float = 5.0) -> None:
+        """The experiment ended: remove its attempts' cgroups (checkpoints stay for the researcher).
+
+        A cgroup holding a killed process that nobody has reaped yet cannot be removed: it is tried
+        again once, a little later, so none is left behind for good."""
+        cgroups = [r.get("cgroup") for launch in self.experiment_dir(experiment_id).glob(f"attempt-*/{LAUNCH_FILE}")
+                   if (r := read_json(launch))]
+        left = [c for c in cgroups if c and not containment.remove(c)]
+        if left and retry_after > 0:
+            timer = threading.Timer(retry_after, lambda: [containment.remove(c) for c in left])
+            timer.daemon = True
+            timer.start()
 
     def wait_for_change(self, timeout: float) -> set[str]:
         """Block until an attempt ends or `timeout` seconds pass; the experiments that changed."""

@@ -179,3 +179,18 @@ def test_the_supervision_benchmark_s_smoke_mode(tmp_path: Path, cgroups: bool) -
                          capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stdout + run.stderr
     assert re.search(r"kill -> next attempt started: +p50 +[\d.]+ ms +p99 +[\d.]+ ms", run.stdout), run.stdout
+
+
+def test_a_lost_attempt_leaves_no_cgroup_once_its_experiment_ends(make_runner: Callable[..., LocalRunner],
+                                                                    cgroups: bool) -> None:
+    runner = make_runner()
+    runner.submit(launch("exp-a", (PY, "-c", "import time; time.sleep(60)")))
+    rec = record(runner, "exp-a")
+    wait_for(lambda: status(runner, "exp-a").phase == AttemptPhase.RUNNING, what="running")
+    os.killpg(rec["pgid"], signal.SIGKILL)  # the whole group at once, as a lost machine: no shim cleanup
+    wait_for(lambda: status(runner, "exp-a").phase == AttemptPhase.LOST, what="the loss to be seen")
+    runner.release("exp-a", retry_after=0.5)
+    if cgroups:
+        wait_for(lambda: not Path(rec["cgroup"]).exists(), what="the attempt's cgroup to be removed")
+    else:
+        assert rec["cgroup"] is None
