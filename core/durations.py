@@ -5,22 +5,34 @@ import re
 from datetime import timedelta
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_ORDER = "dhms"  # a duration names its units largest first, each once: `1h30m`, never `30m1h`
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
-def parse_duration(text: str, default_unit: str = "h") -> timedelta | None:
-    """Return the duration `text` names, or None if it is not one (bare numbers use default_unit)."""
+def is_bare_number(text: str) -> bool:
+    """Whether `text` is a number without a unit (`90`), which no duration option accepts."""
+    return bool(_NUMBER.fullmatch(text.strip()))
+
+
+def parse_duration(text: str, default_unit: str | None = None) -> timedelta | None:
+    """Return the duration `text` names, or None if it is not one.
+
+    Bare numbers are durations only when a default_unit is given; a unit named twice (`1h1h`) or
+    out of order (`30m1h`) is not a duration: such text is a typo, not a sum.
+    """
     text = text.strip().lower()
     if not text:
         return None
-    if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        return timedelta(seconds=float(text) * _UNIT_SECONDS[default_unit])
-    pos, total = 0, 0.0
+    if _NUMBER.fullmatch(text):
+        return None if default_unit is None else timedelta(seconds=float(text) * _UNIT_SECONDS[default_unit])
+    pos, total, last = 0, 0.0, -1
     for match in _PART.finditer(text):
-        if match.start() != pos:
+        rank = _ORDER.index(match.group(2))
+        if match.start() != pos or rank <= last:
             return None
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        pos = match.end()
+        pos, last = match.end(), rank
     if pos != len(text):
         return None
     return timedelta(seconds=total)

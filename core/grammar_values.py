@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from core.durations import format_duration, parse_duration
+from core.durations import format_duration, is_bare_number, parse_duration
 from core.errors import SpecError
 
 from core.grammar_names import (
@@ -23,7 +23,7 @@ from core.suggest import closest
 # Name checks and message quoting moved to their own modules; every checker stays importable
 # from here, the one module the grammar reads option values through.
 __all__ = [
-    "MAX_COUNT", "MAX_PROJECT_LENGTH", "SWEEP_KEY", "bare", "check_duration", "check_member_names",
+    "MAX_COUNT", "MAX_PROJECT_LENGTH", "MIN_RUNTIME", "SWEEP_KEY", "bare", "check_duration", "check_member_names",
     "check_name", "check_sweep_size", "did_you_mean", "parse_checkpoint_glob", "parse_cpu",
     "parse_duration_option", "parse_env", "parse_exit_codes", "parse_gpu_type", "parse_hours",
     "parse_image", "parse_memory", "parse_pattern", "parse_project", "parse_sweep", "parse_whole",
@@ -44,6 +44,8 @@ _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
 MAX_COUNT = 1000
 # Kubernetes label values (project names end up as labels) are limited to 63 characters.
 MAX_PROJECT_LENGTH = 63
+# A run limited to seconds cannot even start (image pull, scheduling): such a limit is a typo.
+MIN_RUNTIME = timedelta(minutes=1)
 # Quantities longer than this are not real requests; bounding them keeps int() and float() cheap.
 _MAX_NUMBER_TEXT = 18
 
@@ -54,7 +56,7 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
     return f" (did you mean {close}?)" if close else ""
 
 
-def to_duration(text: str, default_unit: str = "h") -> timedelta | None:
+def to_duration(text: str, default_unit: str | None = None) -> timedelta | None:
     """parse_duration, but absurdly long durations become timedelta.max instead of raising."""
     try:
         return parse_duration(text, default_unit)
@@ -89,20 +91,30 @@ def parse_hours(text: str, option: str) -> timedelta:
 
 
 def parse_duration_option(text: str, option: str) -> timedelta:
-    """Parse a duration option such as '90m', '12h', '1h30m' or '2d' (bare numbers are hours)."""
-    value = to_duration(text, "h")
+    """Parse a duration option such as '90m', '12h', '1h30m' or '2d' (a unit is required)."""
+    if is_bare_number(text):
+        # A bare number used to mean hours: `--max-runtime 90` meant 90 h, rarely what was meant.
+        number = show(text).strip("'")
+        raise SpecError(f"{option} needs a unit, got {show(text)}: add a unit: {number}m or {number}h",
+                        option=option)
+    value = to_duration(text)
     if value is None:
         raise SpecError(
-            f"{option} expects a duration such as 90m, 12h, 1h30m or 2d, got {show(text)}",
+            f"{option} expects a duration such as 90m, 12h, 1h30m or 2d (each unit once), got {show(text)}",
             option=option,
         )
     return value
 
 
-def check_duration(value: timedelta, option: str, limit: timedelta, given: str) -> timedelta:
-    """Check a duration is positive and at most `limit`."""
+def check_duration(value: timedelta, option: str, limit: timedelta, given: str,
+                   minimum: timedelta | None = None) -> timedelta:
+    """Check a duration is positive, at least `minimum` (when given) and at most `limit`."""
     if value <= timedelta(0):
         raise SpecError(f"{option} must be more than 0, got {show(given)}", option=option)
+    if minimum is not None and value < minimum:
+        raise SpecError(
+            f"{option} must be at least {format_duration(minimum)}, got {show(given)}", option=option
+        )
     if value > limit:
         raise SpecError(
             f"{option} must be at most {format_duration(limit)}, got {show(given)}", option=option

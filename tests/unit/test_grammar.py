@@ -171,7 +171,8 @@ def test_memory_quantities(memory):
         ("--max-runtime 1h30m", timedelta(minutes=90)),
         ("--max-runtime 12h", timedelta(hours=12)),
         ("--max-runtime 2d", timedelta(days=2)),
-        ("--max-runtime 3", timedelta(hours=3)),
+        ("--max-runtime 1m", timedelta(minutes=1)),
+        ("--max-runtime 1.5h", timedelta(minutes=90)),
         ("--max-runtime 7d", timedelta(days=7)),
     ],
 )
@@ -215,7 +216,7 @@ def test_checkpoint_glob(glob):
 
 def test_stall_timeout():
     assert one("x --stall-timeout 45m -- run").stall_timeout == timedelta(minutes=45)
-    assert one("x --stall-timeout 2 -- run").stall_timeout == timedelta(hours=2)
+    assert one("x --stall-timeout 2h -- run").stall_timeout == timedelta(hours=2)
 
 
 def test_give_up_on_appends_to_the_configured_patterns_in_order():
