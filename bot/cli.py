@@ -1,40 +1,39 @@
 """The `expbot` command line: the same commands Slack sends, on the same store."""
 from __future__ import annotations
 
-import json
-import logging
 import os
-import shlex
 import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from bot import render
-from bot.bootstrap import Expbot, bootstrap
-from bot.cli_shared import app, current_user, db_app, err, find, open_expbot, out
-from bot.config import Settings, load_settings
-from core import commands
+from bot.cli_shared import app, current_user, db_app, err, find, open_expbot, out, print_json
 from core.errors import ExpbotError
-from core.grammar import USAGE
-from core.model import ACTIVE, State
-from core.ports import AttemptPhase
 
-log = logging.getLogger("expbot")
+if TYPE_CHECKING:
+    from bot.bootstrap import Expbot
+
+# Everything else is imported by the commands that use it: `expbot --help` or `ls` must not pay
+# for Alembic, the supervisor and the schedulers (about a second on a small machine).
 
 
 # No help option: `-- python train.py --help` belongs to the training command, not to expbot.
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
 def launch(ctx: typer.Context) -> None:
     """Launch an experiment: NAME [options] -- COMMAND ARGS... (`expbot launch --help` lists the options)."""
+    import shlex
+
+    from core import commands
+    from core.grammar import USAGE
+
     words = _launch_words(ctx.args)
     if not words or words[0] in ("-h", "--help"):
         out.print("expbot " + USAGE, markup=False, highlight=False)
         return
-    bot = open_expbot()
+    bot = open_expbot()  # a write: it may create or upgrade the schema, as it always did
     key = os.environ.get("EXPBOT_IDEMPOTENCY_KEY") or uuid.uuid4().hex
     result = bot.bus.handle(commands.LaunchExperiment(text=shlex.join(words), owner=current_user(), idempotency_key=key))
     for exp in result.experiments:
@@ -59,13 +58,17 @@ def list_experiments(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List experiments (active ones unless --all)."""
-    bot = open_expbot()
+    from bot import render
+    from bot.cli_store import open_reader
+    from core.model import ACTIVE
+
+    reader = open_reader()
     states = None if all_ else ACTIVE
-    with bot.uow_factory() as uow:
-        exps = uow.experiments.list(states=states, owner=owner, project=project, limit=limit)
-    now = bot.clock.now()
+    with reader.reading() as views:
+        exps = views.experiments.list(states=states, owner=owner, project=project, limit=limit)
+    now = reader.now()
     if as_json:
-        print(json.dumps([render.experiment_dict(e, now) for e in exps], indent=2))
+        print_json([render.experiment_dict(e, now) for e in exps])
     elif not exps:
         out.print("no experiments" + ("" if all_ else " running (try --all)"))
     else:
@@ -75,22 +78,27 @@ def list_experiments(
 @app.command()
 def status(name: str, as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Show one experiment: state, attempts, and its timeline."""
-    bot = open_expbot()
-    exp, timeline = find(bot, name)
-    now = bot.clock.now()
-    process = _process(bot, exp)
+    from bot import render
+    from bot.cli_store import open_reader
+
+    reader = open_reader()
+    exp, timeline = find(reader, name)
+    now = reader.now()
+    process = _process(reader, exp)
     if as_json:
-        print(json.dumps(render.experiment_dict(exp, now, timeline, process), indent=2))
+        print_json(render.experiment_dict(exp, now, timeline, process))
         return
     for table in render.status_tables(exp, timeline, now, process):
         out.print(table)
 
 
-def _process(bot: Expbot, exp) -> dict | None:
+def _process(reader, exp) -> dict | None:
     """The live local attempt's pid and process group (what to kill to watch a restart), else None."""
-    process_info = getattr(bot.backend, "process_info", None)  # the local runner's own
     attempt = exp.current_attempt
-    if process_info is None or attempt is None or attempt.state == "ENDED":
+    if attempt is None or attempt.state == "ENDED":
+        return None  # asked first: the backend is built only for a live attempt
+    process_info = getattr(reader.backend, "process_info", None)  # the local runner's own
+    if process_info is None:
         return None
     return process_info(exp.id, attempt.number)
 
@@ -102,6 +110,9 @@ def stop(
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until it has stopped (default) or return at once."),
 ) -> None:
     """Stop an experiment: `expbot serve` sends SIGTERM, then SIGKILL after the grace; it is not restarted."""
+    from core import commands
+    from core.model import State
+
     bot = open_expbot()
     # The CLI talks to the store directly, so whoever can run it is already trusted as an admin.
     exp = bot.bus.handle(commands.StopExperiment(name=name, by=current_user(), as_admin=True, reason=reason))
@@ -117,7 +128,7 @@ def stop(
 _STOP_SLACK_SECONDS = 15.0  # beyond the grace: serve's next pass, and the kill itself
 
 
-def _wait_stopped(bot: Expbot, experiment_id: str, name: str, deadline: float) -> None:
+def _wait_stopped(bot: "Expbot", experiment_id: str, name: str, deadline: float) -> None:
     """Poll until the supervisor has recorded the stop; Ctrl-C leaves the stop to serve."""
     try:
         while time.monotonic() < deadline:
@@ -137,30 +148,24 @@ def logs(
     name: str,
     attempt: Optional[int] = typer.Option(None, min=1, help="Attempt number (default: the latest)."),
     tail: Optional[int] = typer.Option(None, min=1, help="Only the last N lines."),
-    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the attempt ends."),
+    follow: bool = typer.Option(False, "--follow", "-f",
+                                help="Keep printing, through restarts, until the experiment has ended."),
 ) -> None:
-    """Print an attempt's output."""
-    bot = open_expbot()
-    exp, _ = find(bot, name)
-    if not exp.attempts:
+    """Print an attempt's output (with --follow: every later attempt's too, until the experiment ends)."""
+    from bot.cli_logs import follow_experiment
+    from bot.cli_store import open_reader
+
+    reader = open_reader()
+    exp, _ = find(reader, name)
+    if not exp.attempts and not follow:
         raise ExpbotError(f"{name} has no attempts yet ({exp.state}: {exp.state_reason})")
-    number = attempt or exp.attempts[-1].number
-    if not 1 <= number <= len(exp.attempts):
+    number = attempt or (exp.attempts[-1].number if exp.attempts else 1)
+    if exp.attempts and not 1 <= number <= len(exp.attempts):
         raise ExpbotError(f"{name} has attempts 1..{len(exp.attempts)}; there is no attempt {number}")
-    text = bot.backend.logs(exp.id, number, tail)
-    sys.stdout.write(text)
     if not follow:
+        sys.stdout.write(reader.backend.logs(exp.id, number, tail))
         return
-    shown = len(bot.backend.logs(exp.id, number)) if tail else len(text)
-    while True:
-        status_now = bot.backend.status(exp.id, number)
-        text = bot.backend.logs(exp.id, number)
-        sys.stdout.write(text[shown:])
-        sys.stdout.flush()
-        shown = len(text)
-        if status_now is None or status_now.phase in (AttemptPhase.EXITED, AttemptPhase.LOST):
-            return
-        time.sleep(0.5)
+    follow_experiment(reader, exp.id, number, tail)
 
 
 # Registered here so `expbot --help` lists them after the experiment commands, as before.
@@ -172,6 +177,10 @@ def serve(
     migrate: bool = typer.Option(True, "--migrate/--no-migrate", help="Upgrade the database schema on start."),
 ) -> None:
     """Run expbot: the supervisor and the schedulers (and Slack, when configured)."""
+    import logging
+
+    from bot.bootstrap import bootstrap
+    from bot.config import load_settings
     from bot.serve import run_forever  # keeps plain CLI commands from importing APScheduler
 
     settings = load_settings()
@@ -184,6 +193,7 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
     """Upgrade the database schema (Alembic) to the given revision."""
     from adapters.db.migrate import current_revision, upgrade
     from bot.bootstrap import database_errors
+    from bot.config import load_settings
 
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -221,6 +231,8 @@ def main() -> None:
 def _record_internal_error(error_id: str) -> str:
     """Append the traceback to the data directory's error log (never shown to the user)."""
     import traceback
+
+    from bot.config import Settings
 
     try:
         # Not Settings(): the error being recorded may be a bad setting; the default dir still works.

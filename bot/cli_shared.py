@@ -3,20 +3,23 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
-from bot.bootstrap import Expbot, bootstrap
-from bot.config import load_settings
-from core.lookup import find_experiment
+if TYPE_CHECKING:  # the wiring is imported by the commands that use it, never by `--help`
+    from bot.bootstrap import Expbot
 
 app = typer.Typer(help="expbot: run, supervise and checkpoint-restart ML experiments.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+# Piped into a script, a table must not wrap words (`SUCCEED`/`ED`): lines are as long as they need.
+_PIPE_WIDTH = None if sys.stdout.isatty() else 100_000
 # No markup: names, commands and reasons are user text, and "[/mnt/a]" or "[/]" in them is not
 # rich markup (it printed wrongly, or failed on every later `status` and `ls`).
-out = Console(markup=False)
+out = Console(markup=False, width=_PIPE_WIDTH)
 err = Console(stderr=True, markup=False, soft_wrap=True)  # one line per error: paths stay whole
 
 
@@ -25,13 +28,25 @@ def current_user() -> str:
     return os.environ.get("EXPBOT_USER") or getpass.getuser()
 
 
-def open_expbot(migrate: bool = True) -> Expbot:
-    """expbot wired from the environment, for one command."""
+def open_expbot(migrate: bool = True) -> "Expbot":
+    """expbot wired from the environment, for one command (write commands; reads use open_reader)."""
+    from bot.bootstrap import bootstrap
+    from bot.config import load_settings
+
     return bootstrap(load_settings(), migrate=migrate)
 
 
-def find(bot: Expbot, ref: str):
-    """The experiment named (or whose id starts with) `ref`, and its timeline."""
-    with bot.uow_factory() as uow:
-        exp = find_experiment(uow.experiments, ref, " (see `expbot ls --all`)")
-        return exp, uow.outbox.for_experiment(exp.id)
+def find(reader: Any, ref: str):
+    """The experiment named (or whose id starts with) `ref`, and its timeline (reader: a cli_store.Reader)."""
+    from core.lookup import find_experiment
+
+    with reader.reading() as views:
+        exp = find_experiment(views.experiments, ref, " (see `expbot ls --all`)")
+        return exp, views.outbox.for_experiment(exp.id)
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output for scripts: indented JSON on stdout."""
+    import json
+
+    print(json.dumps(data, indent=2, default=str))
