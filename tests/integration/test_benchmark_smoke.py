@@ -28,3 +28,10 @@ def test_ack_latency_benchmark_runs() -> None:
 def test_digest_benchmark_runs() -> None:
     out = run_benchmark("benchmarks/digest.py", "--experiments", "300", "--db", "sqlite")
     assert "build_digest_data" in out and "median" in out
+
+
+def test_cli_latency_benchmark_runs() -> None:
+    out = run_benchmark("benchmarks/cli_latency.py", "--smoke")
+    assert "seeded 20 experiments" in out
+    for command in ("ls", "status NAME", "--help"):
+        assert f"expbot {command}" in out and "target 250 ms" in out
