@@ -56,7 +56,7 @@ def launch_config(path: Path | None, tables: dict[str, Any]) -> LaunchConfig:
     """Launch defaults and limits: built-in, overridden by the file's [launch] and [gpu_types]."""
     fields = _table(tables, "launch")
     check_keys(path, "launch", fields, set(LaunchConfig.model_fields) - {"gpu_catalog"})
-    for key in ("default_max_runtime", "max_runtime_limit", "default_stall_timeout"):
+    for key in ("default_max_runtime", "max_runtime_limit", "min_runtime", "default_stall_timeout"):
         if key in fields:
             fields[key] = toml_duration(path, "launch", key, fields[key], "seconds")
     if "gpu_types" in tables:

@@ -94,11 +94,11 @@ def _max_runtime(single: dict[str, str], config: LaunchConfig) -> timedelta:
         )
     if "--hours" in single:
         text, value = single["--hours"], values.parse_hours(single["--hours"], "--hours")
-        return values.check_duration(value, "--hours", config.max_runtime_limit, text, values.MIN_RUNTIME)
+        return values.check_duration(value, "--hours", config.max_runtime_limit, text, config.min_runtime)
     if "--max-runtime" in single:
         text = single["--max-runtime"]
         value = values.parse_duration_option(text, "--max-runtime")
-        return values.check_duration(value, "--max-runtime", config.max_runtime_limit, text, values.MIN_RUNTIME)
+        return values.check_duration(value, "--max-runtime", config.max_runtime_limit, text, config.min_runtime)
     return config.default_max_runtime
 
 

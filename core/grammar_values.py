@@ -23,7 +23,7 @@ from core.suggest import closest
 # Name checks and message quoting moved to their own modules; every checker stays importable
 # from here, the one module the grammar reads option values through.
 __all__ = [
-    "MAX_COUNT", "MAX_PROJECT_LENGTH", "MIN_RUNTIME", "SWEEP_KEY", "bare", "check_duration", "check_member_names",
+    "MAX_COUNT", "MAX_PROJECT_LENGTH", "SWEEP_KEY", "bare", "check_duration", "check_member_names",
     "check_name", "check_sweep_size", "did_you_mean", "parse_checkpoint_glob", "parse_cpu",
     "parse_duration_option", "parse_env", "parse_exit_codes", "parse_gpu_type", "parse_hours",
     "parse_image", "parse_memory", "parse_pattern", "parse_project", "parse_sweep", "parse_whole",
@@ -45,7 +45,6 @@ MAX_COUNT = 1000
 # Kubernetes label values (project names end up as labels) are limited to 63 characters.
 MAX_PROJECT_LENGTH = 63
 # A run limited to seconds cannot even start (image pull, scheduling): such a limit is a typo.
-MIN_RUNTIME = timedelta(minutes=1)
 # Quantities longer than this are not real requests; bounding them keeps int() and float() cheap.
 _MAX_NUMBER_TEXT = 18
 

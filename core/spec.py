@@ -43,6 +43,8 @@ class LaunchConfig(BaseModel):
     max_gpus: int = Field(default=64, ge=0)
     default_max_runtime: timedelta = Field(default=timedelta(hours=24), gt=timedelta(0))
     max_runtime_limit: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
+    # A shorter --max-runtime is almost surely a missing unit; a benchmark that compresses time lowers it.
+    min_runtime: timedelta = Field(default=timedelta(minutes=1), ge=timedelta(0))
     default_max_restarts: int = Field(default=3, ge=0)
     default_max_preemptions: int = Field(default=10, ge=0)
     default_checkpoint_glob: str = "*"
@@ -55,6 +57,9 @@ class LaunchConfig(BaseModel):
         problems = []
         if self.default_gpus > self.max_gpus:
             problems.append(f"default_gpus={self.default_gpus} is more than max_gpus={self.max_gpus}")
+        if self.default_max_runtime < self.min_runtime:
+            problems.append(f"default_max_runtime ({self.default_max_runtime.total_seconds():g} s) is less "
+                            f"than min_runtime ({self.min_runtime.total_seconds():g} s)")
         if self.default_max_runtime > self.max_runtime_limit:
             problems.append(f"default_max_runtime ({self.default_max_runtime.total_seconds():g} s) is more "
                             f"than max_runtime_limit ({self.max_runtime_limit.total_seconds():g} s)")

@@ -52,6 +52,7 @@ def write_config(path: Path) -> Path:
     path.write_text(f"""
 [launch]
 default_image = "busybox:1.36"
+min_runtime = 1  # seconds: runtimes are compressed (an hour is 20 s at x180)
 [gpu_types.a100]
 price_per_hour = 2.5
 node_selector = {{ "{GPU_TYPE_LABEL}" = "calib" }}
