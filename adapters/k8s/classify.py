@@ -37,6 +37,13 @@ def _status(job: JobView | None, pod: PodView | None, now: datetime, image_grace
             AttemptPhase.EXITED, reason="max runtime reached (the Job's activeDeadlineSeconds)",
             deadline_exceeded=True, started_at=started, ended_at=job.finished_at,
         )
+    if pod is not None and pod.pod_reason == "DeadlineExceeded":
+        # The kubelet ended it at the pod's activeDeadlineSeconds (whatever its container's exit).
+        return AttemptStatus(
+            AttemptPhase.EXITED, exit_code=pod.terminated.exit_code if pod.terminated else None,
+            reason="max runtime reached (the pod's activeDeadlineSeconds)", deadline_exceeded=True,
+            started_at=started, ended_at=(pod.terminated.finished_at if pod.terminated else None) or now,
+        )
     if pod is not None and pod.terminated is not None:
         return _terminated(pod, started)
     if job is not None and job.complete:

@@ -59,7 +59,6 @@ def job(launch: AttemptLaunch, config: K8sConfig) -> dict[str, Any]:
         "backoffLimit": 0,
         "completions": 1,
         "parallelism": 1,
-        "activeDeadlineSeconds": max(1, math.ceil(launch.max_runtime.total_seconds())),
         "ttlSecondsAfterFinished": int(config.ttl_after_finished.total_seconds()),
         "template": {
             "metadata": {
@@ -112,6 +111,10 @@ def _pod_spec(launch: AttemptLaunch, config: K8sConfig) -> dict[str, Any]:
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
+        # The pod's deadline, not the Job's: a Job's counts from its creation, so an attempt waiting for
+        # a node (unschedulable, a spot VM being provisioned) would spend the max runtime without
+        # running; a pod's counts from when the kubelet took it (max runtime is running time).
+        "activeDeadlineSeconds": max(1, math.ceil(launch.max_runtime.total_seconds())),
         "terminationGracePeriodSeconds": max(0, math.ceil(config.stop_grace.total_seconds())),
         "containers": [container],
         "volumes": volumes,

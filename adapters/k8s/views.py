@@ -54,8 +54,10 @@ class JobView:
             return None
         status = raw.get("status") or {}
         complete = _condition(status, "Complete")
-        failed = _condition(status, "Failed")
-        failed = failed if failed and failed.get("status") == "True" else None
+        # FailureTarget (Kubernetes >= 1.31): the Job has decided to fail and is ending its pods; the
+        # Failed condition follows only once they are gone, after their exit (143) has been seen.
+        failed = next((c for c in (_condition(status, "Failed"), _condition(status, "FailureTarget"))
+                       if c and c.get("status") == "True"), None)
         return JobView(
             experiment_id=key[0], attempt=key[1], name=meta.get("name", ""),
             resource_version=meta.get("resourceVersion", ""),

@@ -24,7 +24,8 @@ def test_launch_runs_on_a_node_of_the_requested_type_and_succeeds(k8s_cluster, k
         container = job.spec.template.spec.containers[0]
         assert container.resources.requests[GPU_RESOURCE] == container.resources.limits[GPU_RESOURCE] == "4"
         assert job.spec.template.spec.restart_policy == "Never" and job.spec.backoff_limit == 0
-        assert 0 < job.spec.active_deadline_seconds <= 2 * 3600
+        assert job.spec.active_deadline_seconds is None  # the pod's deadline: waiting for a node spends none
+        assert 0 < job.spec.template.spec.active_deadline_seconds <= 2 * 3600
         [pod] = w.pods(exp.id)
         node = w.core.read_node(pod.spec.node_name)
         assert node.metadata.labels[GPU_TYPE_LABEL] == "h100"

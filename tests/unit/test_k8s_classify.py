@@ -225,6 +225,32 @@ def test_job_deadline_exceeded_ends_at_max_runtime():
         assert found.ended_at == at and not found.needs_cleanup
 
 
+def test_job_deadline_decided_but_not_yet_failed_ends_at_max_runtime_not_as_a_kill(world):
+    # Kubernetes >= 1.31: at the deadline the Job gets FailureTarget, then its pod is deleted (exit
+    # 143), and Failed comes only after the pod is gone. Seen at the exit, it was "killed by signal
+    # 15": an infrastructure restart (found by the KWOK calibration run: 29 in one run).
+    job = job_raw(conditions=(condition("FailureTarget", reason="DeadlineExceeded",
+                                        message="Job was active longer than specified deadline"),))
+    for pod in (pod_raw(phase="Pending", state=waiting("ContainerCreating"), node="spot-2"),
+                pod_raw(phase="Failed", state=terminated(143, "Error"), node="spot-2")):
+        found = status_of(job, pod)
+        assert found.phase == AttemptPhase.EXITED and found.deadline_exceeded, pod
+    failed_job = job_raw(conditions=(condition("FailureTarget", reason="BackoffLimitExceeded"),))
+    found = status_of(failed_job, pod_raw(phase="Failed", state=terminated(1, "Error", message="KeyError")))
+    assert found.exit_code == 1 and not found.deadline_exceeded and failure_class(world, found) == FailureClass.USER
+    assert status_of(job_raw(conditions=(condition("FailureTarget", "False"),), active=1),
+                     pod_raw(phase="Running", state=running(NOW))).phase == AttemptPhase.RUNNING
+
+
+@pytest.mark.parametrize("state", [None, {"terminated": {"exitCode": 137, "reason": "Error"}},
+                                   running(NOW - timedelta(hours=1))])
+def test_pod_ended_at_its_deadline_by_the_kubelet_is_max_runtime(state):
+    pod = pod_raw(phase="Failed", reason="DeadlineExceeded", state=state,
+                  message="Pod was active on the node longer than the specified deadline")
+    found = status_of(job_raw(active=1), pod)
+    assert found.phase == AttemptPhase.EXITED and found.deadline_exceeded and not found.infra
+
+
 def test_job_failed_with_its_pod_gone_is_lost_infra(world):
     found = status_of(job_raw(conditions=(condition("Failed", reason="BackoffLimitExceeded",
                                                     message="Job has reached the specified backoff limit"),)), None)

@@ -163,8 +163,16 @@ def test_kubernetes_never_retries_an_attempt(make):
 ])
 def test_active_deadline_is_what_is_left_of_the_max_runtime_rounded_up(left, deadline):
     job = manifests.job(launch(max_runtime=left), full_config())
-    assert job["spec"]["activeDeadlineSeconds"] == deadline
+    assert job["spec"]["template"]["spec"]["activeDeadlineSeconds"] == deadline
     assert deadline == max(1, math.ceil(left.total_seconds()))
+
+
+def test_the_deadline_is_the_pods_so_waiting_for_a_node_spends_no_max_runtime():
+    # A Job's activeDeadlineSeconds counts from the Job's creation: an attempt held Pending (no
+    # capacity, a spot VM not there yet) longer than its max runtime was killed before it ran.
+    job = manifests.job(launch(max_runtime=timedelta(hours=1)), full_config())
+    assert "activeDeadlineSeconds" not in job["spec"]
+    assert job["spec"]["template"]["spec"]["activeDeadlineSeconds"] == 3600
 
 
 def test_finished_jobs_are_collected_after_the_configured_ttl():
