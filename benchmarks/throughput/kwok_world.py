@@ -19,20 +19,15 @@ Times are simulated seconds; one real second is `compression` of them.
 """
 from __future__ import annotations
 
-import heapq
-import json
-import math
 import queue
 import re
-import sys
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from typing import Any
 
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from adapters.k8s import names
@@ -40,7 +35,8 @@ from benchmarks.throughput.expbot_arm import STALL_TIMEOUT_S
 from benchmarks.throughput.human import Human
 from benchmarks.throughput.ledger import Ledger, Run
 from benchmarks.throughput.replay import GPUS_PER_NODE, RETRYABLE_EXIT, WATCHDOG_LINE, WATCHDOG_S, Incident, Item, Week, max_runtime_for
-from benchmarks.throughput.sim import _BUG_LINES, _TRANSIENT_LINE, SPOT_PROVISION_S, Pod
+from benchmarks.throughput.kwok_clock import RealTime, node_index, pods_hit, progress_reports, watch_pods
+from benchmarks.throughput.sim import _BUG_LINES, _TRANSIENT_LINE, SPOT_PROVISION_S, Pod, own_ends
 from core.model import State
 from core.progress import ProgressReport
 
@@ -48,43 +44,6 @@ STAGE = "stage.kwok.x-k8s.io"
 FAIL = "pod-container-running-failed"
 REPORT_EVERY_REAL_S = 1.0  # heartbeats (and new checkpoints) of every running pod this often
 _CKPT = re.compile(r"ckpt-(\d+)\.pt$")
-
-
-def checkpoint_path(progress: float) -> str:
-    return f"/checkpoints/ckpt-{int(progress):08d}.pt"
-
-
-class RealTime:
-    """sim.Sim's interface (t, at) over the wall clock: t = compression x real seconds since start."""
-
-    def __init__(self, compression: float) -> None:
-        self.compression = compression
-        self.t0 = time.monotonic()
-        self._heap: list[tuple[float, int, Callable, tuple]] = []
-        self._seq = 0
-        self._lock = threading.Lock()
-        self.late = 0.0  # the most a callback ran after its time (simulated seconds)
-
-    @property
-    def t(self) -> float:
-        return (time.monotonic() - self.t0) * self.compression
-
-    def at(self, t: float, fn: Callable, *args: object) -> None:
-        with self._lock:
-            self._seq += 1
-            heapq.heappush(self._heap, (t, self._seq, fn, args))
-
-    def due(self) -> list[tuple[Callable, tuple]]:
-        now, out = self.t, []
-        with self._lock:
-            while self._heap and self._heap[0][0] <= now:
-                due, _, fn, args = heapq.heappop(self._heap)
-                self.late = max(self.late, now - due)
-                out.append((fn, args))
-        return out
-
-    def real_seconds(self, sim_seconds: float) -> float:
-        return max(0.0, sim_seconds) / self.compression
 
 
 class KwokWorld:
@@ -116,7 +75,8 @@ class KwokWorld:
     # --- the loop ----------------------------------------------------------------------------------
     def run(self) -> Ledger:
         """Play until the horizon; the ledger holds what happened."""
-        watcher = threading.Thread(target=self._watch, daemon=True, name="calib-pods")
+        watcher = threading.Thread(target=watch_pods, args=(self.core, self.namespace, self.events, self._stop),
+                                   daemon=True, name="calib-pods")
         watcher.start()
         next_poll = next_report = 0.0
         try:
@@ -193,34 +153,6 @@ class KwokWorld:
                 self.human.gave_up(run, cause)
 
     # --- pods --------------------------------------------------------------------------------------
-    def _watch(self) -> None:
-        version = ""
-        while not self._stop.is_set():
-            try:
-                if not version:
-                    listed = json.loads(self.core.list_namespaced_pod(
-                        self.namespace, label_selector=names.MANAGED_SELECTOR, _preload_content=False).data)
-                    for item in listed.get("items") or ():
-                        self.events.put(("ADDED", item))
-                    version = listed["metadata"]["resourceVersion"]
-                w = watch.Watch()
-                for event in w.stream(self.core.list_namespaced_pod, self.namespace,
-                                      label_selector=names.MANAGED_SELECTOR, resource_version=version,
-                                      timeout_seconds=60, deserialize=False):
-                    if event.get("type") == "ERROR":
-                        version = ""
-                        break
-                    obj = event.get("object") or {}
-                    version = (obj.get("metadata") or {}).get("resourceVersion") or version
-                    self.events.put((event["type"], obj))
-                    if self._stop.is_set():
-                        w.stop()
-                        return
-            except Exception as e:  # noqa: BLE001 - watch again
-                print(f"calibration watch: {e!r}; watching again", file=sys.stderr)
-                version = ""
-                self._stop.wait(0.2)
-
     def _pod_event(self, kind: str, raw: dict[str, Any]) -> None:
         meta, spec, status = raw.get("metadata") or {}, raw.get("spec") or {}, raw.get("status") or {}
         labels = meta.get("labels") or {}
@@ -268,25 +200,15 @@ class KwokWorld:
         for g in range(GPUS_PER_NODE):  # the device plugin's part: which GPUs of the node it holds
             if len(pod.holds) < pod.gpus and free[g]:
                 free[g] = False
-                pod.holds.append((_node_index(pod.node), g))
+                pod.holds.append((node_index(pod.node), g))
         run.pods.append(pod)
         self.pods[key] = pod
         self.ledger.pod_started(pod, self.sim.t)
         self._plan_end(pod)
 
     def _plan_end(self, pod: Pod) -> None:
-        """The pod's own ends, as sim.World._plan_end (the deadline is the Job's activeDeadlineSeconds)."""
-        item, run, t0 = pod.run.item, pod.run, pod.started
-        assert t0 is not None
-        ends = [(t0 + item.length - pod.p0, "success")]
-        if run.bug:
-            ends.append((t0 + item.bug_after, run.bug))
-        if item.transient_at is not None and not run.track.transient_done and item.transient_at > pod.p0:
-            ends.append((t0 + item.transient_at - pod.p0, "transient"))
-        if item.spot:
-            _, up_end = self.week.spot.up_window(item.spot_zone, t0 + item.spot_offset)
-            ends.append((up_end - item.spot_offset, "preempt"))
-        at, kind = min(ends)
+        """The pod's own ends, as the simulation plans them (the deadline is the pod's activeDeadlineSeconds)."""
+        at, kind = min(own_ends(pod, self.week))
         self.sim.at(at, self._natural_end, pod, kind)
 
     def _natural_end(self, pod: Pod, kind: str) -> None:
@@ -344,12 +266,7 @@ class KwokWorld:
 
     # --- incidents and reports ---------------------------------------------------------------------
     def _incident(self, incident: Incident) -> None:
-        node = f"node-{incident.node:02d}"
-        hit = [p for p in self.pods.values() if p.node == node and p.state == "running" and p.hang_at is None
-               and not p.kind]
-        if incident.scope == "gpu" and incident.hang is None:
-            hit = [p for p in hit if (incident.node, incident.gpu) in p.holds]
-        for pod in hit:
+        for pod in pods_hit(self.pods.values(), incident):
             if incident.hang is not None:
                 pod.hang_at, pod.hang = self.sim.t, f"hang-{incident.hang}"
                 if incident.hang == "watchdog":
@@ -368,19 +285,7 @@ class KwokWorld:
 
     def _report(self) -> None:
         """Every running pod that is not hung reports: a heartbeat, with its newest checkpoint when new."""
-        now = datetime.now(timezone.utc)
-        reports = []
-        for (experiment_id, attempt), pod in self.pods.items():
-            if pod.state != "running" or pod.hang_at is not None or pod.kind:
-                continue
-            every = pod.run.item.checkpoint_every
-            newest = math.floor(pod.progress(self.sim.t) / every) * every
-            checkpoint = None
-            if newest > max(pod.p0, self._reported.get((experiment_id, attempt), 0.0)):
-                self._reported[(experiment_id, attempt)] = newest
-                checkpoint = checkpoint_path(newest)
-            reports.append(ProgressReport(experiment_id, attempt, now, checkpoint=checkpoint,
-                                          step=int(newest) if checkpoint else None))
+        reports = progress_reports(self.pods, self.sim.t, self._reported)
         if reports:
             self.pool.submit(self._record, reports)
 
@@ -391,8 +296,3 @@ class KwokWorld:
             except Exception as e:  # noqa: BLE001 - a failed report never stops training
                 self.api_errors += 1
                 self.log(f"calibration: report failed: {e!r}")
-
-
-def _node_index(node: str) -> int:
-    found = re.search(r"(\d+)$", node)
-    return int(found.group(1)) if found else -1

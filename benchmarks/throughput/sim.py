@@ -12,7 +12,7 @@ from typing import Callable, Protocol
 
 from benchmarks.throughput.replay import GPUS_PER_NODE, NODES, WATCHDOG_LINE, WATCHDOG_S, Incident, Item, Week
 from benchmarks.throughput.human import Human
-from benchmarks.throughput.ledger import INFRA_KINDS, Ledger, Run
+from benchmarks.throughput.ledger import Ledger, Run
 
 SPOT_PROVISION_S = 120.0  # assumption: a new spot VM joins the cluster 2 min after capacity is back
 _BUG_LINES = {
@@ -91,6 +91,21 @@ class Arm(Protocol):
     def pod_hung(self, pod: Pod) -> None: ...
 
     def pod_ended(self, pod: Pod) -> None: ...
+
+
+def own_ends(pod: Pod, week: Week) -> list[tuple[float, str]]:
+    """When a running pod would end by itself, and how: success, bug, transient error, spot preemption."""
+    item, run, t0 = pod.run.item, pod.run, pod.started
+    assert t0 is not None
+    ends = [(t0 + item.length - pod.p0, "success")]
+    if run.bug:
+        ends.append((t0 + item.bug_after, run.bug))
+    if item.transient_at is not None and not run.track.transient_done and item.transient_at > pod.p0:
+        ends.append((t0 + item.transient_at - pod.p0, "transient"))
+    if item.spot:
+        _, up_end = week.spot.up_window(item.spot_zone, t0 + item.spot_offset)
+        ends.append((up_end - item.spot_offset, "preempt"))
+    return ends
 
 
 class World:
@@ -195,16 +210,7 @@ class World:
 
     def _plan_end(self, pod: Pod) -> None:
         """Schedule the earliest of the pod's own ends: success, bug, transient error, spot preemption, deadline."""
-        item, run, t0 = pod.run.item, pod.run, pod.started
-        assert t0 is not None
-        ends = [(t0 + item.length - pod.p0, "success")]
-        if run.bug:
-            ends.append((t0 + item.bug_after, run.bug))
-        if item.transient_at is not None and not run.track.transient_done and item.transient_at > pod.p0:
-            ends.append((t0 + item.transient_at - pod.p0, "transient"))
-        if item.spot:
-            _, up_end = self.week.spot.up_window(item.spot_zone, t0 + item.spot_offset)
-            ends.append((up_end - item.spot_offset, "preempt"))
+        ends = own_ends(pod, self.week)
         if pod.deadline is not None:
             ends.append((pod.deadline, "deadline"))
         at, kind = min(ends)
