@@ -110,9 +110,6 @@ class SimBackend:
     def wait_for_change(self, timeout: float) -> set[str] | None:
         return set()  # never called: the arm drives the passes itself
 
-    def wake(self, experiment_id: str) -> None:
-        self.arm.look(experiment_id, self.world.sim.t)
-
 
 class ExpbotArm:
     """The expbot arm (or one of its ablations)."""
