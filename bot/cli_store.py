@@ -45,6 +45,9 @@ class Reader:
         from adapters.db.outbox import SqlOutbox
         from adapters.db.repository import SqlRepository
 
+        if self._never_migrated():
+            yield _Views(_Empty(), _Empty())  # a fresh install: nothing launched yet, nothing to upgrade
+            return
         session = self._sessions()
         try:
             with schema_errors(self.url, self.engine):
@@ -52,6 +55,12 @@ class Reader:
         finally:
             session.rollback()
             session.close()
+
+    def _never_migrated(self) -> bool:
+        import sqlalchemy as sa
+
+        with schema_errors(self.url):
+            return not sa.inspect(self.engine).has_table("experiment")
 
     @cached_property
     def backend(self) -> Any:
@@ -72,6 +81,20 @@ class _Views:
 
     def __init__(self, experiments: Any, outbox: Any) -> None:
         self.experiments, self.outbox = experiments, outbox
+
+
+class _Empty:
+    """The store before anything was ever launched (its schema not yet created): empty, not an error."""
+
+    def get(self, *_args: Any) -> None:
+        return None
+
+    get_by_name = get
+
+    def by_id_prefix(self, *_args: Any, **_kwargs: Any) -> list:
+        return []
+
+    list = for_experiment = by_id_prefix
 
 
 def _clock() -> Any:

@@ -3,6 +3,7 @@ restarts, durations with units, and output a script can read (tables that do not
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 
@@ -58,9 +59,13 @@ def test_read_commands_never_migrate_and_name_a_schema_that_is_behind(expbot):
     assert "no experiments" in expbot.cli("ls").stdout
 
 
-def test_a_database_never_upgraded_is_named_by_read_commands(expbot):
-    said = one_clear_error(expbot.cli("ls", check=False))
-    assert "no expbot tables yet" in said and "expbot db upgrade" in said
+def test_a_fresh_install_reads_as_empty_and_read_commands_create_nothing(expbot):
+    assert "no experiments" in expbot.cli("ls").stdout  # before any serve or launch: not an error
+    said = one_clear_error(expbot.cli("status", "nothing-yet", check=False))
+    assert "no experiment named 'nothing-yet'" in said
+    db = expbot.data_dir / "expbot.db"
+    tables = sqlite3.connect(db).execute("SELECT name FROM sqlite_master").fetchall() if db.exists() else []
+    assert tables == []  # read commands never create or upgrade the schema
 
 
 # --- 7. durations need units -----------------------------------------------------------------------
