@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.integration.cli_harness import REPO, Expbot, wait_for
+from tests.integration.cli_harness import EXPBOT, REPO, Expbot, wait_for
 
 
 @pytest.fixture
@@ -111,7 +111,9 @@ import os, pathlib, time
 attempt = int(os.environ["EXPBOT_ATTEMPT"])
 print(f"attempt {attempt} says hello", flush=True)
 if attempt == 1:
-    time.sleep(1.5)
+    go = pathlib.Path(os.environ["GO_FILE"])
+    while not go.exists():  # the test lets it crash once the follower is following it
+        time.sleep(0.05)
     ckpt = pathlib.Path(os.environ["EXPBOT_CHECKPOINT_DIR"]) / "ckpt-000080.json"
     ckpt.write_text("{}")
     print("step 80: checkpoint written, now crashing", flush=True)
@@ -122,13 +124,20 @@ print("resumed from", os.path.basename(os.environ["EXPBOT_RESUME_FROM"]), flush=
 
 @pytest.mark.slow
 def test_logs_follow_goes_on_through_a_restart_until_the_experiment_ends(expbot):
+    go = expbot.data_dir.parent / "go"
     expbot.serve()
-    expbot.cli("launch", "phoenix", "--max-restarts", "1", "--checkpoint-glob", "ckpt-*.json", "--",
-               sys.executable, "-c", _CRASHES_ONCE)
+    expbot.cli("launch", "phoenix", "--max-restarts", "1", "--checkpoint-glob", "ckpt-*.json",
+               "--env", f"GO_FILE={go}", "--", sys.executable, "-c", _CRASHES_ONCE)
     wait_for(lambda: expbot.status("phoenix")["attempts"], timeout=60)
-    # Its deadline is the subprocess timeout: --follow must end by itself once the experiment has.
-    followed = expbot.cli("logs", "phoenix", "--follow")
-    text = followed.stdout
+    out = expbot.data_dir.parent / "followed.txt"
+    with open(out, "w") as sink:
+        follower = subprocess.Popen([*EXPBOT, "logs", "phoenix", "--follow"], cwd=REPO, env=expbot.env,
+                                    stdout=sink, stderr=subprocess.STDOUT, text=True)
+        wait_for(lambda: "attempt 1 says hello" in out.read_text(), 60, "the follower to show attempt 1")
+        go.touch()
+        # --follow must end by itself once the experiment has (the deadline is the test's).
+        assert follower.wait(timeout=120) == 0, out.read_text()
+    text = out.read_text()
     assert "attempt 1 says hello" in text and "checkpoint written, now crashing" in text, text
     assert "— attempt 2 started, resumed from ckpt-000080.json —" in text, text
     assert text.index("now crashing") < text.index("— attempt 2 started") < text.index("attempt 2 says hello")
