@@ -147,3 +147,31 @@ def test_a_node_that_loses_a_gpu_while_the_attempt_runs_makes_its_exit_1_infrast
             assert after.infra_restarts == 1 and after.user_restarts == 0
         finally:
             w.core.patch_node_status(bad_node, {"status": {"allocatable": {GPU_RESOURCE: gpus}}})
+
+
+def test_a_third_experiment_failing_on_the_same_node_reports_it_exactly_once(
+    k8s_cluster, k8s_api, k8s_namespace, tmp_path: Path,
+) -> None:
+    from core.node_health import AUDIT_NODE
+
+    a100s = sorted(n for n, kind in GPU_NODES.items() if kind == "a100")
+    with running_expbot(tmp_path, k8s_cluster.kubeconfig, k8s_namespace, k8s_api, pod_behaviour=RUNS_ON) as w:
+        _crowd(w, a100s[1])  # every first attempt lands on the same node
+        exps = [w.launch(f"sick-{n} --gpus 1 --gpu-type a100 --max-preemptions 0 -- python train.py")
+                for n in range(3)]
+        pods = []
+        for exp in exps:
+            w.wait_state(exp.name, State.RUNNING)
+            pods.append(_attempt_pod(w, exp.id, 1))
+        assert {p.spec.node_name for p in pods} == {a100s[0]}
+        for exp, pod in zip(exps, pods):
+            _fail(w, pod, 1, LOG_BEFORE + XID_79 + "\n")
+            w.wait_state(exp.name, State.FAILED)  # --max-preemptions 0: no restart to wait for
+
+        def reports() -> list[dict]:
+            with w.bot.uow_factory() as uow:
+                return [e["detail"] for e in uow.audit.entries(action=AUDIT_NODE)]
+
+        [report] = wait_for(reports, timeout=30, what="the node-health report")
+        assert report["node"] == a100s[0] and report["experiments"] == 3
+        assert all(w.get(e.name).attempts[0].failure_class == FailureClass.HARDWARE for e in exps)
