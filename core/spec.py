@@ -40,7 +40,8 @@ class LaunchConfig(BaseModel):
     default_project: str = Field(default="default", min_length=1)
     default_image: str = Field(default="python:3.11-slim", min_length=1)
     default_gpus: int = Field(default=0, ge=0)
-    max_gpus: int = Field(default=64, ge=0)
+    max_gpus: int = Field(default=64, ge=0)  # per node
+    max_nodes: int = Field(default=16, ge=1)  # --nodes: ranks of one multi-node experiment
     default_max_runtime: timedelta = Field(default=timedelta(hours=24), gt=timedelta(0))
     max_runtime_limit: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
     # A shorter --max-runtime is almost surely a missing unit; a benchmark that compresses time lowers it.
@@ -85,9 +86,10 @@ class ExperimentSpec(BaseModel):
     name: str
     command: tuple[str, ...]
     image: str
-    gpus: int = 0
+    gpus: int = 0  # per node
+    nodes: int = Field(default=1, ge=1)  # ranks of one gang; specs stored before it read as 1
     gpu_type: str | None = None
-    cpu: str | None = None
+    cpu: str | None = None  # per node
     memory: str | None = None
     max_runtime: timedelta = timedelta(hours=24)
     max_restarts: int = 3
@@ -100,6 +102,16 @@ class ExperimentSpec(BaseModel):
     give_up_patterns: tuple[str, ...] = ()
     group: str | None = None  # sweep group name; None for a single experiment
     sweep_values: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def total_gpus(self) -> int:
+        """GPUs of the whole experiment: every node's (what cost, budgets and idle detection count)."""
+        return self.nodes * self.gpus
+
+    @property
+    def nproc_per_node(self) -> int:
+        """Processes a launcher starts per node: one per GPU, one on a CPU-only node."""
+        return max(self.gpus, 1)
 
 
 class LaunchRequest(BaseModel):
