@@ -136,3 +136,4 @@ from adapters.db.rows_cost import (  # noqa: E402,F401
     SpendDayRow,
 )
 from adapters.db.rows_progress import AttemptProgressRow  # noqa: E402,F401
+from adapters.db.rows_serve import ServeHeartbeatRow  # noqa: E402,F401
