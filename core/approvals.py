@@ -7,6 +7,7 @@ from datetime import datetime
 from core import commands, events
 from core.budget import PROJECT, USER, BudgetConfig, BudgetStatus, Limit, exceeded, limits_for, month_window
 from core.cost import Prices
+from core.durations import format_duration
 from core.errors import ExpbotError, NotAllowed, NotFound, SpecError
 from core.grammar_values import parse_project
 from core.model import Experiment, State
@@ -109,7 +110,7 @@ def expire(cmd: commands.ExpireApprovals, uow: UnitOfWork, *, clock: Clock, conf
         expired = [e for e in uow.experiments.list(states=[State.PENDING_APPROVAL])
                    if e.updated_at is not None and now - e.updated_at >= config.approval_ttl]
         for exp in expired:
-            exp.deny("expbot", f"approval request expired after {config.approval_ttl}", now)
+            exp.deny("expbot", f"approval request expired after {format_duration(config.approval_ttl)}", now)
             uow.audit.record(at=now, actor="expbot", action="expire", experiment_id=exp.id,
                              detail={"launch_id": exp.launch_id})
         uow.commit()

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.cost import Prices
+from core.durations import format_duration
 from core.mrkdwn import SECTION_LIMIT, escape
 from core.mrkdwn import mention as who
 
@@ -215,7 +216,7 @@ def _infra_line(data: DigestData) -> str:
 def _nodes_reply(data: DigestData, day: str) -> str:
     lines = [
         f"• node `{escape(r.node)}`: {r.faults} hardware or network failures of {r.experiments} experiments "
-        f"in {r.window_hours} h, last: {escape(r.last_reason)}"
+        f"in {format_duration(r.window_hours * 3600)}, last: {escape(r.last_reason)}"
         for r in data.node_reports
     ]
     return _fit(f"*Node health* on {day}", lines)

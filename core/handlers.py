@@ -13,6 +13,7 @@ from core.cost import Prices
 from core.errors import CapacityError, DuplicateLaunch, ExpbotError, NameInUse, NotAllowed
 from core.grammar import parse_launch
 from core.lookup import find_experiment
+from core.messages import owner_or_admin
 from core.model import Experiment, State
 from core.ports import Clock, ClusterBackend, UnitOfWork
 from core.spec import ExperimentSpec, LaunchConfig
@@ -120,9 +121,7 @@ def stop(
     with uow:
         experiment = find_experiment(uow.experiments, cmd.name)
         if not cmd.as_admin and cmd.by != experiment.owner:
-            raise NotAllowed(
-                f"only {experiment.owner} (the owner) or an admin may stop {experiment.name}"
-            )
+            raise NotAllowed(owner_or_admin(experiment.owner, f"stop {experiment.name}"))
         if experiment.state == State.STOPPING:
             return experiment  # asked already: the supervisor is at it
         if experiment.is_terminal:

@@ -16,6 +16,7 @@ from core.commands import Command, KeepExperiment, StopExperiment
 from core.errors import ConcurrentUpdate, ExpbotError, NotAllowed, NotFound
 from core.events import Event, IdleKept, IdleWarning
 from core.idle import IdleAction, IdleConfig, IdleDecision, IdleState, Sample, assess, assess_hang, kept
+from core.messages import owner_or_admin
 from core.metrics import GpuMetrics, MetricsUnavailable
 from core.model import AttemptState, Experiment, State
 from core.ports import Clock, UnitOfWork
@@ -222,7 +223,7 @@ def handle_keep(cmd: KeepExperiment, uow: UnitOfWork, *, idle_states: IdleStates
         if experiment is None:
             raise NotFound(f"no experiment named {cmd.name!r}")
         if not cmd.as_admin and cmd.by != experiment.owner:
-            raise NotAllowed(f"only {experiment.owner} (the owner) or an admin may keep {experiment.name} running")
+            raise NotAllowed(owner_or_admin(experiment.owner, f"keep {experiment.name} running"))
         if experiment.is_terminal:
             raise ExpbotError(f"{experiment.name} has already ended ({experiment.state})")
         now = clock.now()

@@ -14,6 +14,11 @@ def money(amount: float, currency: str = "USD") -> str:
     return f"${amount:,.2f}" if currency == "USD" else f"{amount:,.2f} {currency}"
 
 
+def owner_or_admin(owner: str, doing: str) -> str:
+    """The one refusal of what only an experiment's owner or an admin may do, on every path."""
+    return f"only {owner} (the owner) or an admin may {doing}"
+
+
 def describe(event: ev.Event) -> str:
     """One line describing the event, e.g. 'attempt 2 started, resuming from checkpoint ...'."""
     match event:
@@ -43,7 +48,7 @@ def describe(event: ev.Event) -> str:
             )
         case ev.NodeUnhealthy():
             return (f"node {event.node}: {event.faults} hardware or network failures of {event.experiments} "
-                    f"experiments in {event.window_hours} h, last: {event.last_reason}")
+                    f"experiments in {format_duration(event.window_hours * 3600)}, last: {event.last_reason}")
         case ev.ExperimentSucceeded():
             return f"succeeded after {event.attempts} attempt{'s' if event.attempts != 1 else ''}"
         case ev.ExperimentFailed():
@@ -52,7 +57,9 @@ def describe(event: ev.Event) -> str:
             kill = f"after {format_duration(event.grace_seconds)}" if event.grace_seconds >= 1 else "at once"
             return f"stop asked by {event.by}: ending attempt {event.attempt} (SIGTERM, then SIGKILL {kill})"
         case ev.ExperimentStopped():
-            return f"stopped by {event.by}: {event.reason}"
+            # The default reason is "stopped by X" already: do not say who twice.
+            said = "" if event.reason in ("", f"stopped by {event.by}") else f": {event.reason}"
+            return f"stopped by {event.by}{said}"
         case ev.ApprovalRequested():
             over = "; ".join(
                 f"{b['scope']} {b['name']}: {money(b['spent'], event.currency)} spent + "
@@ -66,9 +73,10 @@ def describe(event: ev.Event) -> str:
         case ev.LaunchDenied():
             return f"not launched: {event.reason}"
         case ev.IdleWarning():
-            then = (f"it will be stopped in {event.grace_minutes} min unless kept" if event.auto_stop
-                    else "keep or stop it")
-            return f"GPUs idle for {event.idle_minutes} min; asked {event.owner} to keep or stop it ({then})"
+            then = (f"it will be stopped in {format_duration(event.grace_minutes * 60)} unless kept"
+                    if event.auto_stop else "keep or stop it")
+            return (f"GPUs idle for {format_duration(event.idle_minutes * 60)}; asked {event.owner} "
+                    f"to keep or stop it ({then})")
         case ev.IdleKept():
             return f"kept running by {event.by} until {event.until:%Y-%m-%d %H:%M} UTC despite idle GPUs"
     return event.kind

@@ -82,6 +82,11 @@ class K8sBackend:
         self.cache.interrupt()  # the supervisor's pump must not wait on a watch that is gone
         stop_all(watchers, _WATCH_STOP_TIMEOUT)
 
+    def relists(self) -> dict[str, int]:
+        """How often each watch had to list again, by resource (serve's /metrics reads it)."""
+        with self._watchers_lock:
+            return {w.kind: w.relists for w in self._watchers}
+
     # --- ClusterBackend ----------------------------------------------------------------------
     def check_fits(self, spec: ExperimentSpec) -> str | None:
         """Why the spec can never be placed (more GPUs than any node has), or None."""

@@ -14,7 +14,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.slack.ids import ActionId
-from bot.slack.mrkdwn import SECTION_LIMIT, escape, mention, truncate
+from bot.slack.mrkdwn import SECTION_LIMIT, escape, from_core, mention, truncate
 from bot.slack.pieces import (
     EVENT_EMOJI,
     Message,
@@ -86,6 +86,6 @@ def thread_reply(event: ev.Event, owner: str) -> Message:
     """A thread reply for one event; terminal events mention the owner."""
     emoji = EVENT_EMOJI.get(type(event), ":information_source:")
     who = f"{mention(owner)} " if isinstance(event, _TERMINAL_EVENTS) else ""
-    text = truncate(f"{emoji} {who}*{escape(event.experiment_name)}* {escape(describe(event))}",
+    text = truncate(f"{emoji} {who}*{escape(event.experiment_name)}* {from_core(describe(event))}",
                     SECTION_LIMIT)
     return text, [section(text)]

@@ -18,7 +18,7 @@ from slack_sdk.models.views import View
 
 from bot.slack.pieces import attempts_text, gpus_text, reason_text, runtime_text, state_label, stop_button
 from bot.slack.listeners import Deps
-from bot.slack.mrkdwn import date_token, escape, truncate
+from bot.slack.mrkdwn import date_token, escape, from_core, truncate
 from core.budget import month_window
 from core.durations import format_duration
 from core.model import ACTIVE, TERMINAL, Experiment
@@ -41,7 +41,7 @@ def _active(exp: Experiment, now: datetime) -> SectionBlock:
             f"{attempts_text(len(exp.attempts))} · {runtime_text(exp, now)} · "
             f"{escape(exp.spec.project)}")
     if reason_text(exp):
-        text += f"\n_{truncate(escape(reason_text(exp)), 500)}_"
+        text += f"\n_{truncate(from_core(reason_text(exp)), 500)}_"
     accessory = None if exp.is_terminal else stop_button(exp.name)
     return _section(text, accessory=accessory)
 
@@ -51,7 +51,7 @@ def _recent(exp: Experiment, now: datetime) -> SectionBlock:
     text = (f"*{escape(exp.name)}*  {state_label(exp.state)} · ran "
             f"{format_duration(exp.runtime(now))} · ended {date_token(ended, '{ago}')}")
     if reason_text(exp):
-        text += f"\n_{truncate(escape(reason_text(exp)), 500)}_"
+        text += f"\n_{truncate(from_core(reason_text(exp)), 500)}_"
     return _section(text)
 
 

@@ -24,6 +24,7 @@ from bot.slack.listeners import Deps, ack_then
 from bot.slack.mrkdwn import SECTION_LIMIT, date_token, escape, is_slack_user, mention, truncate
 from bot.slack.pieces import error_text
 from core.commands import KeepExperiment
+from core.durations import format_duration
 from core.events import IdleWarning
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,12 @@ def idle_warning_blocks(
     """The owner's DM: how long the GPUs have idled, what happens next, and Keep / Stop buttons."""
     name = escape(event.experiment_name)
     minutes = int(grace.total_seconds() // 60) if grace is not None else event.grace_minutes
-    then = (f"Without an answer it is *stopped in {minutes} min*." if event.auto_stop
+    then = (f"Without an answer it is *stopped in {format_duration(minutes * 60)}*." if event.auto_stop
             else "It keeps running until you stop it.")
     where = f" (<{thread_link}|its thread>)" if thread_link else ""
     text = truncate(
         f":zzz: {mention(event.owner)} every GPU of *{name}*{where} has been idle for "
-        f"{event.idle_minutes} min. Keep it running, or stop it? {then}",
+        f"{format_duration(event.idle_minutes * 60)}. Keep it running, or stop it? {then}",
         SECTION_LIMIT,
     )
     buttons = [

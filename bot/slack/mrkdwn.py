@@ -1,14 +1,26 @@
 """Slack mrkdwn text: escaping user text, cutting it to a limit, mentions, date tokens, durations."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 
 from core.durations import format_duration
 from core.mrkdwn import SECTION_LIMIT, SLACK_USER_ID, escape, is_slack_user, mention
 
-__all__ = ["ELLIPSIS", "SECTION_LIMIT", "SLACK_USER_ID", "date_token", "escape", "is_slack_user", "limit_text", "mention", "truncate"]
+__all__ = ["ELLIPSIS", "SECTION_LIMIT", "SLACK_USER_ID", "date_token", "escape", "from_core", "is_slack_user",
+           "limit_text", "mention", "truncate"]
 
 ELLIPSIS = "…"
+# Where core's sentences name a person: "approved by U012AB3CD", "only U012AB3CD (the owner)",
+# "asked U012AB3CD to keep". Only there: an id-like word elsewhere (a log line) pings nobody.
+_PERSON = re.compile(rf"\b(by|only|asked) ({SLACK_USER_ID.pattern})\b")
+# Advice for whoever runs expbot, e.g. "(set EXPBOT_LOCAL_GPUS)": a Slack user cannot act on it.
+_OPERATOR_ADVICE = re.compile(r" ?\((?:[^()]*\s)?EXPBOT_[A-Z0-9_]+[^()]*\)")
+
+
+def from_core(text: str) -> str:
+    """Core's plain sentence as Slack mrkdwn: escaped, the members it names as mentions, operator advice dropped."""
+    return _PERSON.sub(r"\1 <@\2>", escape(_OPERATOR_ADVICE.sub("", text)))
 
 
 def truncate(text: str, limit: int) -> str:

@@ -14,7 +14,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.slack.ids import ActionId
-from bot.slack.mrkdwn import SECTION_LIMIT, escape, limit_text, mention, truncate
+from bot.slack.mrkdwn import SECTION_LIMIT, escape, from_core, limit_text, mention, truncate
 from core import events as ev
 from core.durations import format_duration
 from core.messages import money
@@ -149,7 +149,7 @@ def actions(exp: Experiment) -> list[Block]:
 def _title(exp: Experiment) -> str:
     reason = reason_text(exp)
     text = f"*{escape(exp.name)}*  {state_label(exp.state)}"
-    return text + (f"\n{truncate(escape(reason), 1000)}" if reason else "")
+    return text + (f"\n{truncate(from_core(reason), 1000)}" if reason else "")
 
 
 def summary(exp: Experiment, now: datetime, currency: str = "USD") -> list[Block]:
@@ -170,7 +170,7 @@ def summary(exp: Experiment, now: datetime, currency: str = "USD") -> list[Block
 def fallback(exp: Experiment) -> str:
     """The plain-text fallback of an experiment's message: name, state and reason."""
     reason = reason_text(exp)
-    return truncate(escape(f"{exp.name}: {state_word(exp.state)}" + (f" ({reason})" if reason else "")),
+    return truncate(from_core(f"{exp.name}: {state_word(exp.state)}" + (f" ({reason})" if reason else "")),
                     SECTION_LIMIT)
 
 
@@ -184,6 +184,6 @@ def experiment_line(exp: Experiment, now: datetime) -> str:
 def error_text(message: str, error_id: str | None = None) -> str:
     """':warning: message', with the error id to quote when reporting it."""
     suffix = f" (error id {escape(error_id)})" if error_id else ""
-    return truncate(f":warning: {escape(message)}", SECTION_LIMIT - len(suffix)) + suffix
+    return truncate(f":warning: {from_core(message)}", SECTION_LIMIT - len(suffix)) + suffix
 
 

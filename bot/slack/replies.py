@@ -13,7 +13,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.slack.mrkdwn import ELLIPSIS, SECTION_LIMIT, date_token, escape, truncate
+from bot.slack.mrkdwn import ELLIPSIS, SECTION_LIMIT, date_token, escape, from_core, truncate
 from bot.slack.pieces import (
     EVENT_EMOJI,
     FENCE,
@@ -75,7 +75,7 @@ def experiment_list(experiments: list[Experiment], now: datetime, title: str) ->
     for exp in experiments[:LIST_ITEMS]:
         reason = reason_text(exp)
         line = experiment_line(exp, now)
-        blocks.append(section(line + (f"\n_{truncate(escape(reason), 500)}_" if reason else "")))
+        blocks.append(section(line + (f"\n_{truncate(from_core(reason), 500)}_" if reason else "")))
     if len(experiments) > LIST_ITEMS:
         blocks.append(more(len(experiments) - LIST_ITEMS))
     text = f"{escape(title)}: {plural(len(experiments), 'experiment')}"
@@ -111,7 +111,7 @@ def experiment_status(exp: Experiment, timeline: list[ev.Event], now: datetime, 
     if timeline:
         lines = [
             truncate(f"{date_token(e.occurred_at)} {EVENT_EMOJI.get(type(e), '•')} "
-                     f"{escape(describe(e))}", 400)
+                     f"{from_core(describe(e))}", 400)
             for e in timeline[-TIMELINE_LINES:]
         ]
         text = "*Timeline*\n" + "\n".join(lines)

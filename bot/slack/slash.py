@@ -22,6 +22,7 @@ from core import commands
 from core.errors import ExpbotError
 from core.grammar import USAGE as LAUNCH_USAGE
 from core.lookup import find_experiment
+from core.messages import owner_or_admin
 from core.spec import LaunchRequest
 from core.model import ACTIVE, Experiment, State
 from core.reports import budget_report, cost_report
@@ -127,7 +128,7 @@ class SlashCommands:
         """Ask before stopping; refuse at once whoever may not stop it."""
         exp, _ = self._find(name)
         if exp.owner != user and not self.admins.is_admin(user):
-            raise ExpbotError(f"only its owner or an admin may stop {exp.name}")
+            raise ExpbotError(owner_or_admin(exp.owner, f"stop {exp.name}"))
         if exp.is_terminal:
             raise ExpbotError(f"{exp.name} has already ended ({exp.state})")
         text, confirm_blocks = replies.stop_confirmation(exp)

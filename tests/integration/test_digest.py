@@ -251,4 +251,4 @@ def test_infrastructure_failures_by_cause_and_sick_nodes_reach_the_digest(sql_st
     replies = compose_digest(data, Prices()).replies
     assert any("Infrastructure failures: 1 hardware · 1 preempted or lost" in r for r in replies)
     [nodes] = [r for r in replies if r.startswith("*Node health*")]
-    assert "`gpu-a100-3`: 4 hardware or network failures of 3 experiments in 24 h, last: hardware fault (Xid 79" in nodes
+    assert "`gpu-a100-3`: 4 hardware or network failures of 3 experiments in 1d, last: hardware fault (Xid 79" in nodes

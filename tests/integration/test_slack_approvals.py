@@ -54,7 +54,7 @@ def test_over_budget_launch_waits_and_an_approver_lets_it_run(slack_bot):
     assert not any(b["type"] == "actions" for b in decided.blocks)
     parent = [m for m in slack_bot.slack_api.messages(CHANNEL) if not m.thread_ts][0]
     replies = " ".join(m.text for m in slack_bot.slack_api.messages(CHANNEL, thread_ts=parent.ts))
-    assert "waiting for approval" in replies and "approved by UAPPROVER" in replies
+    assert "waiting for approval" in replies and "approved by <@UAPPROVER>" in replies
     with slack_bot.bot.uow_factory() as uow:
         assert [(e["actor"], e["action"]) for e in uow.audit.entries(experiment_id=exp.id)] == [("UAPPROVER", "approve")]
 

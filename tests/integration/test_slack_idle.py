@@ -82,7 +82,7 @@ def test_the_warning_reaches_the_owner_by_dm_with_three_buttons_and_a_link_to_th
                         grace_minutes=30)
     channel, ts = idle_warning_delivery(slack_bot.bot.slack_client, event, thread=(parent.channel, parent.ts))
     [dm] = [m for m in api.messages(channel) if m.ts == ts]
-    assert channel.startswith("D") and "idle for 31 min" in dm.text and "stopped in 30 min" in dm.text
+    assert channel.startswith("D") and "idle for 31m" in dm.text and "stopped in 30m" in dm.text
     actions = [e["action_id"] for b in dm.blocks if b["type"] == "actions" for e in b["elements"]]
     assert actions == ["idle_keep_2h", "idle_keep_24h", "idle_stop"]
     assert "its thread" in dm.text

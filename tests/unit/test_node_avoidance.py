@@ -62,7 +62,7 @@ def test_a_node_that_failed_three_experiments_is_reported_once(world):
     fail_on(world, "three", 1, "gpu-a100-3")
     fail_on(world, "four", 1, "gpu-a100-3")  # still the same window: no second report
     reports = [t for n in names for t in world.texts(n) if t.startswith("node ")]
-    assert reports == ["node gpu-a100-3: 4 hardware or network failures of 3 experiments in 24 h, last: "
+    assert reports == ["node gpu-a100-3: 4 hardware or network failures of 3 experiments in 1d, last: "
                        "hardware fault (Xid 79: GPU has fallen off the bus): "
                        "NVRM: Xid (PCI:0000:3b:00): 79, pid=1234, name=python, GPU has fallen off the bus."]
     with world.uow() as uow:
