@@ -20,3 +20,4 @@ class ServeHeartbeatRow(SQLModel, table=True):
     pid: int = Field(sa_type=sa.Integer)
     started_at: datetime = _ts()
     beat_at: datetime = _ts(index=True)  # the CLI asks "who beat since T?"
+    interval_seconds: float = Field(sa_type=sa.Float)  # how often it beats: a reader judges staleness by it

@@ -14,6 +14,7 @@ from adapters.db.rows_serve import ServeHeartbeatRow
 
 # A row this old belongs to a serve that died without a word (SIGKILL, a lost node): cleared away.
 _FORGET_AFTER = timedelta(days=1)
+_MISSED_BEATS = 4
 
 
 HEARTBEAT = ServeHeartbeatRow.__table__
@@ -29,6 +30,7 @@ class ServeBeat:
     pid: int
     started_at: datetime
     beat_at: datetime
+    interval_seconds: float
 
 
 class SqlServeHeartbeats:
@@ -40,7 +42,7 @@ class SqlServeHeartbeats:
     def beat(self, serve: ServeBeat) -> None:
         """Record that `serve` is alive at `serve.beat_at` (its row is created on the first beat)."""
         values = {"backend": serve.backend, "host": serve.host, "pid": serve.pid,
-                  "started_at": serve.started_at, "beat_at": serve.beat_at}
+                  "started_at": serve.started_at, "beat_at": serve.beat_at, "interval_seconds": serve.interval_seconds}
         with self._session_factory() as session, write_transaction(session) as conn:
             # Only this process writes its row, so update-else-insert cannot race with itself.
             updated = conn.execute(sa.update(HEARTBEAT).where(HEARTBEAT.c.instance == serve.instance).values(**values))
@@ -53,10 +55,18 @@ class SqlServeHeartbeats:
         with self._session_factory() as session, write_transaction(session) as conn:
             conn.execute(sa.delete(HEARTBEAT).where(HEARTBEAT.c.instance == instance))
 
-    def alive(self, since: datetime) -> list[ServeBeat]:
-        """Every serve that beat at or after `since`, the most recent first."""
+    def alive(self, now: datetime) -> list[ServeBeat]:
+        """Every serve whose last beat is recent for its own interval, the most recent first."""
         with self._session_factory() as session:
             rows = session.execute(
-                sa.select(HEARTBEAT).where(HEARTBEAT.c.beat_at >= since).order_by(HEARTBEAT.c.beat_at.desc())
+                sa.select(HEARTBEAT).where(HEARTBEAT.c.beat_at >= now - _FORGET_AFTER)
+                .order_by(HEARTBEAT.c.beat_at.desc())
             ).mappings().all()
-        return [ServeBeat(**row) for row in rows]
+        beats = [ServeBeat(**row) for row in rows]
+        return [b for b in beats if now - b.beat_at <= stale_after(b.interval_seconds)]
+
+
+def stale_after(interval_seconds: float) -> timedelta:
+    """How long without a beat before a serve counts as gone: a few missed beats, never under 10 s."""
+    # A loaded machine delays a beat by seconds; one late beat must not announce that nothing runs.
+    return timedelta(seconds=max(_MISSED_BEATS * interval_seconds, 10.0))

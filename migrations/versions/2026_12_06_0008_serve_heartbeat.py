@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("pid", sa.Integer(), nullable=False),
         sa.Column("started_at", TS, nullable=False),
         sa.Column("beat_at", TS, nullable=False),
+        sa.Column("interval_seconds", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("instance", name=op.f("pk_serve_heartbeat")),
     )
     op.create_index(op.f("ix_serve_heartbeat_beat_at"), "serve_heartbeat", ["beat_at"])
