@@ -99,6 +99,8 @@ class PassScheduler:
         self.inbox = Inbox()
         self._due: dict[str, datetime] = {}  # experiment -> when to look again (restarts, deferred starts)
         self._failures = FailureLog(_pass_log, "supervisor pass")
+        # When the loop last finished a pass, well or not: serve's /healthz fails when it stops (a wedged thread).
+        self.last_pass_at: datetime | None = None
 
     def wake(self, experiment_id: str | None = None) -> None:
         """Thread-safe: look at this experiment now rather than at the next pass (None: just end the wait)."""
@@ -143,6 +145,7 @@ class PassScheduler:
                 next_full = min(next_full or now, now + min(resync, _RETRY_FAILED_PASS))
             else:
                 self._failures.succeeded()
+            self.last_pass_at = self.clock.now()
             wake = min([next_full, *self._due.values()])
             # At least 0.1s: a restart that is due but cannot fit yet must not make the loop spin.
             timeout = max(0.1, (wake - self.clock.now()).total_seconds())
