@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     backoff_cap_seconds: Delay = 600.0
     stop_grace_seconds: Delay = 30.0
     relay_interval_seconds: Interval = 1.0
+    serve_heartbeat_seconds: Interval = 5.0  # serve stamps the database this often (the CLI: is one running?)
     log_level: str = "INFO"
 
     # Kubernetes backend (EXPBOT_BACKEND=kubernetes); Job shape details in the TOML [kubernetes] table
