@@ -31,12 +31,13 @@ class Prices(BaseModel):
         return entry.price_per_hour if entry else 0.0
 
     def hourly_rate(self, spec: ExperimentSpec) -> float:
-        """What one wall hour of an attempt of this spec costs."""
-        return (
+        """What one wall hour of an attempt of this spec costs: every node's GPUs, CPU and memory."""
+        per_node = (
             spec.gpus * self.gpu_price(spec.gpu_type)
             + cpu_cores(spec.cpu) * self.cpu_per_hour
             + memory_gib(spec.memory) * self.memory_gib_per_hour
         )
+        return spec.nodes * per_node
 
     def projected_cost(self, spec: ExperimentSpec) -> float:
         """The most this experiment can cost: hourly rate x max runtime (enforced on every backend)."""

@@ -45,9 +45,10 @@ class Event(BaseModel):
 class ExperimentLaunched(Event):
     owner: str
     project: str
-    gpus: int
+    gpus: int  # per node
     gpu_type: str | None
     group: str | None = None
+    nodes: int = 1  # events stored before multi-node read as one node
 
 
 class ExperimentQueued(Event):

@@ -13,7 +13,8 @@ USAGE = """\
 launch NAME [options] -- COMMAND [ARGS...]
   NAME                      lowercase letters, digits and '-' (e.g. train-bert)
   --image IMAGE             container image
-  --gpus N                  number of GPUs
+  --gpus N                  number of GPUs (per node)
+  --nodes N                 nodes of one distributed run, each with --gpus GPUs
   --gpu-type TYPE           GPU model from the catalog (e.g. a100)
   --cpu CPU                 CPU cores, e.g. 4, 2.5 or 500m
   --memory SIZE             memory, e.g. 16Gi or 512Mi
@@ -38,6 +39,7 @@ _SHORT_USAGE = "launch NAME [options] -- COMMAND"
 _OPTIONS: dict[str, bool] = {
     "--image": False,
     "--gpus": False,
+    "--nodes": False,
     "--gpu-type": False,
     "--cpu": False,
     "--memory": False,
@@ -213,6 +215,7 @@ def _store(option: str, value: str, parsed: ParsedLine) -> None:
 _EXAMPLES: dict[str, str] = {
     "--image": "python:3.11-slim",
     "--gpus": "1",
+    "--nodes": "2",
     "--gpu-type": "a100",
     "--cpu": "4",
     "--memory": "16Gi",

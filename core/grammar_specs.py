@@ -28,6 +28,7 @@ def build(parsed: ParsedLine, config: LaunchConfig) -> LaunchRequest:
     gpus = config.default_gpus
     if "--gpus" in single:
         gpus = values.parse_whole(single["--gpus"], "--gpus", 0, config.max_gpus)
+    nodes = values.parse_whole(single["--nodes"], "--nodes", 1, config.max_nodes) if "--nodes" in single else 1
     gpu_type: str | None = None
     if "--gpu-type" in single:
         gpu_type = values.parse_gpu_type(single["--gpu-type"], config.gpu_catalog)
@@ -40,6 +41,7 @@ def build(parsed: ParsedLine, config: LaunchConfig) -> LaunchRequest:
         if "--image" in single
         else config.default_image,
         "gpus": gpus,
+        "nodes": nodes,
         "gpu_type": gpu_type,
         "cpu": values.parse_cpu(single["--cpu"]) if "--cpu" in single else None,
         "memory": values.parse_memory(single["--memory"]) if "--memory" in single else None,

@@ -118,7 +118,7 @@ def _check_one(
             return IdleOutcome(experiment.id, experiment.name, IdleAction.NONE, error=str(e))
     if watch is not None and (stuck := _hand_over_if_stuck(experiment, attempt, samples, now, config, watch)):
         return stuck
-    decision = assess(started_at, samples, state, now, config, expected_gpus=experiment.spec.gpus)
+    decision = assess(started_at, samples, state, now, config, expected_gpus=experiment.spec.total_gpus)
     outcome = IdleOutcome(experiment.id, experiment.name, decision.action, decision.idle_minutes)
     if decision.state != state and not idle_states.save(experiment.id, decision.state, expected=state):
         # A Keep landed while we looked: this decision is stale; the next run decides afresh.
@@ -153,7 +153,7 @@ def _hand_over_if_stuck(
     except Exception as e:  # without the progress nothing is known to be stuck: never restart on a guess
         log.warning("hang check of %s skipped: its progress is unknown (%s)", experiment.name, e)
         return None
-    hang = assess_hang(samples, last_progress, now, config, expected_gpus=experiment.spec.gpus)
+    hang = assess_hang(samples, last_progress, now, config, expected_gpus=experiment.spec.total_gpus)
     if hang is None:
         return None
     reason = hang.reason()
@@ -181,7 +181,7 @@ def _stop(
         uow.audit.record(
             at=clock.now(), actor=ACTOR, action=AUDIT_STOP, experiment_id=experiment.id,
             detail={"name": experiment.name, "owner": experiment.owner, "reason": reason,
-                    "idle_minutes": decision.idle_minutes, "gpus": experiment.spec.gpus,
+                    "idle_minutes": decision.idle_minutes, "gpus": experiment.spec.total_gpus,
                     "warned_at": _iso(decision.state.warned_at), "idle_since": _iso(decision.state.idle_since)},
         )
         uow.commit()

@@ -14,6 +14,14 @@ def money(amount: float, currency: str = "USD") -> str:
     return f"${amount:,.2f}" if currency == "USD" else f"{amount:,.2f} {currency}"
 
 
+def gpus_label(gpus: int, gpu_type: str | None, nodes: int = 1, none: str = "CPU only") -> str:
+    """What an experiment runs on: '2x a100', '4 nodes x 8 a100', '3 nodes, CPU only' or `none`."""
+    kind = gpu_type or "gpu"
+    if nodes <= 1:
+        return f"{gpus}x {kind}" if gpus else none
+    return f"{nodes} nodes x {gpus} {kind}" if gpus else f"{nodes} nodes, {none}"
+
+
 def owner_or_admin(owner: str, doing: str) -> str:
     """The one refusal of what only an experiment's owner or an admin may do, on every path."""
     return f"only {owner} (the owner) or an admin may {doing}"
@@ -23,7 +31,7 @@ def describe(event: ev.Event) -> str:
     """One line describing the event, e.g. 'attempt 2 started, resuming from checkpoint ...'."""
     match event:
         case ev.ExperimentLaunched():
-            gpus = f"{event.gpus}x {event.gpu_type}" if event.gpus else "no GPUs"
+            gpus = gpus_label(event.gpus, event.gpu_type, event.nodes, none="no GPUs")
             group = f" (sweep {event.group})" if event.group else ""
             return f"launched by {event.owner} in project {event.project} with {gpus}{group}"
         case ev.ExperimentQueued():

@@ -112,7 +112,7 @@ class Experiment:
         """Record that the experiment was accepted (emits ExperimentLaunched)."""
         self._emit(
             events.ExperimentLaunched, now, owner=self.owner, project=self.spec.project,
-            gpus=self.spec.gpus, gpu_type=self.spec.gpu_type, group=self.spec.group,
+            gpus=self.spec.gpus, gpu_type=self.spec.gpu_type, group=self.spec.group, nodes=self.spec.nodes,
         )
 
     def await_approval(self, now: datetime, request: events.ApprovalRequested | None = None) -> None:
@@ -147,7 +147,7 @@ class Experiment:
         self._move(State.STARTING, now)
         attempt = Attempt(
             number=len(self.attempts) + 1, created_at=now, resumed_from=resumed_from,
-            gpus=self.spec.gpus, hourly_rate=hourly_rate,
+            gpus=self.spec.total_gpus, hourly_rate=hourly_rate,  # every node's: what cost reports count
         )
         self.attempts.append(attempt)
         self.next_attempt_at = None

@@ -9,7 +9,7 @@ from core.spec import ExperimentSpec, LaunchConfig
 
 CONFIG = LaunchConfig()
 ALL_OPTIONS = [
-    "--image", "--gpus", "--gpu-type", "--cpu", "--memory", "--hours", "--max-runtime",
+    "--image", "--gpus", "--nodes", "--gpu-type", "--cpu", "--memory", "--hours", "--max-runtime",
     "--max-restarts", "--max-preemptions", "--retry-on-exit-codes", "--env", "--project",
     "--checkpoint-glob", "--stall-timeout", "--give-up-on", "--sweep",
 ]  # fmt: skip
