@@ -14,4 +14,6 @@ class ConsoleNotifier:
 
     def notify(self, event: Event) -> None:
         """Write one line for the event."""
-        log.info("[%s] %s", event.experiment_name, describe(event))
+        about = {"experiment": event.experiment_name, "experiment_id": event.experiment_id,
+                 "attempt": getattr(event, "attempt", None)}  # fields of the JSON log format
+        log.info("[%s] %s", event.experiment_name, describe(event), extra=about)

@@ -177,14 +177,13 @@ def serve(
     migrate: bool = typer.Option(True, "--migrate/--no-migrate", help="Upgrade the database schema on start."),
 ) -> None:
     """Run expbot: the supervisor and the schedulers (and Slack, when configured)."""
-    import logging
-
     from bot.bootstrap import bootstrap
     from bot.config import load_settings
+    from bot.logs import configure_logging
     from bot.serve import run_forever  # keeps plain CLI commands from importing APScheduler
 
     settings = load_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     run_forever(bootstrap(settings, migrate=migrate))
 
 

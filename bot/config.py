@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     relay_interval_seconds: Interval = 1.0
     serve_heartbeat_seconds: Interval = 5.0  # serve stamps the database this often (the CLI: is one running?)
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line, for log collectors
 
     # Kubernetes backend (EXPBOT_BACKEND=kubernetes); Job shape details in the TOML [kubernetes] table
     k8s_namespace: str | None = None  # default: the pod's own namespace in a cluster, else "default"
@@ -115,6 +116,11 @@ class Settings(BaseSettings):
         if level not in logging.getLevelNamesMapping():
             raise ValueError("expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_any_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("digest_time")
     @classmethod

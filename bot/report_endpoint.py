@@ -63,7 +63,7 @@ def report_app(store: ProgressStore, secret: str, clock: Clock) -> WsgiApp:
             return _answer(start_response, refused.status, refused.message, refused.headers)
         except Exception:
             error_id = uuid.uuid4().hex[:8]
-            log.exception("error %s handling a progress report", error_id)
+            log.exception("error %s handling a progress report", error_id, extra={"error_id": error_id})
             return _answer(start_response, 500, f"internal error (id {error_id})")
         start_response(_STATUS[204], [])
         return []

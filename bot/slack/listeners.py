@@ -44,7 +44,7 @@ def user_facing(fn: Callable[..., Any]) -> Callable[..., Any]:
             respond(text=error_text(str(e)), response_type="ephemeral", replace_original=False)
         except Exception:
             error_id = uuid.uuid4().hex[:8]
-            log.exception("error %s in %s", error_id, fn.__name__)
+            log.exception("error %s in %s", error_id, fn.__name__, extra={"error_id": error_id})
             respond(text=error_text("Something went wrong on expbot's side.", error_id),
                     response_type="ephemeral", replace_original=False)
 
@@ -87,7 +87,7 @@ def register_error_handler(app: App) -> None:
     @app.error
     def on_error(error: Exception, body: dict, logger, respond) -> None:
         error_id = uuid.uuid4().hex[:8]
-        logger.error("error %s handling a Slack request", error_id, exc_info=error)
+        logger.error("error %s handling a Slack request", error_id, exc_info=error, extra={"error_id": error_id})
         if respond is not None and isinstance(body, dict) and body.get("response_url"):
             respond(text=error_text("Something went wrong on expbot's side.", error_id),
                     response_type="ephemeral", replace_original=False)
