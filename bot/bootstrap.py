@@ -87,8 +87,8 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
         cordon_node=_cordoner(backend),
         xids=_xid_evidence(settings),
     )
-    notifier, slack_client = (_slack_notifier(settings, uow_factory, session_factory, clock, idle_config)
-                              if settings.slack_enabled else (ConsoleNotifier(), None))
+    notifier, slack_client, telemetry = (_slack_notifier(settings, uow_factory, session_factory, clock, idle_config)
+                                         if settings.slack_enabled else (ConsoleNotifier(), None, None))
     digest = digest_service(settings, session_factory, uow_factory, prices, budgets, idle_states, slack_client)
     bus = MessageBus(
         uow_factory,
@@ -109,7 +109,7 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
         },
     )
     return Expbot(settings, session_factory, uow_factory, clock, launch_config, prices, budgets, idle_config, idle_states, backend, bus,
-                  supervisor, notifier, slack_client, elector, digest)
+                  supervisor, notifier, slack_client, elector, digest, telemetry=telemetry)
 
 
 def _cordoner(backend: ClusterBackend) -> Callable[[str], None] | None:
@@ -155,13 +155,18 @@ def _slack_notifier(
     from bot.slack.notifier import SlackNotifier
 
     assert settings.slack_bot_token is not None
-    client = make_web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+    from bot.telemetry.process import Telemetry
+
+    # Made here, where the Web API client is: the client reports its calls to it; serve exposes it at /metrics.
+    telemetry = Telemetry()
+    client = make_web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url,
+                             observe=telemetry.slack_call)
     notifier = SlackNotifier(
         client, uow_factory, SlackThreads(session_factory), clock, currency=settings.prices().currency,
         default_channel=settings.slack_default_channel, approvals_channel=settings.slack_approvals_channel,
         ops_channel=settings.slack_ops_channel, keep_options=idle.keep_options,
     )
-    return notifier, client
+    return notifier, client, telemetry
 
 
 def _xid_evidence(settings: Settings) -> Any:

@@ -40,3 +40,4 @@ class Expbot:
     slack_client: Any = None  # slack_sdk WebClient when Slack is configured
     elector: Any = None  # Kubernetes: a LeaseElector; only its leader supervises and schedules
     digest: DigestService | None = None  # the daily digest (bootstrap always builds it)
+    telemetry: Any = None  # bot.telemetry.process.Telemetry: serve's /metrics (made when first needed)

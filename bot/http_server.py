@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -16,11 +17,17 @@ log = logging.getLogger(__name__)
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-def routes(slack: WsgiApp | None, report: WsgiApp | None = None) -> WsgiApp:
-    """Dispatch /healthz and /readyz to a probe answer, /report to `report`, everything else to Slack."""
+def routes(slack: WsgiApp | None, report: WsgiApp | None = None, ops: Any = None) -> WsgiApp:
+    """Dispatch /metrics and the probes to `ops`, /report to `report`, everything else to Slack.
+
+    `ops` (bot.telemetry.wiring.Operations) also times every Slack request: Bolt answers once the
+    listener acked, so the request's time is the ack latency. Without it the probes just answer ok.
+    """
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO")
+        if path in ("/healthz", "/readyz", "/metrics") and ops is not None:
+            return ops.app(environ, start_response)
         if path in ("/healthz", "/readyz"):
             start_response("200 OK", [("Content-Type", "text/plain")])
             return [b"ok"]
@@ -29,7 +36,13 @@ def routes(slack: WsgiApp | None, report: WsgiApp | None = None) -> WsgiApp:
         if slack is None:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found"]
-        return slack(environ, start_response)
+        if ops is None:
+            return slack(environ, start_response)
+        began = time.monotonic()
+        try:
+            return slack(environ, start_response)
+        finally:
+            ops.observe_ack(time.monotonic() - began)
 
     return app
 

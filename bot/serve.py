@@ -116,9 +116,13 @@ def lead(bot: Expbot, stop: threading.Event) -> None:
     relay.start()
     threading.Thread(target=_interrupt_on_stop, args=(bot, stop), name="stop-backend", daemon=True).start()
     resync = settings.k8s_resync_seconds if settings.backend == "kubernetes" else settings.resync_interval_seconds
+    if bot.telemetry is not None:
+        bot.telemetry.leading(True)  # expbot_leader, and /healthz starts watching the supervisor's passes
     try:
         bot.supervisor.run(stop, resync)
     finally:
+        if bot.telemetry is not None:
+            bot.telemetry.leading(False)
         # Do not wait for a job stuck on a slow Slack or Prometheus call: every job is safe to redo.
         scheduler.shutdown(wait=False)
         close_watch = getattr(bot.backend, "close", None)
@@ -197,7 +201,10 @@ def _last_progress(bot: Expbot, experiment_id: str, attempt: int) -> datetime | 
 
 
 def _start_http(bot: Expbot) -> Callable[[], None] | None:
-    """Slack (HTTP or Socket Mode) and the progress-report endpoint, on every replica."""
+    """Slack (HTTP or Socket Mode), the progress-report endpoint, /metrics and the probes, on every replica."""
+    from bot.telemetry.wiring import operations
+
+    ops = operations(bot)
     report = None
     if bot.settings.report_secret is not None:
         from adapters.db.progress import SqlProgressStore
@@ -207,12 +214,10 @@ def _start_http(bot: Expbot) -> Callable[[], None] | None:
     if bot.settings.slack_enabled:
         from bot.slack.runtime import start_slack  # Slack's libraries load only when Slack is on
 
-        return start_slack(bot, report)
-    if report is None:
-        return None
+        return start_slack(bot, report, ops)
     from bot.http_server import HttpServer, Stopper, routes
 
-    server = HttpServer(routes(None, report), bot.settings.http_host, bot.settings.http_port).start()
+    server = HttpServer(routes(None, report, ops), bot.settings.http_host, bot.settings.http_port).start()
     return Stopper(server.stop, server.port)
 
 

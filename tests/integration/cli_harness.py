@@ -32,6 +32,7 @@ class Expbot:
             "EXPBOT_STOP_GRACE_SECONDS": "3",
             "EXPBOT_RELAY_INTERVAL_SECONDS": "0.3",
             "EXPBOT_USER": "ana",
+            "EXPBOT_HTTP_PORT": "0",  # serve always listens (probes, /metrics): any free port, never a clash
         } | settings
         self.serve_proc: subprocess.Popen | None = None
         # Run in every child before exec (e.g. to give up root's power over file modes).

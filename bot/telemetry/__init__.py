@@ -1,0 +1,1 @@
+"""serve's operational surface: Prometheus /metrics and the /healthz and /readyz probes."""
