@@ -9,7 +9,7 @@ from rich.table import Table
 
 from core.durations import format_duration
 from core.events import Event
-from core.messages import describe
+from core.messages import describe, gpus_label
 from core.model import Attempt, Experiment
 
 
@@ -44,7 +44,8 @@ def experiment_dict(
         "project": exp.spec.project,
         "state": str(exp.state),
         "reason": exp.state_reason,
-        "gpus": exp.spec.gpus,
+        "gpus": exp.spec.gpus,  # per node
+        "nodes": exp.spec.nodes,
         "gpu_type": exp.spec.gpu_type,
         "command": list(exp.spec.command),
         "created_at": _iso(exp.created_at),
@@ -65,7 +66,7 @@ def experiment_dict(
 
 
 def _gpus(exp: Experiment) -> str:
-    return f"{exp.spec.gpus}x {exp.spec.gpu_type}" if exp.spec.gpus else "-"
+    return gpus_label(exp.spec.gpus, exp.spec.gpu_type, exp.spec.nodes, none="-")
 
 
 def experiments_table(experiments: list[Experiment], now: datetime) -> Table:

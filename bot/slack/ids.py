@@ -43,6 +43,7 @@ class BlockId(StrEnum):
     COMMAND = "launch_command"
     GPUS = "launch_gpus"
     GPU_TYPE = "launch_gpu_type"
+    NODES = "launch_nodes"
     MAX_RUNTIME = "launch_max_runtime"
     MAX_RESTARTS = "launch_max_restarts"
     PROJECT = "launch_project"

@@ -35,6 +35,7 @@ _ERROR_BLOCKS: dict[str, BlockId] = {
     "--": BlockId.COMMAND,
     "command": BlockId.COMMAND,
     "--gpus": BlockId.GPUS,
+    "--nodes": BlockId.NODES,
     "--gpu-type": BlockId.GPU_TYPE,
     "--hours": BlockId.MAX_RUNTIME,
     "--max-runtime": BlockId.MAX_RUNTIME,
@@ -83,7 +84,7 @@ def launch_modal(
                     placeholder="python train.py --lr 3e-4",
                     hint="The command line, quoted as in a shell. Sweep values go in as {key}."),
         _text_input(BlockId.GPUS, "GPUs", initial=str(defaults.default_gpus), optional=True,
-                    hint=f"Number of GPUs, 0 to {defaults.max_gpus}."),
+                    hint=f"Number of GPUs per node, 0 to {defaults.max_gpus}."),
     ]
     if gpu_types:
         blocks.append(_select(BlockId.GPU_TYPE, "GPU type", gpu_types, default_type))
@@ -91,6 +92,8 @@ def launch_modal(
         blocks.append(_text_input(BlockId.GPU_TYPE, "GPU type", optional=True,
                                   initial=default_type))
     blocks += [
+        _text_input(BlockId.NODES, "Nodes", initial="1", optional=True,
+                    hint=f"Nodes of one distributed run, each with the GPUs above; 1 to {defaults.max_nodes}."),
         _text_input(BlockId.MAX_RUNTIME, "Max runtime", optional=True,
                     initial=limit_text(defaults.default_max_runtime),
                     hint=f"e.g. 90m, 12h, 1h30m; at most "
@@ -156,6 +159,7 @@ def launch_text_from_modal(state_values: dict[str, Any]) -> str:
     singles = [
         ("--image", get(BlockId.IMAGE)),
         ("--gpus", gpus),
+        ("--nodes", get(BlockId.NODES)),
         # A GPU type for a CPU-only run would only confuse the spec.
         ("--gpu-type", "" if gpus == "0" else get(BlockId.GPU_TYPE)),
         ("--max-runtime", get(BlockId.MAX_RUNTIME)),

@@ -17,7 +17,7 @@ from bot.slack.ids import ActionId
 from bot.slack.mrkdwn import SECTION_LIMIT, escape, from_core, limit_text, mention, truncate
 from core import events as ev
 from core.durations import format_duration
-from core.messages import money
+from core.messages import gpus_label, money
 from core.model import Experiment, State
 
 Message = tuple[str, list[Block]]
@@ -100,8 +100,8 @@ def more(count: int) -> ContextBlock:
 
 
 def gpus_text(exp: Experiment) -> str:
-    """'4x a100', or 'CPU only'."""
-    return f"{exp.spec.gpus}x {exp.spec.gpu_type or 'gpu'}" if exp.spec.gpus else "CPU only"
+    """'4x a100', '4 nodes x 8 a100', or 'CPU only'."""
+    return gpus_label(exp.spec.gpus, exp.spec.gpu_type, exp.spec.nodes)
 
 
 def runtime_text(exp: Experiment, now: datetime) -> str:

@@ -230,7 +230,8 @@ def test_golden_launch_modal():
     gpu_type = data["blocks"][4]["element"]
     assert gpu_type["initial_option"]["value"] == "h100"
     assert data["blocks"][3]["element"]["initial_value"] == "1"
-    assert data["blocks"][5]["element"]["initial_value"] == "24h"
+    assert data["blocks"][5]["element"]["initial_value"] == "1"  # one node unless asked
+    assert data["blocks"][6]["element"]["initial_value"] == "24h"
 
 
 def test_golden_app_home():

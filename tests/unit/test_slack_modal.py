@@ -45,7 +45,7 @@ def state_values(**fields: str | None) -> dict[str, Any]:
 
 def test_modal_values_round_trip_through_the_launch_grammar():
     values = state_values(
-        name="lr-sweep", image="pytorch:2.3", gpus="2", gpu_type="a100", max_runtime="12h",
+        name="lr-sweep", image="pytorch:2.3", gpus="2", gpu_type="a100", nodes="3", max_runtime="12h",
         max_restarts="5", project="research",
         env="WANDB_MODE=offline\n\nMSG=hello world & more\n",
         sweep="lr=0.1,0.01\nseed=1,2",
@@ -54,7 +54,7 @@ def test_modal_values_round_trip_through_the_launch_grammar():
     line = launch_text_from_modal(values)
     request = parse_launch(line, LaunchConfig())
     typed = parse_launch(
-        "lr-sweep --image pytorch:2.3 --gpus 2 --gpu-type a100 --max-runtime 12h "
+        "lr-sweep --image pytorch:2.3 --gpus 2 --nodes 3 --gpu-type a100 --max-runtime 12h "
         "--max-restarts 5 --project research --env WANDB_MODE=offline "
         "--env 'MSG=hello world & more' --sweep lr=0.1,0.01 --sweep seed=1,2 "
         "-- python train.py --msg \"it's {lr}\" --tag 'a b' --seed {seed}", LaunchConfig())
@@ -65,7 +65,7 @@ def test_modal_values_round_trip_through_the_launch_grammar():
                              "--seed", "1")
     assert first.env == {"WANDB_MODE": "offline", "MSG": "hello world & more", "LR": "0.1",
                          "SEED": "1"}
-    assert (first.gpus, first.gpu_type, first.project) == (2, "a100", "research")
+    assert (first.gpus, first.nodes, first.gpu_type, first.project) == (2, 3, "a100", "research")
     assert first.max_runtime == timedelta(hours=12) and first.max_restarts == 5
 
 
