@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from adapters.db import metrics_queries as q
 from core.budget import PROJECT, BudgetConfig, month_window
 from core.budget_alerts import all_limits
+from core.model import State
 from core.ports import Clock, UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -78,10 +79,12 @@ class StoreCollector:
 
 def _experiments(session: Any) -> list[Any]:
     by_state = GaugeMetricFamily("expbot_experiments", "Experiments by state and project", labels=["state", "project"])
-    pending = 0
-    for state, project, n in q.experiments_by_state(session):
-        by_state.add_metric([state, project], n)
-        pending += n if state == "PENDING_APPROVAL" else 0
+    counts = {(state, project): n for state, project, n in q.experiments_by_state(session)}
+    # Every state of every project that has experiments, zeros included: a queue that empties reads 0, not "no data".
+    for project in sorted({project for _, project in counts}):
+        for state in State:
+            by_state.add_metric([state.value, project], counts.get((state.value, project), 0))
+    pending = sum(n for (state, _), n in counts.items() if state == State.PENDING_APPROVAL)
     approvals = GaugeMetricFamily("expbot_approvals_pending", "Launches waiting for an approver")
     approvals.add_metric([], pending)
     return [by_state, approvals]
