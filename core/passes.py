@@ -73,6 +73,12 @@ class Inbox:
             everything, self._everything = self._everything, False
         return None if everything else ids
 
+    def take_named(self) -> set[str]:
+        """Without waiting: the experiments named since the last look (a pass in progress acts on them first)."""
+        with self._cond:
+            ids, self._ids = self._ids, set()
+        return ids
+
     def pump(self, backend_wait: Callable[[float], set[str] | None], stop: threading.Event) -> None:
         """Put every backend change into the inbox until `stop` (the body of the pump thread)."""
         failures = FailureLog(log, "waiting for backend changes")
@@ -105,6 +111,10 @@ class PassScheduler:
     def wake(self, experiment_id: str | None = None) -> None:
         """Thread-safe: look at this experiment now rather than at the next pass (None: just end the wait)."""
         self.inbox.wake(experiment_id)
+
+    def changed_meanwhile(self) -> set[str]:
+        """Experiments that changed while a pass runs (an attempt ended): the pass looks at them next."""
+        return self.inbox.take_named()
 
     def note_due(self, experiment_id: str, due: datetime | None) -> None:
         """Look at the experiment again at `due` (None: not before something changes)."""

@@ -10,7 +10,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from core.cost import Prices
@@ -35,6 +35,15 @@ class Reconciled:
     due: datetime | None = None  # look again then: a restart, or a start deferred to the next slice
     tried_start: bool = False  # one of the pass's share of starts went to it
     refused_gpus: int | None = None  # the backend could not place a start this big
+
+
+@dataclass
+class _Pass:
+    """One pass in progress: what it looked at, its starts so far (against its share), the soonest due."""
+
+    handled: set[str] = field(default_factory=set)
+    starts: int = 0
+    next_due: datetime | None = None
 
 
 class Supervisor:
@@ -120,20 +129,13 @@ class Supervisor:
 
     def reconcile_ids(self, experiment_ids: set[str]) -> datetime | None:
         """Reconcile just these experiments (the ones the backend saw change); the soonest restart due."""
-        starts = 0
-        next_due: datetime | None = None
+        visit = _Pass()
         for experiment_id in sorted(experiment_ids):
-            self.scheduler.note_due(experiment_id, None)
-            try:
-                done = self._reconcile_with_retry(experiment_id, starts < self.max_starts_per_pass)
-            except DatabaseUnavailable:
-                raise  # the pass fails as a whole: one line in the log, and it is retried soon
-            except Exception:
-                log.exception("supervising experiment %s failed", experiment_id)
-                continue
-            starts += done.tried_start
-            next_due = self._note_due(experiment_id, done.due, next_due)
-        return next_due
+            self._changed_first(visit)
+            if experiment_id not in visit.handled:
+                self._visit(visit, experiment_id)
+        self._changed_first(visit)
+        return visit.next_due
 
     def reconcile_once(self) -> datetime | None:
         """One pass over every active experiment; returns when the next restart is due, if any."""
@@ -141,27 +143,57 @@ class Supervisor:
             snapshot = uow.experiments.active()  # one query, attempts included
         now = self.clock.now()
         self.scheduler.forget_due()
-        starts, next_due = 0, None
+        visit = _Pass()
         refused_gpus: int | None = None  # the smallest request the backend turned away this pass
         for experiment in snapshot:
+            self._changed_first(visit)
+            if experiment.id in visit.handled:
+                continue  # looked at this pass already, with fresher data than the snapshot
             try:
                 # Most experiments need nothing most of the time: look before opening a transaction.
                 if not self.reconciler.needs_work(experiment, now, refused_gpus, experiment.id in self._to_end):
                     due = experiment.next_attempt_at if experiment.state == State.RESTARTING else None
-                elif starts >= self.max_starts_per_pass and not has_live_attempt(experiment):
-                    due = now  # this pass has started its share: in a moment, without a whole pass
-                else:
-                    done = self._reconcile_with_retry(experiment.id, starts < self.max_starts_per_pass)
-                    starts, due = starts + done.tried_start, done.due
-                    if done.refused_gpus is not None:
-                        refused_gpus = min(done.refused_gpus, refused_gpus if refused_gpus is not None else done.refused_gpus)
+                    visit.next_due = self._note_due(experiment.id, due, visit.next_due)
+                    continue
             except DatabaseUnavailable:
-                raise  # as in reconcile_ids
+                raise  # as in _visit
             except Exception:
                 log.exception("supervising experiment %s failed", experiment.id)
                 continue
-            next_due = self._note_due(experiment.id, due, next_due)
-        return next_due
+            if visit.starts >= self.max_starts_per_pass and not has_live_attempt(experiment):
+                # This pass has started its share: in a moment, without a whole pass.
+                visit.next_due = self._note_due(experiment.id, now, visit.next_due)
+                continue
+            done = self._visit(visit, experiment.id)
+            if done is not None and done.refused_gpus is not None:
+                refused_gpus = min(done.refused_gpus, refused_gpus if refused_gpus is not None else done.refused_gpus)
+        self._changed_first(visit)
+        return visit.next_due
+
+    def _changed_first(self, visit: _Pass) -> None:
+        """Reconcile what changed since the pass began (an attempt ended) before going on: a pass of
+        many starts or updates must not keep a failed experiment waiting for its restart."""
+        queue: list[str] = []
+        while True:
+            queue += sorted(self.scheduler.changed_meanwhile() - set(queue))
+            if not queue:
+                return
+            self._visit(visit, queue.pop(0))
+
+    def _visit(self, visit: _Pass, experiment_id: str) -> Reconciled | None:
+        """Reconcile one experiment as part of `visit`, counting its start and noting when it is due."""
+        visit.handled.add(experiment_id)
+        self.scheduler.note_due(experiment_id, None)
+        try:
+            done = self._reconcile_with_retry(experiment_id, visit.starts < self.max_starts_per_pass)
+        except DatabaseUnavailable:
+            raise  # the pass fails as a whole: one line in the log, and it is retried soon
+        except Exception:
+            log.exception("supervising experiment %s failed", experiment_id)
+            return None
+        visit.starts += done.tried_start
+        visit.next_due = self._note_due(experiment_id, done.due, visit.next_due)
+        return done
 
     def _note_due(self, experiment_id: str, due: datetime | None, soonest: datetime | None) -> datetime | None:
         """Tell the scheduler when to look at the experiment again; the sooner of `due` and `soonest`."""

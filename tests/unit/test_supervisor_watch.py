@@ -104,14 +104,17 @@ def test_run_reconciles_what_the_watch_names_without_waiting_for_a_resync(world,
     with supervising(world, resync_interval=60.0):
         wait_for(lambda: state(world, "a") == state(world, "b") == State.STARTING, 5, "both submitted")
         a, b = world.get("a"), world.get("b")
-        wait_for(lambda: frozenset({a.id, b.id}) in spy.passes, 5, "the pass over the submits")
+        # Each submit is a change the watch names: looked at again (in a pass of its own or in the
+        # pass under way), without a resync.
+        wait_for(lambda: min(spy.reconciled.count(a.id), spy.reconciled.count(b.id)) >= 2, 5,
+                 "a second look at both submits")
         before = len(spy.reconciled)
         world.backend.run(a.id, 1)
         wait_for(lambda: state(world, "a") == State.RUNNING, 5, "a running well before the 60s resync")
         assert set(spy.reconciled[before:]) == {a.id}  # b was not looked at
         world.backend.exit(b.id, 1, 0)
-        wait_for(lambda: spy.passes[-1] == frozenset({b.id}), 5, "the pass over b")
-        assert state(world, "b") == State.SUCCEEDED and world.backend.released == [b.id]
+        wait_for(lambda: state(world, "b") == State.SUCCEEDED, 5, "b's end, found without a resync")
+        assert spy.reconciled[-1] == b.id and world.backend.released == [b.id]
     assert spy.full == 1  # the first pass only: the fake clock never reached the resync
 
 
@@ -121,7 +124,7 @@ def test_run_makes_a_full_pass_every_resync_interval(world, monkeypatch):
     spy = Spy(world, monkeypatch)
     with supervising(world, resync_interval=0.2):
         wait_for(lambda: spy.full == 1, 5, "the first full pass")
-        wait_for(lambda: frozenset({exp.id}) in spy.passes, 5, "the pass over the start's changes")
+        wait_for(lambda: exp.id in spy.reconciled, 5, "a look at the start's changes")
         # A change the watch never reported (a missed event): only a full pass can find it.
         found = world.backend.attempts[(exp.id, 1)]
         found.status = replace(found.status, phase=AttemptPhase.EXITED, exit_code=0)
@@ -351,3 +354,26 @@ def test_a_burst_goes_on_in_slices_between_watch_changes_without_whole_passes(wo
         wait_for(lambda: len(world.backend.submits) == 5, 5, "all five submitted")
         assert spy.full == 1  # the rest came in passes over just their ids
         assert len(spy.passes) >= 3  # two at a time: at least three passes for five
+
+
+def test_an_attempt_that_ends_during_a_pass_is_acted_on_before_the_rest_of_the_pass(world, monkeypatch):
+    running = start(world, "old -- python train.py")
+    world.clock.advance(seconds=1)  # the pass looks at it first (oldest first), while it still runs
+    for n in range(6):
+        world.launch(f"new{n} -- python train.py")
+    spy = Spy(world, monkeypatch)
+    real_submit = world.backend.submit
+
+    def submit(launch):
+        if launch.experiment_id != running.id and (running.id, 1) in world.backend.attempts:
+            if world.backend.attempts[(running.id, 1)].status.phase == AttemptPhase.RUNNING:
+                world.backend.lose(running.id, 1)  # its node died while the pass was starting the others
+                world.supervisor.scheduler.inbox.put({running.id})  # as the pump puts what the watch names
+        return real_submit(launch)
+
+    monkeypatch.setattr(world.backend, "submit", submit)
+    world.supervisor.reconcile_once()
+    new_ids = [world.get(f"new{n}").id for n in range(6)]
+    # Looked at right after the start during which it ended, not at the next pass.
+    assert spy.reconciled.index(running.id) == 1 and set(spy.reconciled) == {running.id, *new_ids}
+    assert world.get("old").attempts[0].state == AttemptState.ENDED
