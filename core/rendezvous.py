@@ -53,3 +53,18 @@ def rank_env(spec: ExperimentSpec, node_rank: int, master_addr: str, master_port
     if spec.nodes <= 1:
         return {}
     return rendezvous_env(spec.nodes, node_rank, spec.nproc_per_node, master_addr, master_port)
+
+
+def node_size_refusal(spec: ExperimentSpec, most_per_node: int | None) -> str | None:
+    """Why `spec` cannot fit nodes of at most `most_per_node` GPUs, suggesting the same total over more nodes."""
+    if most_per_node is None or spec.gpus <= most_per_node:
+        return None
+    total = spec.total_gpus
+    asked = f"{spec.gpus} GPUs per node asked for" if spec.nodes > 1 else f"{spec.gpus} GPUs asked for"
+    problem = f"{asked}, but no node has more than {most_per_node}"
+    if most_per_node <= 0:
+        return problem
+    # The fewest nodes that split the same total evenly within one node's GPUs.
+    fewest = -(-total // most_per_node)
+    nodes = next(n for n in range(fewest, total + 1) if total % n == 0 and total // n <= most_per_node)
+    return f"{problem}; ask for --nodes {nodes} --gpus {total // nodes} instead ({total} GPUs in all)"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.rendezvous import RENDEZVOUS_NAMES, rank_env, rendezvous_env
+from core.rendezvous import RENDEZVOUS_NAMES, node_size_refusal, rank_env, rendezvous_env
 from core.spec import ExperimentSpec
 
 
@@ -48,3 +48,19 @@ def test_specs_stored_before_nodes_existed_read_as_one_node():
     assert ExperimentSpec.model_validate(stored).nodes == 1
     with pytest.raises(ValueError):
         spec(nodes=0)
+
+
+@pytest.mark.parametrize("nodes, gpus, most, says", [
+    (1, 16, 8, "16 GPUs asked for, but no node has more than 8; ask for --nodes 2 --gpus 8 instead (16 GPUs in all)"),
+    (1, 12, 8, "ask for --nodes 2 --gpus 6 instead (12 GPUs in all)"),
+    (2, 16, 8, "16 GPUs per node asked for, but no node has more than 8; ask for --nodes 4 --gpus 8 instead"),
+    (1, 7, 4, "ask for --nodes 7 --gpus 1 instead"),
+    (1, 2, 0, "2 GPUs asked for, but no node has more than 0"),
+])
+def test_a_request_bigger_than_a_node_is_refused_with_the_same_total_over_more_nodes(nodes, gpus, most, says):
+    assert says in node_size_refusal(spec(nodes=nodes, gpus=gpus), most)
+
+
+def test_a_request_within_a_node_or_an_unknown_node_size_fits():
+    assert node_size_refusal(spec(nodes=4, gpus=8), 8) is None
+    assert node_size_refusal(spec(gpus=64), None) is None
