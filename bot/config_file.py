@@ -103,7 +103,7 @@ def k8s_config(settings: "Settings", tables: dict[str, Any], launch: LaunchConfi
     path, fields = settings.config_file, _table(tables, "kubernetes")
     # gpu_pools come from [gpu_types], stop_grace from EXPBOT_STOP_GRACE_SECONDS.
     check_keys(path, "kubernetes", fields, set(K8sConfig.model_fields) - {"gpu_pools", "stop_grace"})
-    for key in ("ttl_after_finished", "image_pull_grace"):
+    for key in ("ttl_after_finished", "image_pull_grace", "gang_timeout", "gang_retry"):
         if key in fields:
             fields[key] = toml_duration(path, "kubernetes", key, fields[key], "seconds", allow_zero=True)
     fields["namespace"] = settings.k8s_namespace or fields.get("namespace") or _pod_namespace() or "default"

@@ -6,7 +6,7 @@ import logging
 import posixpath
 import threading
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from kubernetes import client
@@ -15,10 +15,11 @@ from adapters.k8s import manifests, names
 from adapters.k8s.classify import attempt_status
 from adapters.k8s.config import K8sConfig
 from adapters.k8s.errors import KubeConflict, KubeError, KubeNotFound, call
+from adapters.k8s.gang import gang_status, park_reason
 from adapters.k8s.nodes import NodeHealth, with_node_evidence
 from adapters.k8s.views import JobView
 from adapters.k8s.watch import ClusterCache, Watcher, stop_all
-from core.ports import AttemptLaunch, AttemptStatus, Clock, SubmitResult
+from core.ports import AttemptLaunch, AttemptPhase, AttemptStatus, Clock, SubmitResult
 from core.progress import ProgressStore
 from core.spec import ExperimentSpec
 
@@ -47,6 +48,7 @@ class K8sBackend:
         self.progress = progress
         self.batch = client.BatchV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
         self.cache = ClusterCache()
         self.nodes = NodeHealth(clock.now) if config.watch_nodes else None
         self._watchers: list[Watcher] = []
@@ -62,6 +64,10 @@ class K8sBackend:
             Watcher("jobs", self.batch.list_namespaced_job, ns, self.cache).start(),
             Watcher("pods", self.core.list_namespaced_pod, ns, self.cache).start(),
         ]
+        if self.config.queue_name:
+            # Kueue's reason for a waiting Job, and its eviction of an admitted one, are on the Workload.
+            self.cache.synced["workloads"] = threading.Event()
+            watchers.append(Watcher("workloads", self._list_workloads, ns, self.cache, selector=None).start())
         if self.nodes is not None:
             # Not waited for: node evidence is extra, and a missing ClusterRole must not stop expbot
             # (the watcher says so in the log at every retry).
@@ -93,6 +99,9 @@ class K8sBackend:
         most = self.config.max_gpus_per_node
         if most is not None and spec.gpus > most:
             return f"{spec.gpus} GPUs asked for, but no node has more than {most}"
+        if spec.nodes > 1 and self.config.shared_storage() is None:
+            return (f"a {spec.nodes}-node experiment needs a checkpoint volume every node can mount: set "
+                    "[kubernetes] shared_storage_class to a ReadWriteMany storage class")
         return None
 
     def submit(self, launch: AttemptLaunch) -> SubmitResult:
@@ -104,18 +113,33 @@ class K8sBackend:
             ns, manifests.pvc(launch, self.config)))
         body = manifests.job(launch, self.config)
         created = self._create_if_absent(lambda: self.batch.create_namespaced_job(ns, body))
-        if created is not None and self.cache.get((launch.experiment_id, launch.attempt))[0] is None:
+        key = (launch.experiment_id, launch.attempt)
+        if created is not None and self.cache.get(key)[0] is None:
             # Seen at once as STARTING, before the watch delivers it: never "vanished".
             view = JobView.from_raw(self.batch.api_client.sanitize_for_serialization(created))
             if view is not None:
                 self.cache.put_job(view)
+        if launch.spec.nodes > 1:
+            # Owned by the Job: deleting the Job (stop) or its TTL removes it too.
+            uid = created.metadata.uid if created is not None else getattr(self.cache.get(key)[0], "uid", "")
+            service = manifests.service(launch, self.config, uid)
+            self._create_if_absent(lambda: self.core.create_namespaced_service(ns, service))
         return SubmitResult(True)
 
     def status(self, experiment_id: str, attempt: int) -> AttemptStatus | None:
         """From the watch cache (no API call); last_progress_at from reported heartbeats."""
-        job, pod = self.cache.get((experiment_id, attempt))
+        key = (experiment_id, attempt)
+        job, pod = self.cache.get(key)
         now = self.clock.now()
-        found = attempt_status(job, pod, now, self.config.image_pull_grace)
+        if (job is not None and (job.size > 1 or job.suspended)) or (pod is not None and pod.index > 0):
+            gang = self.cache.gang(key)
+            workload = self.cache.workload(job.name) if job is not None and self.config.queue_name else None
+            found = gang_status(job, gang, now, self.config.image_pull_grace, workload)
+            if job is not None and not self.config.queue_name:
+                found = self._tend_gang(job, gang, found, now)
+            pod = next((p for p in gang if found is not None and found.node == p.node), pod)
+        else:
+            found = attempt_status(job, pod, now, self.config.image_pull_grace)
         if found is not None and self.nodes is not None and pod is not None:
             # The pod's creation bounds the attempt from below (a finished container no longer says when it started).
             found = with_node_evidence(found, self.nodes, pod.created_at)
@@ -179,6 +203,34 @@ class K8sBackend:
         return self.cache.wait_for_change(timeout)
 
     # --- internals ---------------------------------------------------------------------------
+    def _tend_gang(self, job: JobView, gang: list[Any], found: AttemptStatus | None, now: datetime) -> AttemptStatus | None:
+        """Without Kueue: take a half-placed gang down after gang_timeout (suspend: its pods go, no GPU is
+        held) and try it whole again gang_retry later. The Job's annotations keep this across restarts."""
+        if job.suspended and job.parked_at is not None and now - job.parked_at >= self.config.gang_retry:
+            self._patch_job(job.name, {"metadata": {"annotations": {names.GANG_PARKED_AT: None, names.GANG_PARKED_REASON: None}},
+                                       "spec": {"suspend": False}})
+            return found
+        reason = park_reason(job, gang, now, self.config.gang_timeout)
+        if reason is None:
+            return found
+        stamp = now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if self._patch_job(job.name, {"metadata": {"annotations": {names.GANG_PARKED_AT: stamp, names.GANG_PARKED_REASON: reason}},
+                                      "spec": {"suspend": True}}):
+            log.info("gang %s: part of it unschedulable for %s, taken down: %s", job.name, self.config.gang_timeout, reason)
+            return AttemptStatus(AttemptPhase.QUEUED, reason=reason)
+        return found
+
+    def _patch_job(self, name: str, body: dict[str, Any]) -> bool:
+        try:
+            call(lambda: self.batch.patch_namespaced_job(name, self.config.namespace, body), attempts=1)
+            return True
+        except KubeError as e:  # tried again at the next pass
+            log.warning("could not patch Job %s: %s", name, e)
+            return False
+
+    def _list_workloads(self, namespace: str, **kwargs: Any) -> Any:
+        return self.custom.list_namespaced_custom_object("kueue.x-k8s.io", "v1beta2", namespace, "workloads", **kwargs)
+
     def _create_if_absent(self, create: Any) -> Any:
         try:
             return call(create)

@@ -33,6 +33,14 @@ class K8sConfig(BaseModel):
     pvc_access_modes: tuple[str, ...] = ("ReadWriteOnce",)
     keep_checkpoints: bool = False  # keep the PVC when the experiment ends (else delete it)
     queue_name: str | None = None  # Kueue LocalQueue: Jobs start suspended and Kueue admits them
+    # Multi-node experiments (--nodes N): every pod of the gang mounts the one checkpoint volume, so it
+    # must be ReadWriteMany; their claims use this class (None: refused unless pvc_access_modes is RWX).
+    shared_storage_class: str | None = None
+    rendezvous_port: int = Field(default=29500, gt=0, lt=65536)  # rank 0 listens here (torchrun's default)
+    # Without Kueue, a gang some of whose pods stay unschedulable this long is torn down (its Job
+    # suspended: no pod of it holds a GPU) and tried again gang_retry later; the experiment waits QUEUED.
+    gang_timeout: timedelta = timedelta(minutes=5)
+    gang_retry: timedelta = timedelta(minutes=5)
     image_pull_secrets: tuple[str, ...] = ()
     service_account: str | None = None
     ttl_after_finished: timedelta = timedelta(days=1)
@@ -48,6 +56,14 @@ class K8sConfig(BaseModel):
     # Cordon a node reported sick (hardware or network faults of several experiments); audited. Needs
     # the ClusterRole in deploy/kubernetes/node-health (patch nodes).
     cordon_bad_nodes: bool = False
+
+    def shared_storage(self) -> tuple[str | None, tuple[str, ...]] | None:
+        """(storage class, access modes) of a multi-node experiment's claim; None when none is shared."""
+        if self.shared_storage_class:
+            return self.shared_storage_class, ("ReadWriteMany",)
+        if "ReadWriteMany" in self.pvc_access_modes:
+            return self.storage_class, self.pvc_access_modes
+        return None
 
     def pool(self, gpu_type: str | None) -> GpuPool:
         """The pool of one GPU type (an empty one when it is not configured)."""

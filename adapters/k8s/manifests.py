@@ -7,8 +7,9 @@ from typing import Any
 
 from adapters.k8s import names
 from adapters.k8s.config import GPU_RESOURCE, K8sConfig
-from core.ports import AttemptLaunch
 from core.attempt_env import AttemptPlaces, attempt_env
+from core.ports import AttemptLaunch
+from core.rendezvous import RENDEZVOUS_NAMES, rendezvous_env
 
 CONTAINER = "train"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
@@ -27,12 +28,18 @@ def labels(experiment_id: str, name: str, owner: str, project: str) -> dict[str,
 
 def pvc(launch: AttemptLaunch, config: K8sConfig) -> dict[str, Any]:
     """The experiment's checkpoint volume claim: created by its first attempt, reused by the rest."""
+    storage_class, modes = config.storage_class, config.pvc_access_modes
+    if launch.spec.nodes > 1:
+        # Every pod of the gang mounts it, on different nodes: only a shared (RWX) volume can be.
+        shared = config.shared_storage()
+        assert shared is not None, "check_fits refuses a gang without shared storage"
+        storage_class, modes = shared
     spec: dict[str, Any] = {
-        "accessModes": list(config.pvc_access_modes),
+        "accessModes": list(modes),
         "resources": {"requests": {"storage": config.pvc_size}},
     }
-    if config.storage_class:
-        spec["storageClassName"] = config.storage_class
+    if storage_class:
+        spec["storageClassName"] = storage_class
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
@@ -55,10 +62,12 @@ def job(launch: AttemptLaunch, config: K8sConfig) -> dict[str, Any]:
     job_labels = dict(meta_labels)
     if config.queue_name:
         job_labels[names.KUEUE_QUEUE] = config.queue_name
+    # A gang is an Indexed Job: one pod per node, each knowing its rank (the completion index); with
+    # backoffLimit 0 any pod's failure fails the Job, which ends the rest of the gang.
     job_spec: dict[str, Any] = {
         "backoffLimit": 0,
-        "completions": 1,
-        "parallelism": 1,
+        "completions": spec.nodes,
+        "parallelism": spec.nodes,
         "ttlSecondsAfterFinished": int(config.ttl_after_finished.total_seconds()),
         "template": {
             "metadata": {
@@ -68,6 +77,8 @@ def job(launch: AttemptLaunch, config: K8sConfig) -> dict[str, Any]:
             "spec": _pod_spec(launch, config),
         },
     }
+    if spec.nodes > 1:
+        job_spec["completionMode"] = "Indexed"
     if config.queue_name:
         job_spec["suspend"] = True  # Kueue admits (unsuspends) it when the queue has quota
     return {
@@ -82,11 +93,45 @@ def job(launch: AttemptLaunch, config: K8sConfig) -> dict[str, Any]:
     }
 
 
-def env(launch: AttemptLaunch, config: K8sConfig) -> list[dict[str, str]]:
-    """The env contract (core.attempt_env) with this cluster's places: the checkpoint volume, /report."""
+def service(launch: AttemptLaunch, config: K8sConfig, job_uid: str) -> dict[str, Any]:
+    """A gang's headless Service: each pod gets a DNS name `<job>-<rank>.<service>`; owned by the Job (goes with it)."""
+    name = names.job_name(launch.experiment_id, launch.attempt)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": names.service_name(launch.experiment_id, launch.attempt),
+            "namespace": config.namespace,
+            "labels": {**labels(launch.experiment_id, launch.experiment_name, launch.owner, launch.spec.project),
+                       names.ATTEMPT: str(launch.attempt)},
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job_uid}],
+        },
+        "spec": {
+            "clusterIP": "None",
+            "selector": {names.EXPERIMENT: launch.experiment_id, names.ATTEMPT: str(launch.attempt)},
+            # Ranks look rank 0 up while it is still starting: its name must resolve before it is ready.
+            "publishNotReadyAddresses": True,
+            "ports": [{"name": "rendezvous", "port": config.rendezvous_port, "protocol": "TCP"}],
+        },
+    }
+
+
+def env(launch: AttemptLaunch, config: K8sConfig) -> list[dict[str, Any]]:
+    """The env contract (core.attempt_env) with this cluster's places, and a gang's rendezvous variables."""
     places = AttemptPlaces(checkpoint_dir=config.checkpoint_mount, report_url=config.report_url,
                            report_secret=config.report_secret)
-    return [{"name": key, "value": value} for key, value in attempt_env(launch, places).items()]
+    values = attempt_env(launch, places)
+    if launch.spec.nodes <= 1:
+        return [{"name": key, "value": value} for key, value in values.items()]
+    spec = launch.spec
+    gang = rendezvous_env(spec.nodes, 0, spec.nproc_per_node, names.master_addr(launch.experiment_id, launch.attempt),
+                          config.rendezvous_port)
+    # One template for every pod: the rank comes from each pod's own completion index (downward API).
+    rank = {"valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{names.COMPLETION_INDEX}']"}}}
+    found: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items() if k not in RENDEZVOUS_NAMES]
+    for key, value in gang.items():
+        found.append({"name": key, **rank} if key in ("NODE_RANK", "PET_NODE_RANK") else {"name": key, "value": value})
+    return found
 
 
 def _pod_spec(launch: AttemptLaunch, config: K8sConfig) -> dict[str, Any]:
@@ -119,6 +164,8 @@ def _pod_spec(launch: AttemptLaunch, config: K8sConfig) -> dict[str, Any]:
         "containers": [container],
         "volumes": volumes,
     }
+    if spec.nodes > 1:
+        pod["subdomain"] = names.service_name(launch.experiment_id, launch.attempt)  # hostname.subdomain resolves
     pool = config.pool(spec.gpu_type)
     if spec.gpus > 0 and pool.node_selector:
         pod["nodeSelector"] = dict(pool.node_selector)

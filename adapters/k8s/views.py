@@ -38,12 +38,17 @@ class JobView:
     attempt: int
     name: str
     resource_version: str
+    uid: str = ""
     suspended: bool = False
     complete: bool = False
     failed_reason: str | None = None
     failed_message: str = ""
     finished_at: datetime | None = None  # completionTime, or when it was marked Failed
     deleting: bool = False
+    started: bool = False  # status.startTime: it ran (or was admitted) at least once
+    parked_at: datetime | None = None  # expbot suspended the gang (part of it could not be placed)
+    parked_reason: str = ""
+    size: int = 1  # completions: the gang's pod count (1: a single-node attempt)
 
     @staticmethod
     def from_raw(raw: dict[str, Any]) -> JobView | None:
@@ -53,6 +58,7 @@ class JobView:
         if key is None:
             return None
         status = raw.get("status") or {}
+        annotations = meta.get("annotations") or {}
         complete = _condition(status, "Complete")
         # FailureTarget (Kubernetes >= 1.31): the Job has decided to fail and is ending its pods; the
         # Failed condition follows only once they are gone, after their exit (143) has been seen.
@@ -60,13 +66,17 @@ class JobView:
                        if c and c.get("status") == "True"), None)
         return JobView(
             experiment_id=key[0], attempt=key[1], name=meta.get("name", ""),
-            resource_version=meta.get("resourceVersion", ""),
+            resource_version=meta.get("resourceVersion", ""), uid=meta.get("uid", ""),
             suspended=bool((raw.get("spec") or {}).get("suspend")),
             complete=bool(complete and complete.get("status") == "True"),
             failed_reason=failed.get("reason") or "Failed" if failed else None,
             failed_message=(failed or {}).get("message", ""),
             finished_at=parse_time(status.get("completionTime") or (failed or {}).get("lastTransitionTime")),
             deleting=bool(meta.get("deletionTimestamp")),
+            started=bool(status.get("startTime")),
+            parked_at=parse_time(annotations.get(names.GANG_PARKED_AT)),
+            parked_reason=annotations.get(names.GANG_PARKED_REASON, ""),
+            size=int((raw.get("spec") or {}).get("completions") or 1),
         )
 
 
@@ -99,6 +109,9 @@ class PodView:
     running_since: datetime | None = None
     deleted: bool = False
     node: str = ""  # spec.nodeName: where the scheduler placed it ("" until then)
+    index: int = 0  # its Job completion index: the rank of a gang's pod (0 for a single-node attempt)
+    deleting: bool = False  # deletionTimestamp set: on its way out (e.g. the rest of a failed gang)
+    unschedulable_since: datetime | None = None
 
     @staticmethod
     def from_raw(raw: dict[str, Any], deleted: bool = False) -> PodView | None:
@@ -137,4 +150,40 @@ class PodView:
             ),
             deleted=deleted,
             node=(raw.get("spec") or {}).get("nodeName") or "",
+            index=_index(meta), deleting=bool(meta.get("deletionTimestamp")),
+            unschedulable_since=parse_time(scheduled.get("lastTransitionTime")) if unschedulable and scheduled else None,
+        )
+
+
+def _index(meta: dict[str, Any]) -> int:
+    value = (meta.get("annotations") or {}).get(names.COMPLETION_INDEX, "0")
+    return int(value) if value.isdigit() else 0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadView:
+    """Kueue's Workload of one Job: whether it is admitted, why it waits, why it was evicted."""
+
+    job_name: str
+    admitted: bool = False
+    waiting: str = ""  # QuotaReserved=False: Kueue's own reason, e.g. insufficient unused quota
+    evicted: str = ""  # Evicted=True: preempted, deactivated... (Kueue suspends the Job)
+
+    @staticmethod
+    def from_raw(raw: dict[str, Any]) -> WorkloadView | None:
+        """The view of a Workload object owned by a Job, or None."""
+        meta = raw.get("metadata") or {}
+        owner = next((o for o in meta.get("ownerReferences") or () if o.get("kind") == "Job"), None)
+        if owner is None:
+            return None
+        status = raw.get("status") or {}
+        admitted = _condition(status, "Admitted")
+        quota = _condition(status, "QuotaReserved")
+        evicted = _condition(status, "Evicted")
+        return WorkloadView(
+            job_name=owner.get("name", ""),
+            admitted=bool(admitted and admitted.get("status") == "True"),
+            waiting=(quota.get("message") or quota.get("reason") or "") if quota and quota.get("status") == "False" else "",
+            evicted=": ".join(p for p in (evicted.get("reason"), evicted.get("message")) if p)
+            if evicted and evicted.get("status") == "True" else "",
         )

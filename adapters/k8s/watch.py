@@ -13,124 +13,22 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
+from adapters.k8s.cache import ClusterCache
 from adapters.k8s.errors import WatchExpired, translate
 from adapters.k8s.names import MANAGED_SELECTOR
-from adapters.k8s.views import JobView, PodView
 from core.policy import Backoff
 
+__all__ = ["ClusterCache", "Watcher", "stop_all"]  # ClusterCache lives in adapters.k8s.cache
 log = logging.getLogger(__name__)
-Key = tuple[str, int]  # (experiment id, attempt)
 _PAGE = 500
 _RELIST_BACKOFF = Backoff(base=timedelta(seconds=0.2), cap=timedelta(seconds=30))
-
-
-class ClusterCache:
-    """The newest view of every attempt's Job and pod, plus which experiments changed since asked."""
-
-    def __init__(self) -> None:
-        self.jobs: dict[Key, JobView] = {}
-        self.pods: dict[Key, PodView] = {}
-        self._lock = threading.Lock()
-        self._changed_ids: set[str] = set()
-        self._changed = threading.Event()
-        self.synced = {"jobs": threading.Event(), "pods": threading.Event()}
-
-    def get(self, key: Key) -> tuple[JobView | None, PodView | None]:
-        """The Job and pod views of one attempt."""
-        with self._lock:
-            return self.jobs.get(key), self.pods.get(key)
-
-    def put_job(self, view: JobView) -> None:
-        """Record a Job view (e.g. the one just created, before its watch event arrives)."""
-        with self._lock:
-            self.jobs[(view.experiment_id, view.attempt)] = view
-            self._mark(view.experiment_id)
-
-    def apply(self, kind: str, event_type: str, raw: dict[str, Any]) -> None:
-        """Fold one watch event in."""
-        with self._lock:
-            if kind == "jobs":
-                view = JobView.from_raw(raw)
-                if view is None:
-                    return
-                key = (view.experiment_id, view.attempt)
-                if event_type == "DELETED":
-                    self.jobs.pop(key, None)
-                    self.pods.pop(key, None)  # its pods go with it; nothing more to learn
-                else:
-                    self.jobs[key] = view
-            else:
-                pod = PodView.from_raw(raw, deleted=event_type == "DELETED")
-                if pod is None:
-                    return
-                key = (pod.experiment_id, pod.attempt)
-                if event_type == "DELETED" and key not in self.jobs and key not in self.pods:
-                    return
-                current = self.pods.get(key)
-                # One pod per attempt (backoffLimit 0); should a second appear, the newest wins.
-                if current is None or current.name == pod.name or _newer(pod, current):
-                    self.pods[key] = pod
-            self._mark(key[0])
-
-    def replace(self, kind: str, raws: list[dict[str, Any]]) -> None:
-        """A fresh list replaces what we knew of a kind; whatever vanished meanwhile counts as deleted."""
-        with self._lock:
-            if kind == "jobs":
-                fresh = {(v.experiment_id, v.attempt): v for v in map(JobView.from_raw, raws) if v}
-                for key in self.jobs.keys() - fresh.keys():
-                    self.pods.pop(key, None)
-                changed = {k[0] for k in fresh.keys() ^ self.jobs.keys()} | {
-                    k[0] for k, v in fresh.items() if self.jobs.get(k) != v}
-                self.jobs = fresh
-            else:
-                fresh_pods: dict[Key, PodView] = {}
-                for pod in filter(None, map(PodView.from_raw, raws)):
-                    key = (pod.experiment_id, pod.attempt)
-                    if key not in fresh_pods or _newer(pod, fresh_pods[key]):
-                        fresh_pods[key] = pod
-                for key, old in self.pods.items():
-                    if key not in fresh_pods and not old.deleted:
-                        fresh_pods[key] = _as_deleted(old)
-                changed = {k[0] for k, v in fresh_pods.items() if self.pods.get(k) != v}
-                self.pods = fresh_pods
-            for experiment_id in changed:
-                self._mark(experiment_id)
-        self.synced[kind].set()
-
-    def wait_for_change(self, timeout: float) -> set[str]:
-        """Block until something changed (or timeout); the experiments that changed since the last call."""
-        if self._changed.wait(timeout):
-            self._changed.clear()
-        with self._lock:
-            changed, self._changed_ids = self._changed_ids, set()
-        return changed
-
-    def interrupt(self) -> None:
-        """End a wait_for_change now, naming no experiment (expbot is stopping)."""
-        self._changed.set()
-
-    def _mark(self, experiment_id: str) -> None:
-        self._changed_ids.add(experiment_id)
-        self._changed.set()
-
-
-_NEVER = datetime.min.replace(tzinfo=timezone.utc)
-
-
-def _newer(a: PodView, b: PodView) -> bool:
-    return (a.created_at or _NEVER, a.name) > (b.created_at or _NEVER, b.name)
-
-
-def _as_deleted(pod: PodView) -> PodView:
-    return replace(pod, deleted=True)
 
 
 class Watcher:

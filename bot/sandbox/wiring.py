@@ -1,0 +1,46 @@
+"""The sandbox's wiring into `expbot serve`: the settings that point Slack at it, and its routes."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from bot.config import Settings
+from bot.sandbox.config import SandboxSettings, SandboxWiring, wiring_for
+from bot.sandbox.delivery import Deliverer
+from bot.sandbox.page import SandboxApp, Wsgi
+from bot.sandbox.state import SandboxState
+from bot.sandbox.webapi import WebApi
+
+log = logging.getLogger("expbot.sandbox")
+
+
+@dataclass
+class Sandbox:
+    """One sandbox Slack for one serve: `settings` to bootstrap with, `mount` for serve's HTTP routes."""
+
+    wiring: SandboxWiring
+    state: SandboxState
+
+    @property
+    def settings(self) -> Settings:
+        """The user's settings with Slack pointed at the sandbox."""
+        return self.wiring.settings
+
+    @property
+    def url(self) -> str:
+        """Where a browser opens the page."""
+        return f"{self.wiring.base}/sandbox"
+
+    def mount(self, slack: Wsgi) -> Wsgi:
+        """Serve the sandbox under /sandbox, in front of expbot's Slack endpoint."""
+        w = self.wiring
+        app = SandboxApp(self.state, WebApi(self.state, w.bot_token, w.base),
+                         Deliverer(self.state, w.base, w.signing_secret), slack, w.token)
+        log.info("no Slack token configured: try expbot's Slack experience at %s", self.url)
+        return app
+
+
+def open_sandbox(settings: Settings) -> Sandbox | None:
+    """The sandbox for `expbot serve`, or None when a Slack token is configured (or EXPBOT_SANDBOX_ENABLED=false)."""
+    wiring = wiring_for(settings, SandboxSettings())
+    return Sandbox(wiring, SandboxState()) if wiring else None
