@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from adapters.db.digest_queries import open_digest_queries
+from adapters.db.digest_queries import first_launch_at, open_digest_queries
 from adapters.db.digest_runs import DigestRuns
 from adapters.db.spend_days import SpendDays
 from bot.config import Settings
@@ -48,6 +48,7 @@ def digest_service(
         replica=f"{socket.gethostname()}:{os.getpid()}",
         post_at=time.fromisoformat(settings.digest_time),
         catch_up_all=settings.digest_catch_up_all,
+        began=functools.partial(first_launch_at, session_factory),
     )
 
 

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.bootstrap import Expbot, idle_metrics, shown_url
+from bot.timed_jobs import expire_on_time, schedule_digest
 from core import commands
 from core.events import Event, ExperimentLaunched, LaunchApproved, StopRequested
 from core.failures import FailureLog
@@ -103,6 +104,7 @@ def lead(bot: Expbot, stop: threading.Event) -> None:
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.start()
     _schedule_jobs(bot, scheduler)
+    bot.bus.subscribe_all(expire_on_time(bot, scheduler))
     relay_woken = threading.Event()
 
     def on_event(event: Event) -> None:
@@ -177,9 +179,7 @@ def _schedule_jobs(bot: Expbot, scheduler: BackgroundScheduler) -> None:
                       id="expire-approvals", max_instances=1, coalesce=True)
     scheduler.add_job(bot.bus.handle, "interval", minutes=5, args=(commands.SendBudgetAlerts(),),
                       id="budget-alerts", max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
-    if bot.digest is not None and bot.digest.can_post:
-        scheduler.add_job(bot.bus.handle, "interval", minutes=10, args=(commands.PostDigest(),),
-                          id="daily-digest", max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
+    schedule_digest(bot, scheduler)
     if hasattr(bot.prices, "refresh"):  # OpenCost prices: first refresh at once, then periodically
         scheduler.add_job(bot.prices.refresh, "interval", seconds=settings.opencost_refresh_seconds,
                           id="opencost-prices", max_instances=1, coalesce=True,

@@ -73,6 +73,10 @@ class KeepExperiment(Command):
 class PostDigest(Command):
     """Post every daily digest that is due and not yet posted (each once per day overall)."""
 
+    # Only a day missed while serve was down or Slack failed: nothing before the first digest is
+    # posted at its minute (a fresh install's first start posts nothing).
+    missed_only: bool = False
+
 
 class SendBudgetAlerts(Command):
     """Send every budget alert that is due (each threshold once a month)."""

@@ -86,6 +86,7 @@ class DigestService:
     replica: str = "expbot"
     post_at: time | None = None
     catch_up_all: bool = False  # after downtime: every missed day, or only the latest
+    began: Callable[[], datetime | None] | None = None  # when the first experiment was launched (None: none yet)
 
     @property
     def can_post(self) -> bool:
@@ -161,6 +162,8 @@ class DigestService:
         """The digest's chart as PNG, or None if it could not be drawn (the digest goes out without it)."""
         if self.draw_chart is None:
             return None
+        if not any(cost for series in data.chart_series.values() for _, cost in series):
+            return None  # nothing was spent in the chart's days: no empty chart
         try:
             title = f"Daily spend by project, {CHART_DAYS} days to {format_day(data.day)}"
             return self.draw_chart(data.chart_series, title, data.currency)
@@ -181,12 +184,21 @@ class DigestService:
         log.info("posted the digest for %s to %s", day, channel_id)
         return channel_id, ts
 
-    def post_due(self, now: datetime) -> list[date]:
-        """Post every digest that is due and not yet posted (each claimed first: once per day); the days posted."""
+    def post_due(self, now: datetime, missed_only: bool = False) -> list[date]:
+        """Post every digest that is due and not yet posted (each claimed first: once per day); the days posted.
+
+        `missed_only`: only catch up after a digest was posted before. Before the first digest, no
+        day that ended before expbot's first launch is posted: a fresh install says nothing of them.
+        """
         if self.claims is None or self.publisher is None:
             return []
-        due = due_day(now, self.timezone, self.post_at)
-        days = days_to_post(self.claims.last_posted_day(), due, self.catch_up_all)
+        last = self.claims.last_posted_day()
+        if last is None and missed_only:
+            return []
+        days = days_to_post(last, due_day(now, self.timezone, self.post_at), self.catch_up_all)
+        if last is None and self.began is not None:
+            began = self.began()
+            days = [d for d in days if began is not None and day_window(d, self.timezone)[1] > began]
         return [day for day in days if self.publish(day, now) is not None]
 
 

@@ -14,7 +14,7 @@ from core.ports import Clock, UnitOfWork
 def post_digest(cmd: commands.PostDigest, uow: UnitOfWork, *, digest: DigestService, clock: Clock) -> list[date]:
     """Post whatever digest is due and not yet posted; the days posted."""
     # The digest reads through its own ports (one view per digest), not through this unit of work.
-    return digest.post_due(clock.now())
+    return digest.post_due(clock.now(), missed_only=cmd.missed_only)
 
 
 def send_budget_alerts(

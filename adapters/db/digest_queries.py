@@ -5,9 +5,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from adapters.db import cost_queries, failure_queries
+from adapters.db.rows import ExperimentRow
 from core.digest_ports import DayWindow
 from core.node_health import AUDIT_NODE
 from core.ports import SpendRow
@@ -43,6 +45,13 @@ class SqlDigestQueries:
     def node_reports(self, start: datetime, end: datetime) -> list[dict]:
         """The sick-node reports (core.node_health's audit entries) made in [start, end)."""
         return failure_queries.node_reports(self._session, start, end, AUDIT_NODE)
+
+
+def first_launch_at(session_factory: Callable[[], Session]) -> datetime | None:
+    """When the first experiment stored was launched: where expbot's records begin (None: none yet)."""
+    created = ExperimentRow.__table__.c.created_at
+    with session_factory() as session:
+        return session.execute(sa.select(sa.func.min(created))).scalar_one()
 
 
 @contextmanager

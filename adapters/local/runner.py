@@ -9,6 +9,7 @@ Layout under root (so a new LocalRunner, or the CLI in another process, sees eve
   <experiment_id>/attempt-<n>/exit.json   how it ended: by the shim, or by the runner (stops, and
                                           exit codes it learned as the shim's parent)
   <experiment_id>/attempt-<n>/heartbeat   EXPBOT_HEARTBEAT_FILE, touched by the command if it likes
+  <experiment_id>/attempt-<n>/ranks.json  --nodes N: each rank's environment (gang.py, gang_shim.py)
 No process of attempt N outlives it, and attempt N+1 starts only once none is left (containment.py).
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from adapters.local import containment, procs
+from adapters.local import containment, gang, procs
 from adapters.local.containment import CGROUP, SUBREAPER, Containment
 from adapters.local.files import (
     HEARTBEAT_FILE, LAUNCH_FILE, LOG_FILE, data_dir_error, fsync_dir, last_progress, latest_checkpoint,
@@ -31,7 +32,8 @@ from adapters.local.files import (
 )
 from adapters.local.gpus import avoided_gpus, fits_reason, node_name, pick_free, waiting_reason
 from adapters.local.shim import EXIT_FILE, STOP_MARKER, write_json_atomic
-from adapters.local.spawn import spawn_shim
+from adapters.local.gang import GANG_SHIM
+from adapters.local.spawn import SHIM, spawn_shim
 from adapters.local.tracker import AttemptTracker, Key
 from core.ports import AttemptLaunch, AttemptPhase, AttemptStatus, Clock, SubmitResult
 from core.spec import ExperimentSpec
@@ -75,7 +77,7 @@ class LocalRunner:
     # --- ClusterBackend ----------------------------------------------------------------------
     def check_fits(self, spec: ExperimentSpec) -> str | None:
         """Why this spec can never run on this machine, or None."""
-        return fits_reason(spec.gpus, self.gpus)
+        return fits_reason(spec.total_gpus, self.gpus)  # every rank of a gang runs here
 
     def submit(self, launch: AttemptLaunch) -> SubmitResult:
         """Start the attempt unless it exists; start nothing while GPUs are short, an earlier attempt
@@ -92,11 +94,11 @@ class LocalRunner:
                 if (why := self._fence(launch, record)) is not None:
                     return SubmitResult(started=False, reason=why)
                 gpu_ids: list[int] = []
-                if spec.gpus > 0:
+                if spec.total_gpus > 0:
                     in_use, avoid = self._gpus_in_use(), avoided_gpus(launch.avoid_nodes)
-                    picked = pick_free(self.gpus, in_use, spec.gpus, avoid)
+                    picked = pick_free(self.gpus, in_use, spec.total_gpus, avoid)
                     if picked is None:
-                        why = waiting_reason(spec.gpus, len(in_use), self.gpus)
+                        why = waiting_reason(spec.total_gpus, len(in_use), self.gpus)
                         return SubmitResult(False, why + (f", not {node_name(avoid)}" if avoid else ""))
                     gpu_ids = picked
                 return self._start(launch, adir, gpu_ids)
@@ -255,6 +257,7 @@ class LocalRunner:
         try:
             self.checkpoint_dir(launch.experiment_id).mkdir(parents=True, exist_ok=True)
             adir.mkdir(parents=True, exist_ok=True)
+            record.update(gang.prepare(launch.spec, adir, gpu_ids))  # ranks.json: before the intent names it
             write_json_atomic(adir / LAUNCH_FILE, record)
             fsync_dir(adir)
             log = open(adir / LOG_FILE, "ab")
@@ -264,7 +267,7 @@ class LocalRunner:
         try:
             with log:
                 proc = spawn_shim(self.python, launch, adir, self.checkpoint_dir(launch.experiment_id),
-                                  gpu_ids, token, cgroup, log)
+                                  gpu_ids, token, cgroup, log, GANG_SHIM if launch.spec.nodes > 1 else SHIM)
         except OSError as e:
             containment.remove(cgroup)
             return SubmitResult(started=False, reason=f"cannot start {self.python}: {e.strerror}")

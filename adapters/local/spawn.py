@@ -30,12 +30,12 @@ def shim_env(launch: AttemptLaunch, adir: Path, checkpoint_dir: Path, gpu_ids: l
 
 
 def spawn_shim(python: str, launch: AttemptLaunch, adir: Path, checkpoint_dir: Path, gpu_ids: list[int],
-               token: str, cgroup: str | None, log: IO[bytes]) -> subprocess.Popen:
-    """Start the shim running the attempt's command as the leader of a new session, output to `log`."""
+               token: str, cgroup: str | None, log: IO[bytes], script: Path = SHIM) -> subprocess.Popen:
+    """Start the shim (`script`: gang_shim.py for a multi-node attempt) as a new session's leader, output to `log`."""
     env = shim_env(launch, adir, checkpoint_dir, gpu_ids, token)
     # The shim runs by path with -I (isolated), so it works whatever the cwd or PYTHONPATH, and
     # -S: it needs only the standard library, and site-packages' .pth files cost every start.
-    argv = [python, "-I", "-S", str(SHIM), str(adir), *(["--cgroup", cgroup] if cgroup else []),
+    argv = [python, "-I", "-S", str(script), str(adir), *(["--cgroup", cgroup] if cgroup else []),
             "--", *launch.spec.command]
     # Blocked until the shim has its handlers: a stop right after submit must not kill the
     # shim before it can record an exit (the child inherits this thread's mask).
