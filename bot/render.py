@@ -66,7 +66,8 @@ def experiment_dict(
 
 
 def _gpus(exp: Experiment) -> str:
-    return gpus_label(exp.spec.gpus, exp.spec.gpu_type, exp.spec.nodes, none="-")
+    # "-" for a one-node CPU-only run (the table's quiet default); a gang always says its nodes.
+    return gpus_label(exp.spec.gpus, exp.spec.gpu_type, exp.spec.nodes) if exp.spec.gpus or exp.spec.nodes > 1 else "-"
 
 
 def experiments_table(experiments: list[Experiment], now: datetime) -> Table:

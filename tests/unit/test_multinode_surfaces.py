@@ -40,5 +40,7 @@ def test_ls_and_status_show_the_nodes_and_json_carries_them():
     gang = running("llm", nodes=2, gpus=8)
     assert "2 nodes x 8 a100" in _table(experiments_table([gang], NOW))
     assert "2 nodes x 8 a100" in "".join(_table(t) for t in status_tables(gang, [], NOW))
+    assert "3 nodes, CPU only" in _table(experiments_table([running("cpu", nodes=3, gpus=0)], NOW))
+    assert "│ -" in _table(experiments_table([running("cpu", gpus=0)], NOW))
     data = experiment_dict(gang, NOW)
     assert (data["nodes"], data["gpus"]) == (2, 8)
