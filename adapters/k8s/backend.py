@@ -21,6 +21,7 @@ from adapters.k8s.views import JobView
 from adapters.k8s.watch import ClusterCache, Watcher, stop_all
 from core.ports import AttemptLaunch, AttemptPhase, AttemptStatus, Clock, SubmitResult
 from core.progress import ProgressStore
+from core.rendezvous import node_size_refusal
 from core.spec import ExperimentSpec
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,8 @@ class K8sBackend:
     # --- ClusterBackend ----------------------------------------------------------------------
     def check_fits(self, spec: ExperimentSpec) -> str | None:
         """Why the spec can never be placed (more GPUs than any node has), or None."""
-        most = self.config.max_gpus_per_node
-        if most is not None and spec.gpus > most:
-            return f"{spec.gpus} GPUs asked for, but no node has more than {most}"
+        if (why := node_size_refusal(spec, self.config.max_gpus_per_node)) is not None:
+            return why  # suggesting the same total over more nodes (--nodes 2 --gpus 8)
         if spec.nodes > 1 and self.config.shared_storage() is None:
             return (f"a {spec.nodes}-node experiment needs a checkpoint volume every node can mount: set "
                     "[kubernetes] shared_storage_class to a ReadWriteMany storage class")
