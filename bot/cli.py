@@ -36,9 +36,9 @@ def launch(ctx: typer.Context) -> None:
     bot = open_expbot()  # a write: it may create or upgrade the schema, as it always did
     key = os.environ.get("EXPBOT_IDEMPOTENCY_KEY") or uuid.uuid4().hex
     result = bot.bus.handle(commands.LaunchExperiment(text=shlex.join(words), owner=current_user(), idempotency_key=key))
-    for exp in result.experiments:
-        note = " (already launched)" if result.duplicate else ""
-        out.print(f"{exp.name}: {exp.state}{note} - `expbot status {exp.name}` to follow it")
+    from bot.cli_groups import print_launched
+
+    print_launched(bot, result)  # a sweep's members with their values; what it waits for
 
 
 def _launch_words(click_args: list[str]) -> list[str]:
@@ -54,6 +54,7 @@ def list_experiments(
     all_: bool = typer.Option(False, "--all", "-a", help="Include finished experiments."),
     owner: Optional[str] = typer.Option(None, help="Only this owner's."),
     project: Optional[str] = typer.Option(None, help="Only this project's."),
+    group: Optional[str] = typer.Option(None, "--group", "-g", help="Only this sweep's members."),
     limit: int = typer.Option(50, min=1, max=10_000, help="At most this many."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
@@ -65,7 +66,11 @@ def list_experiments(
     reader = open_reader()
     states = None if all_ else ACTIVE
     with reader.reading() as views:
-        exps = views.experiments.list(states=states, owner=owner, project=project, limit=limit)
+        exps = views.experiments.list(states=states, owner=owner, project=project, group=group, limit=limit)
+    if group is not None:
+        from bot.cli_groups import in_launch_order
+
+        exps = in_launch_order(exps)  # G-1, G-2, ... G-10, not the order of their ids
     now = reader.now()
     if as_json:
         print_json([render.experiment_dict(e, now) for e in exps])
@@ -77,19 +82,25 @@ def list_experiments(
 
 @app.command()
 def status(name: str, as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """Show one experiment: state, attempts, and its timeline."""
+    """Show one experiment (state, attempts, timeline), or a sweep: its members' states, values and cost."""
     from bot import render
+    from bot.cli_groups import show_group
     from bot.cli_store import open_reader
+    from bot.cli_waiting import waiting_notes
 
     reader = open_reader()
+    if show_group(reader, name, as_json):
+        return
     exp, timeline = find(reader, name)
     now = reader.now()
     process = _process(reader, exp)
     if as_json:
-        print_json(render.experiment_dict(exp, now, timeline, process))
+        print_json(render.experiment_dict(exp, now, timeline, process) | waiting_notes(reader, exp, as_json=True))
         return
     for table in render.status_tables(exp, timeline, now, process):
         out.print(table)
+    for line in waiting_notes(reader, exp):  # an approval's numbers and approvers; no serve to start it
+        out.print(line)
 
 
 def _process(reader, exp) -> dict | None:
@@ -105,15 +116,19 @@ def _process(reader, exp) -> dict | None:
 
 @app.command()
 def stop(
-    name: str = typer.Argument(..., help="The experiment's name, id or id prefix."),
+    name: str = typer.Argument(..., help="The experiment's name, id or id prefix, or a sweep's name."),
     reason: str = typer.Option("", help="Why, for the record."),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until it has stopped (default) or return at once."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Stop every member of a sweep without asking."),
 ) -> None:
-    """Stop an experiment: `expbot serve` sends SIGTERM, then SIGKILL after the grace; it is not restarted."""
+    """Stop an experiment or a whole sweep: `expbot serve` sends SIGTERM, then SIGKILL after the grace."""
+    from bot.cli_groups import stop_group
     from core import commands
     from core.model import State
 
     bot = open_expbot()
+    if stop_group(bot, name, reason=reason, by=current_user(), yes=yes, wait=wait):
+        return
     # The CLI talks to the store directly, so whoever can run it is already trusted as an admin.
     exp = bot.bus.handle(commands.StopExperiment(name=name, by=current_user(), as_admin=True, reason=reason))
     if exp.state != State.STOPPING:
@@ -170,6 +185,7 @@ def logs(
 
 # Registered here so `expbot --help` lists them after the experiment commands, as before.
 from bot import cli_costs  # noqa: E402,F401  (cost, budget, digest)
+from bot import cli_approvals  # noqa: E402,F401  (approve, deny)
 
 
 @app.command()

@@ -56,6 +56,15 @@ class Reader:
             session.rollback()
             session.close()
 
+    def serve_missing(self) -> bool:
+        """True when no `expbot serve` has stamped its heartbeat recently for this database."""
+        from bot.cli_waiting import serve_missing
+
+        if self._never_migrated():
+            return True
+        with schema_errors(self.url, self.engine):
+            return serve_missing(self._sessions, self.now())
+
     def _never_migrated(self) -> bool:
         import sqlalchemy as sa
 

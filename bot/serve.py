@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.bootstrap import Expbot, idle_metrics, shown_url
+from bot.serve_presence import hold_local_data_dir, start_heartbeat
 from bot.timed_jobs import expire_on_time, schedule_digest
 from core import commands
 from core.events import Event, ExperimentLaunched, LaunchApproved, StopRequested
@@ -32,6 +33,7 @@ def run_forever(bot: Expbot, stop: threading.Event | None = None, on_ready: Call
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         _handle_signals(stop)
+    release = hold_local_data_dir(bot.settings)  # before anything listens or supervises
     stop_http = _start_http(bot)
     log.info(
         "expbot serving: database %s, %s, Slack %s",
@@ -48,6 +50,7 @@ def run_forever(bot: Expbot, stop: threading.Event | None = None, on_ready: Call
     finally:
         if stop_http:
             stop_http()
+        release()
         log.info("expbot stopped; running attempts carry on and are adopted on the next start")
 
 
@@ -104,6 +107,7 @@ def lead(bot: Expbot, stop: threading.Event) -> None:
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.start()
     _schedule_jobs(bot, scheduler)
+    heartbeat = start_heartbeat(bot, scheduler)  # the CLI tells launches nothing runs them when it stops
     bot.bus.subscribe_all(expire_on_time(bot, scheduler))
     relay_woken = threading.Event()
 
@@ -127,6 +131,7 @@ def lead(bot: Expbot, stop: threading.Event) -> None:
             bot.telemetry.leading(False)
         # Do not wait for a job stuck on a slow Slack or Prometheus call: every job is safe to redo.
         scheduler.shutdown(wait=False)
+        heartbeat.stop()
         close_watch = getattr(bot.backend, "close", None)
         if close_watch is not None:
             close_watch()
