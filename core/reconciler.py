@@ -84,7 +84,7 @@ class Reconciler:
         if not may_start:
             return Step(ended=ended, deferred=True)
         started = self.start_next(experiment, now)
-        return Step(ended=ended, tried_start=True, refused_gpus=None if started else experiment.spec.gpus)
+        return Step(ended=ended, tried_start=True, refused_gpus=None if started else experiment.spec.total_gpus)
 
     def needs_work(self, experiment: Experiment, now: datetime, refused_gpus: int | None,
                    asked_to_end: bool = False) -> bool:
@@ -98,7 +98,7 @@ class Reconciler:
             if experiment.next_attempt_at is not None and experiment.next_attempt_at > now:
                 return False
             # Waiting in line behind a request as large that did not fit: it cannot fit either.
-            return refused_gpus is None or experiment.spec.gpus < refused_gpus
+            return refused_gpus is None or experiment.spec.total_gpus < refused_gpus  # all nodes' GPUs
         status = self.backend.status(experiment.id, attempt.number)
         if status is None:
             return True

@@ -51,7 +51,7 @@ class FakeBackend:
     # --- ClusterBackend ----------------------------------------------------------------------
     def check_fits(self, spec: ExperimentSpec) -> str | None:
         """Why the spec can never run here, or None."""
-        return fits_reason(spec.gpus, self.gpus)
+        return fits_reason(spec.total_gpus, self.gpus)  # as the local runner: every rank here
 
     def submit(self, launch: AttemptLaunch) -> SubmitResult:
         """Create the attempt (STARTING) unless it exists; wait when GPUs are short."""
@@ -63,9 +63,9 @@ class FakeBackend:
             if key in self.attempts:
                 return SubmitResult(True)
             in_use = self.gpus_in_use()
-            gpu_ids = pick_free(self.gpus, in_use, launch.spec.gpus)
+            gpu_ids = pick_free(self.gpus, in_use, launch.spec.total_gpus)
             if gpu_ids is None:
-                why = waiting_reason(launch.spec.gpus, len(in_use), self.gpus)
+                why = waiting_reason(launch.spec.total_gpus, len(in_use), self.gpus)
                 self.refused.append((launch, why))
                 return SubmitResult(False, why)
             now = self.clock.now()

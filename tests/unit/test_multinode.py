@@ -108,3 +108,35 @@ def test_a_gang_is_idle_only_when_every_gpu_of_every_node_is(world):  # noqa: F8
 
 def _now() -> datetime:
     return datetime(2026, 12, 6, 12, tzinfo=timezone.utc)
+
+
+def test_a_gang_that_does_not_fit_holds_back_only_requests_as_large_in_all():
+    from functools import partial
+
+    from core.supervisor import Supervisor
+    from tests.fakes.backend import FakeBackend
+    from tests.fakes.clock import FakeClock
+    from tests.fakes.store import FakeDatabase, FakeUnitOfWork
+
+    db, clock = FakeDatabase(), FakeClock()
+    backend, uow = FakeBackend(gpus=8, clock=clock), partial(FakeUnitOfWork, db)
+    supervisor = Supervisor(uow, backend, clock, stop_in_background=False)
+
+    def add(name: str, **fields) -> None:
+        clock.advance(seconds=1)  # launched in this order
+        exp = Experiment(id=uuid.uuid4().hex, spec=ExperimentSpec(name=name, command=("t",), image="py", **fields),
+                         owner="ana", created_at=clock.now())
+        exp.launched(clock.now())
+        with uow() as unit:
+            unit.experiments.add(exp)
+            unit.commit()
+
+    add("busy", gpus=2)
+    supervisor.reconcile_once()
+    add("gang", gpus=4, nodes=2)  # 8 GPUs in all: 6 are free, it waits
+    add("single", gpus=6)  # smaller in all than the gang: it fits and must not wait behind it
+    supervisor.reconcile_once()
+    with uow() as unit:
+        states = {name: str(unit.experiments.get_by_name(name).state) for name in ("gang", "single")}
+    assert states == {"gang": "QUEUED", "single": "STARTING"}
+    assert [launch.experiment_name for launch, _ in backend.refused] == ["gang"]
