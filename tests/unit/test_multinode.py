@@ -4,18 +4,26 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 
+from functools import partial
+
 import pytest
 
+from core.budget import BudgetConfig
 from core.cost import Prices
 from core.events import ExperimentLaunched
 from core.grammar import parse_launch
 from core.idle import IdleAction
 from core.idle_job import IdleWarning
 from core.messages import describe, gpus_label
-from core.model import Experiment
+from core.model import Experiment, State
 from core.ports import AttemptLaunch
 from core.spec import ExperimentSpec, LaunchConfig, default_gpu_catalog
+from core.supervisor import Supervisor
+from tests.fakes.backend import FakeBackend
+from tests.fakes.clock import FakeClock
+from tests.fakes.store import FakeDatabase, FakeUnitOfWork
 from tests.unit.grammar_helpers import error, one
+from tests.unit.conftest import make_world
 from tests.unit.test_idle_job import IdleWorld, world  # noqa: F401 (the fixture)
 
 
@@ -111,13 +119,6 @@ def _now() -> datetime:
 
 
 def test_a_gang_that_does_not_fit_holds_back_only_requests_as_large_in_all():
-    from functools import partial
-
-    from core.supervisor import Supervisor
-    from tests.fakes.backend import FakeBackend
-    from tests.fakes.clock import FakeClock
-    from tests.fakes.store import FakeDatabase, FakeUnitOfWork
-
     db, clock = FakeDatabase(), FakeClock()
     backend, uow = FakeBackend(gpus=8, clock=clock), partial(FakeUnitOfWork, db)
     supervisor = Supervisor(uow, backend, clock, stop_in_background=False)
@@ -140,3 +141,13 @@ def test_a_gang_that_does_not_fit_holds_back_only_requests_as_large_in_all():
         states = {name: str(unit.experiments.get_by_name(name).state) for name in ("gang", "single")}
     assert states == {"gang": "QUEUED", "single": "STARTING"}
     assert [launch.experiment_name for launch, _ in backend.refused] == ["gang"]
+
+
+def test_a_gang_needs_approval_for_all_its_nodes_and_its_runtime_is_billed_whole():
+    world = make_world(budgets=BudgetConfig(projects={"nlp": 150.0}))
+    world.launch("one --project nlp --gpus 4 --gpu-type a100 --hours 10 -- t")  # 4 x 2.5 x 10 = 100: fits
+    world.launch("gang --project nlp --nodes 2 --gpus 2 --gpu-type a100 --hours 10 -- t")  # 2 x 2 x 2.5 x 10 = 100
+    assert world.get("one").state == State.QUEUED and world.get("gang").state == State.PENDING_APPROVAL
+    with world.uow() as uow:
+        [request] = [e for e in uow.outbox.for_experiment(world.get("gang").id) if e.kind == "ApprovalRequested"]
+    assert request.projected_cost == 100.0 and request.budgets[0]["committed"] == 100.0
