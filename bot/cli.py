@@ -200,7 +200,11 @@ def serve(
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    run_forever(bootstrap(settings, migrate=migrate))
+    from bot.sandbox.wiring import open_sandbox
+
+    sandbox = open_sandbox(settings)  # a local Slack stand-in at /sandbox when no Slack token is configured
+    run_forever(bootstrap(sandbox.settings if sandbox else settings, migrate=migrate),
+                mount=sandbox.mount if sandbox else None)
 
 
 @db_app.command("upgrade")

@@ -8,6 +8,7 @@ import signal
 import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -24,7 +25,8 @@ log = logging.getLogger("expbot.serve")
 _RELAY_BATCH = 100
 
 
-def run_forever(bot: Expbot, stop: threading.Event | None = None, on_ready: Callable[[dict], None] | None = None) -> None:
+def run_forever(bot: Expbot, stop: threading.Event | None = None, on_ready: Callable[[dict], None] | None = None,
+                mount: Callable[[Any], Any] | None = None) -> None:
     """Serve Slack and progress reports; supervise and schedule while leader; until stopped.
 
     Running attempts outlive a restart. Under leader election a replica that loses its Lease stops
@@ -34,7 +36,7 @@ def run_forever(bot: Expbot, stop: threading.Event | None = None, on_ready: Call
     if threading.current_thread() is threading.main_thread():
         _handle_signals(stop)
     release = hold_local_data_dir(bot.settings)  # before anything listens or supervises
-    stop_http = _start_http(bot)
+    stop_http = _start_http(bot, mount)  # mount: the Slack sandbox's routes, when it stands in for Slack
     log.info(
         "expbot serving: database %s, %s, Slack %s",
         shown_url(bot.settings.resolved_database_url()), _describe_backend(bot),
@@ -205,7 +207,7 @@ def _last_progress(bot: Expbot, experiment_id: str, attempt: int) -> datetime | 
     return status.last_progress_at if status is not None else None
 
 
-def _start_http(bot: Expbot) -> Callable[[], None] | None:
+def _start_http(bot: Expbot, mount: Callable[[Any], Any] | None = None) -> Callable[[], None] | None:
     """Slack (HTTP or Socket Mode), the progress-report endpoint, /metrics and the probes, on every replica."""
     from bot.telemetry.wiring import operations
 
@@ -219,7 +221,7 @@ def _start_http(bot: Expbot) -> Callable[[], None] | None:
     if bot.settings.slack_enabled:
         from bot.slack.runtime import start_slack  # Slack's libraries load only when Slack is on
 
-        return start_slack(bot, report, ops)
+        return start_slack(bot, report, ops, mount)
     from bot.http_server import HttpServer, Stopper, routes
 
     server = HttpServer(routes(None, report, ops), bot.settings.http_host, bot.settings.http_port).start()

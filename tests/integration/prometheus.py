@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -115,17 +116,18 @@ def find_prometheus() -> str | None:
     return "/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None
 
 
-def _start(binary: str, exporter: DcgmExporter) -> PrometheusServer:
+def _start(binary: str, exporter: DcgmExporter, jobs: dict[str, str] | None = None) -> PrometheusServer:
+    """Prometheus scraping the exporter (job dcgm) and any other `jobs` (name -> host:port) every second."""
     root = Path(tempfile.mkdtemp(prefix="expbot-prom-"))
     config = root / "prometheus.yml"
+    targets = {"dcgm": f"127.0.0.1:{exporter.port}"} | (jobs or {})
     config.write_text(
         "global:\n"
         f"  scrape_interval: {SCRAPE_INTERVAL}\n"
         f"  scrape_timeout: {SCRAPE_INTERVAL}\n"
         "scrape_configs:\n"
-        "  - job_name: dcgm\n"
-        "    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{exporter.port}']\n"
+        + "".join(f"  - job_name: {name}\n    static_configs:\n      - targets: ['{target}']\n"
+                  for name, target in targets.items())
     )
     port = _free_port()
     log = (root / "prometheus.log").open("w")
@@ -149,6 +151,25 @@ def _start(binary: str, exporter: DcgmExporter) -> PrometheusServer:
             raise RuntimeError("prometheus did not become ready in 30 s")
         time.sleep(0.1)
     return PrometheusServer(url, exporter, process, root)
+
+
+@contextmanager
+def scraping(jobs: dict[str, str]) -> Iterator[PrometheusServer]:
+    """A Prometheus of its own scraping `jobs` (name -> host:port, e.g. a real `expbot serve`) every second."""
+    binary = find_prometheus()
+    if binary is None:
+        _unavailable("prometheus not found (apt-get install prometheus)")
+    exporter = DcgmExporter()
+    try:
+        server = _start(binary, exporter, jobs)  # type: ignore[arg-type]
+    except Exception:
+        exporter.close()
+        raise
+    try:
+        yield server
+    finally:
+        _stop(server)
+        exporter.close()
 
 
 def _stop(server: PrometheusServer) -> None:

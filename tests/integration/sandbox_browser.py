@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from adapters.db.digest_runs import DigestRuns
 from adapters.db.engine import make_engine
 from adapters.db.migrate import upgrade
 from adapters.db.uow import SqlUnitOfWork, make_session_factory
@@ -52,7 +53,7 @@ def browser() -> Iterator[Any]:
 
 
 def seed_yesterday(data_dir: Path) -> None:
-    """Yesterday's spend, so that the digest serve posts at start has something to tell."""
+    """Yesterday's spend, and the digest of the day before as posted: serve posts yesterday's at start."""
     data_dir.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{data_dir / 'expbot.db'}"
     upgrade(url)
@@ -64,11 +65,17 @@ def seed_yesterday(data_dir: Path) -> None:
             project="nlp", gpus=2, gpu_type="a100"),
     ]
     engine = make_engine(url)
-    with SqlUnitOfWork(make_session_factory(engine)) as uow:
+    factory = make_session_factory(engine)
+    with SqlUnitOfWork(factory) as uow:
         for exp in done:
             exp.events.clear()  # history for the digest, not launches for the channel
             uow.experiments.add(exp)
         uow.commit()
+    # The day before was posted: serve catches up on the missed one (yesterday's) when it starts.
+    before, now = (day - timedelta(days=1)).date().isoformat(), datetime.now(timezone.utc)
+    runs = DigestRuns(factory)
+    assert runs.claim(before, "seed", now)
+    runs.mark_posted(before, "C0DIGEST", "1.000001", now)
     engine.dispose()
 
 
@@ -103,7 +110,7 @@ class Page:
         self.page = browser.new_page(viewport={"width": 1400, "height": 900})
         self.page.set_default_timeout(30_000)  # a loaded 2-core CI machine
         self.page.goto(url)
-        self.page.wait_for_selector("#user option")
+        self.page.wait_for_selector("#user option", state="attached")
         self.be(user)
 
     def be(self, user: str) -> None:

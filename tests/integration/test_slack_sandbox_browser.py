@@ -41,7 +41,7 @@ def test_a_bad_launch_shows_an_ephemeral_error(tab: Page):
 def test_the_launch_form_shows_a_field_error_then_launches(tab: Page):
     tab.type("/experiment launch")
     modal = tab.page.locator("#modal")
-    modal.get_by_text("Launch an experiment").wait_for()
+    modal.get_by_text("Launch experiment").first.wait_for()
     modal.locator("[data-block-id=launch_name] input").fill("from-form")
     modal.locator("[data-block-id=launch_command] textarea").fill("python -c pass")
     modal.locator("[data-block-id=launch_gpus] input").fill("lots")
@@ -69,7 +69,7 @@ def test_an_over_budget_launch_waits_for_an_approver(tab: Page):
 
     tab.be("U0OTHER")
     request.locator("button", has_text="Approve").click()
-    tab.page.locator("#confirm").get_by_text("Approve this launch?").wait_for()
+    tab.page.locator("#confirm-title").get_by_text("Approve this launch?").wait_for()
     tab.shot("09-approve-confirm")
     tab.page.click("#confirm-ok")
     refusal = tab.page.locator("#messages .msg.ephemeral", has_text="approver").last
@@ -108,7 +108,7 @@ def test_stop_on_the_parent_as_the_owner_ends_the_experiment(tab: Page):
     parent = tab.parent("long-one")
     parent.get_by_text("Running").wait_for()
     parent.locator("button", has_text="Stop").click()
-    tab.page.locator("#confirm").get_by_text("Stop long-one?").wait_for()
+    tab.page.locator("#confirm-title").get_by_text("Stop long-one?").wait_for()
     tab.shot("14-stop-confirm")
     tab.page.click("#confirm-ok")
     parent.get_by_text("Stopped").wait_for(timeout=60_000)
