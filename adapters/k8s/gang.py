@@ -88,9 +88,9 @@ def _live(job: JobView, live: list[PodView], now: datetime, image_grace: timedel
     running = [p for p in live if p.phase == "Running"]
     done = [p for p in live if p.terminated is not None and p.terminated.exit_code == 0]
     if running and len(running) + len(done) >= job.size:
-        # The gang runs once its last pod does: before that no rank can get past the rendezvous.
-        nodes = ",".join(dict.fromkeys(p.node for p in sorted(running + done, key=lambda p: p.index) if p.node))
-        return AttemptStatus(AttemptPhase.RUNNING, started_at=_latest_start(running), node=nodes or None)
+        # The gang runs once its last pod does: before that no rank can get past the rendezvous. No one
+        # node is where it runs: the attempt's node is recorded when it ends, the failed pod's.
+        return AttemptStatus(AttemptPhase.RUNNING, started_at=_latest_start(running))
     return AttemptStatus(AttemptPhase.STARTING)
 
 

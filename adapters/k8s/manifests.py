@@ -170,7 +170,9 @@ def _pod_spec(launch: AttemptLaunch, config: K8sConfig) -> dict[str, Any]:
     if spec.gpus > 0 and pool.node_selector:
         pod["nodeSelector"] = dict(pool.node_selector)
     if launch.avoid_nodes:
-        pod["affinity"] = avoiding_nodes(pod.get("affinity"), launch.avoid_nodes)
+        # A gang needs `nodes` nodes of its type at once: keeping it off a node for sure could leave
+        # it unplaceable, so there other nodes are only preferred.
+        pod["affinity"] = avoiding_nodes(pod.get("affinity"), launch.avoid_nodes, required=spec.nodes <= 1)
     tolerations = [*config.gpu_tolerations, *pool.tolerations] if spec.gpus > 0 else []
     if tolerations:
         pod["tolerations"] = [dict(t) for t in tolerations]
@@ -181,17 +183,23 @@ def _pod_spec(launch: AttemptLaunch, config: K8sConfig) -> dict[str, Any]:
     return pod
 
 
-def avoiding_nodes(affinity: dict[str, Any] | None, nodes: tuple[str, ...]) -> dict[str, Any]:
-    """`affinity` (not changed) plus a required rule keeping the pod off `nodes`."""
+def avoiding_nodes(affinity: dict[str, Any] | None, nodes: tuple[str, ...], required: bool = True) -> dict[str, Any]:
+    """`affinity` (not changed) plus a rule keeping the pod off `nodes` (required, or else preferred)."""
     merged = copy.deepcopy(affinity or {})
-    values = sorted(set(nodes))
-    required = merged.setdefault("nodeAffinity", {}).setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
-    terms = required.get("nodeSelectorTerms") or [{}]
+    # An entry may name several nodes ("a,b": where a gang ran).
+    values = sorted({n.strip() for entry in nodes for n in entry.split(",") if n.strip()})
+    exclusion = {"key": HOSTNAME_LABEL, "operator": "NotIn", "values": list(values)}
+    node_affinity = merged.setdefault("nodeAffinity", {})
+    if not required:
+        preferred = node_affinity.setdefault("preferredDuringSchedulingIgnoredDuringExecution", [])
+        preferred.append({"weight": 100, "preference": {"matchExpressions": [exclusion]}})
+        return merged
+    required_terms = node_affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
+    terms = required_terms.get("nodeSelectorTerms") or [{}]
     # Required terms are ORed: an exclusion in only one of them would let the others place the pod there.
     for term in terms:
-        exclusion = {"key": HOSTNAME_LABEL, "operator": "NotIn", "values": list(values)}
-        term["matchExpressions"] = [*term.get("matchExpressions", ()), exclusion]
-    required["nodeSelectorTerms"] = terms
+        term["matchExpressions"] = [*term.get("matchExpressions", ()), dict(exclusion, values=list(values))]
+    required_terms["nodeSelectorTerms"] = terms
     return merged
 
 

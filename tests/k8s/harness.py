@@ -27,8 +27,8 @@ REPORT_SECRET = "test-report-secret"
 
 
 def write_config(path: Path, *, pod_labels: dict[str, str], pod_annotations: dict[str, str],
-                 keep_checkpoints: bool = False, watch_nodes: bool = False) -> Path:
-    """A TOML config: two GPU types on the fake nodes, kwok lifecycle steering on every pod."""
+                 keep_checkpoints: bool = False, watch_nodes: bool = False, kubernetes: str = "") -> Path:
+    """A TOML config: two GPU types on the fake nodes, kwok lifecycle steering on every pod (plus `kubernetes` lines)."""
     def table(d: dict[str, str]) -> str:
         return "{ " + ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in d.items()) + " }"
 
@@ -50,6 +50,7 @@ gpu_tolerations = [{tolerations}]
 pod_labels = {table(pod_labels)}
 pod_annotations = {table(pod_annotations)}
 image_pull_grace = 5
+{kubernetes}
 """)
     return path
 
@@ -112,12 +113,13 @@ def job_env(job: client.V1Job) -> dict[str, str]:
 @contextmanager
 def running_expbot(
     tmp_path: Path, kubeconfig: Path, namespace: str, api: Any, *, pod_behaviour: dict[str, Any] | None = None,
-    keep_checkpoints: bool = False, start: bool = True, watch_nodes: bool = False, **settings: Any,
+    keep_checkpoints: bool = False, start: bool = True, watch_nodes: bool = False, kubernetes: str = "",
+    **settings: Any,
 ) -> Iterator[World]:
     """expbot configured for the test namespace; leading (supervising) unless start=False."""
     labels, annotations = lifecycle(**(pod_behaviour or {}))
     config = write_config(tmp_path / "expbot.toml", pod_labels=labels, pod_annotations=annotations,
-                          keep_checkpoints=keep_checkpoints, watch_nodes=watch_nodes)
+                          keep_checkpoints=keep_checkpoints, watch_nodes=watch_nodes, kubernetes=kubernetes)
     values: dict[str, Any] = {
         "data_dir": tmp_path / "data", "backend": "kubernetes", "k8s_kubeconfig": kubeconfig,
         "k8s_namespace": namespace, "config_file": config, "leader_election": False,

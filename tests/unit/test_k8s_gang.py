@@ -112,7 +112,7 @@ def test_the_gang_runs_once_every_pod_does_from_the_last_ones_start():
     late = NOW - timedelta(minutes=1)
     found = gang_status(gang_job(), [run(0, "n0"), run(1, "n1", at=late)], NOW, GRACE)
     assert found.phase == AttemptPhase.RUNNING and found.started_at == late.replace(microsecond=0)
-    assert found.node == "n0,n1"
+    assert found.node is None  # recorded when it ends: the node of the pod that failed
     half = gang_status(gang_job(), [run(0, "n0"), member(1, node="n1")], NOW, GRACE)
     assert half.phase == AttemptPhase.STARTING
 
@@ -191,3 +191,13 @@ def test_kueue_evicting_an_admitted_job_is_infrastructure():
     evicted = workload(Evicted=("True", "Preempted", "Preempted to accommodate a higher priority Workload"))
     found = gang_status(JobView.from_raw(raw), [], NOW, GRACE, evicted)
     assert found.phase == AttemptPhase.LOST and found.infra and "Preempted" in found.reason and found.needs_cleanup
+
+
+def test_a_restarted_gang_only_prefers_to_avoid_bad_nodes():
+    pod = manifests.job(gang_launch(2, avoid_nodes=("n1", "n2,n3")), SHARED)["spec"]["template"]["spec"]
+    affinity = pod["affinity"]["nodeAffinity"]
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in affinity
+    [rule] = affinity["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert rule["preference"]["matchExpressions"][0]["values"] == ["n1", "n2", "n3"]
+    single = manifests.job(launch(avoid_nodes=("n1",)), SHARED)["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+    assert "requiredDuringSchedulingIgnoredDuringExecution" in single
