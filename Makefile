@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test services cluster lint
+.PHONY: run test install install-test services cluster lint browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,19 @@ services:
 cluster:
 	bash tests/cluster/build.sh
 
+# The Slack sandbox's acceptance tests drive Debian's chromium with Playwright (never a downloaded
+# browser); the emoji font draws Slack's emoji in its screenshots.
+browser:
+	@missing=""; \
+	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	  [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing="$$missing fonts-noto-color-emoji"; \
+	  if [ -n "$$missing" ]; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
+	  fi
+
 lint: install-test
 	$(BIN)/lint-imports
 
-test: install-test services cluster lint
+test: install-test services cluster browser lint
 	$(BIN)/pytest
