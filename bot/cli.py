@@ -27,11 +27,10 @@ def launch(ctx: typer.Context) -> None:
     import shlex
 
     from core import commands
-    from core.grammar import USAGE
 
     words = _launch_words(ctx.args)
     if not words or words[0] in ("-h", "--help"):
-        out.print("expbot " + USAGE, markup=False, highlight=False)
+        out.print(_launch_help(), markup=False, highlight=False)
         return
     bot = open_expbot()  # a write: it may create or upgrade the schema, as it always did
     key = os.environ.get("EXPBOT_IDEMPOTENCY_KEY") or uuid.uuid4().hex
@@ -39,6 +38,19 @@ def launch(ctx: typer.Context) -> None:
     from bot.cli_groups import print_launched
 
     print_launched(bot, result)  # a sweep's members with their values; what it waits for
+
+
+def _launch_help() -> str:
+    """The launch options with this installation's defaults (built-in ones if its settings are wrong)."""
+    from bot.cli_usage import launch_help
+    from bot.config import load_settings
+    from core.grammar import USAGE
+    from core.spec import LaunchConfig
+
+    try:
+        return launch_help(USAGE, load_settings().launch_config())
+    except ExpbotError as e:
+        return launch_help(USAGE, LaunchConfig(), note=f"(built-in defaults: the configuration is wrong: {e})")
 
 
 def _launch_words(click_args: list[str]) -> list[str]:
@@ -223,23 +235,19 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
     out.print(f"database at revision {current}")
 
 
-# click's usage-error base, wherever this typer takes click from: newer typers vendor their own
-# copy (typer._click), whose errors are not the `click` package's.
-_USAGE_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
-
-
 def main() -> None:
     """Console-script entry point: known errors become one clear line, never a traceback."""
+    from bot.cli_usage import USAGE_ERRORS, cut_long_words, name_arguments, report_usage_error
+
     try:
-        app(standalone_mode=False)
+        name_arguments(typer.main.get_command(app))(standalone_mode=False)
     except ExpbotError as e:
-        err.print(f"error: {e}", markup=False, highlight=False)
+        err.print(f"error: {cut_long_words(str(e))}", markup=False, highlight=False)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
-    except _USAGE_ERRORS as e:  # an unknown command or option, a bad option value
-        e.show()
-        sys.exit(e.exit_code)
+    except USAGE_ERRORS as e:  # an unknown command or option, a bad option value, a missing argument
+        sys.exit(report_usage_error(e))
     except Exception:
         error_id = uuid.uuid4().hex[:8]
         where = _record_internal_error(error_id)

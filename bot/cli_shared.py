@@ -12,9 +12,28 @@ from rich.console import Console
 if TYPE_CHECKING:  # the wiring is imported by the commands that use it, never by `--help`
     from bot.bootstrap import Expbot
 
-app = typer.Typer(help="expbot: run, supervise and checkpoint-restart ML experiments.", no_args_is_help=True)
-db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
+# Plain help, not rich's: rich markup ate "[options]" from the command list, and its panels gave every
+# flag a "<bool>" placeholder. Completion options are left out: they only clutter a newcomer's help.
+app = typer.Typer(help="expbot: run, supervise and checkpoint-restart ML experiments.", no_args_is_help=True,
+                  rich_markup_mode=None, add_completion=False)
+db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(db_app, name="db")
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        print(f"expbot {version('expbot')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print expbot's version and exit."),
+) -> None:
+    """expbot: run, supervise and checkpoint-restart ML experiments."""
 # Piped into a script, a table must not wrap words (`SUCCEED`/`ED`): lines are as long as they need.
 _PIPE_WIDTH = None if sys.stdout.isatty() else 100_000
 # No markup: names, commands and reasons are user text, and "[/mnt/a]" or "[/]" in them is not

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from core.errors import NotFound
+from core.grammar_text import show
 from core.model import Experiment
 from core.ports import ExperimentRepository
 
@@ -20,5 +21,5 @@ def find_experiment(repo: ExperimentRepository, ref: str, hint: str = "") -> Exp
             return (exact or matches)[0]
         if matches:
             ids = ", ".join(e.id[:12] for e in matches)
-            raise NotFound(f"{ref!r} is the start of more than one experiment id ({ids}, ...): give more of it")
-    raise NotFound(f"no experiment named {ref!r}{hint}")
+            raise NotFound(f"{show(ref)} is the start of more than one experiment id ({ids}, ...): give more of it")
+    raise NotFound(f"no experiment named {show(ref)}{hint}")

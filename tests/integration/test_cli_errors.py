@@ -11,10 +11,10 @@ def expbot(tmp_path):
     return Expbot(tmp_path / "data")
 
 @pytest.mark.parametrize("args, says", [
-    (("list",), "No such command 'list'"),  # a command that does not exist (it is `ls`)
-    (("cost", "--since", "yesterday"), "No such option: --since"),
+    (("list",), "no such command 'list'"),  # a command that does not exist (it is `ls`)
+    (("cost", "--since", "yesterday"), "no such option: --since"),
     (("cost", "--days", "0"), "--days"),  # out of range
-    (("status",), "Missing argument"),
+    (("status",), "missing argument NAME"),
     (("ls", "--limit", "0"), "--limit"),
     (("ls", "--limit", "99999999999999999999"), "--limit"),
     (("logs", "x", "--attempt", "0"), "--attempt"),
@@ -23,7 +23,8 @@ def expbot(tmp_path):
 def test_cli_usage_errors_say_what_is_wrong_never_internal_error(expbot, args, says):
     wrong = expbot.cli(*args, check=False)
     assert wrong.returncode == 2, wrong
-    assert says in wrong.stderr and "Usage:" in wrong.stderr
+    assert says in wrong.stderr and wrong.stderr.startswith("error: ") and wrong.stderr.count("\n") == 1
+    assert "Usage:" not in wrong.stderr  # one line, not click's usage block
     assert "internal error" not in wrong.stderr and "Traceback" not in wrong.stderr
 
 
