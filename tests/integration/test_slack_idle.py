@@ -39,7 +39,7 @@ def test_a_non_owner_pressing_keep_is_refused_and_the_owner_s_keep_snoozes(slack
     exp = launch_long_running(slack_bot, "sleepy")
     assert slack_bot.press(ActionId.IDLE_KEEP_2H.value, "sleepy", user="UOTHER").status_code == 200
     [refusal] = responses(slack_bot)
-    assert "only UOWNER" in refusal.payload["text"] and refusal.payload["response_type"] == "ephemeral"
+    assert "only <@UOWNER> (the owner) or an admin may keep" in refusal.payload["text"] and refusal.payload["response_type"] == "ephemeral"
     time.sleep(0.3)
     assert slack_bot.idle_states.get(exp.id) == IdleState()
     before = datetime.now(timezone.utc)
@@ -67,7 +67,7 @@ def test_an_admin_may_keep_and_a_forged_keep_option_is_refused(slack_bot):
 def test_stop_now_stops_for_the_owner_only(slack_bot):
     launch_long_running(slack_bot, "halt")
     slack_bot.press(ActionId.IDLE_STOP.value, "halt", user="UOTHER")
-    assert "only UOWNER" in responses(slack_bot)[0].payload["text"]
+    assert "only <@UOWNER> (the owner) or an admin may stop" in responses(slack_bot)[0].payload["text"]
     assert slack_bot.experiment("halt").state == State.RUNNING
     slack_bot.press(ActionId.IDLE_STOP.value, "halt", user="UOWNER")
     stopped = wait_for(lambda: (e := slack_bot.experiment("halt")) and e.is_terminal and e, what="stopped")

@@ -87,7 +87,7 @@ def test_scheduled_commands_go_through_the_bus() -> None:
     delivered = []
 
     class Digest:
-        def post_due(self, now: datetime) -> list[date]:
+        def post_due(self, now: datetime, missed_only: bool = False) -> list[date]:
             posted.append(now)
             return [DAY]
 
