@@ -40,8 +40,11 @@ def words_of(blocks: list[dict]) -> list[str]:
             if node.get("type") in ("mrkdwn", "plain_text") and isinstance(node.get("text"), str):
                 found.append(node["text"])
             for key, value in node.items():
-                if key != "confirm":  # drawn by the page's confirm dialog, carried in a data attribute
-                    walk(value)
+                if key == "confirm":  # drawn by the page's confirm dialog, carried in a data attribute
+                    continue
+                if key == "placeholder" and "initial_option" in node:  # a chosen option hides it, as in Slack
+                    continue
+                walk(value)
         elif isinstance(node, list):
             for item in node:
                 walk(item)
