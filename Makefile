@@ -8,14 +8,26 @@ BIN := $(VENV)/bin
 .PHONY: run test install install-test services cluster lint browser
 
 $(BIN)/python:
+	@echo "creating the virtual environment $(VENV) ..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-install: $(BIN)/python
+# Installed once, and again only when pyproject.toml (the dependencies, the entry point) is newer than
+# the stamp: the install is editable, so a change to the code needs none. Say so, as pip --quiet is
+# silent for a minute or more on a fresh machine.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@echo "installing expbot and its dependencies into $(VENV) (the first time takes a minute or two) ..."
 	$(BIN)/pip install --quiet -e .
+	@touch $@
 
-install-test: $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	@echo "installing expbot with its test dependencies into $(VENV) ..."
 	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
 
 run: install
 	$(BIN)/expbot serve
