@@ -4,12 +4,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
 from bot.config import Settings
 from bot.sandbox.config import SandboxSettings, SandboxWiring, wiring_for
 from bot.sandbox.delivery import Deliverer
 from bot.sandbox.page import SandboxApp, Wsgi
 from bot.sandbox.state import SandboxState
 from bot.sandbox.webapi import WebApi
+from core.errors import ExpbotError
 
 log = logging.getLogger("expbot.sandbox")
 
@@ -42,5 +45,10 @@ class Sandbox:
 
 def open_sandbox(settings: Settings) -> Sandbox | None:
     """The sandbox for `expbot serve`, or None when a Slack token is configured (or EXPBOT_SANDBOX_ENABLED=false)."""
-    wiring = wiring_for(settings, SandboxSettings())
+    try:
+        sandbox = SandboxSettings()
+    except ValidationError as e:  # one line per mistake, never the values (the token is a secret)
+        raise ExpbotError("\n".join(f"EXPBOT_SANDBOX_{str(err['loc'][0]).upper()}: {err['msg']}"
+                                     for err in e.errors())) from None
+    wiring = wiring_for(settings, sandbox)
     return Sandbox(wiring, SandboxState()) if wiring else None
