@@ -10,6 +10,7 @@ app.kubernetes.io/managed-by=expbot) time each restart with client-side timestam
 Prints count, p50/p90/p99/max of t_next - t_fail over --failures failures and whether the targets
 (p50 < 2 s, p99 < 5 s) are met.
 Run: .venv/bin/python benchmarks/k8s_restart_latency.py [--failures 100] [--experiments 10] [--max-restarts 20]
+Gang mode (--gang 4): one pod of a 4-node gang fails -> every pod of the next attempt (benchmarks/k8s_gang_restart.py).
 """
 from __future__ import annotations
 
@@ -204,6 +205,7 @@ def parse_args() -> argparse.Namespace:
                              "(kwok serves no logs: each read fails, after ~2 s of retries)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (cluster logs, database)")
     parser.add_argument("--kubeconfig", type=Path, default=None, help="an existing cluster with the fake GPU nodes")
+    parser.add_argument("--gang", type=int, default=0, help="N > 1: experiments of N nodes x 8 GPUs, one pod fails")
     return parser.parse_args()
 
 
@@ -285,6 +287,9 @@ def print_report(args: argparse.Namespace, experiments: int, run: RestartRun) ->
 def main() -> int:
     """Run the benchmark once and print its report; 0 if the targets were met, else 1."""
     args = parse_args()
+    if args.gang > 1:
+        from benchmarks.k8s_gang_restart import run
+        return run(args)
     # Enough experiments that --failures restarts fit within their --max-restarts each.
     experiments = max(args.experiments, math.ceil(args.failures / max(1, args.max_restarts)))
     return print_report(args, experiments, run_on_cluster(args, experiments))
