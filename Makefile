@@ -47,6 +47,7 @@ services:
 # KWOK GPU nodes) built from Go modules; cached by version, so only the first build takes ~10 minutes.
 cluster:
 	bash tests/cluster/build.sh
+	bash tests/cluster/build_kueue.sh
 
 # The Slack sandbox's acceptance tests drive Debian's chromium with Playwright (never a downloaded
 # browser); the emoji font draws Slack's emoji in its screenshots.
