@@ -215,8 +215,8 @@ def serve(
     from bot.sandbox.wiring import open_sandbox
 
     sandbox = open_sandbox(settings)  # a local Slack stand-in at /sandbox when no Slack token is configured
-    run_forever(bootstrap(sandbox.settings if sandbox else settings, migrate=migrate),
-                mount=sandbox.mount if sandbox else None)
+    bot = bootstrap(sandbox.settings if sandbox else settings, migrate=migrate)
+    run_forever(sandbox.attach(bot) if sandbox else bot, mount=sandbox.mount if sandbox else None)
 
 
 @db_app.command("upgrade")

@@ -11,11 +11,11 @@ import hashlib
 import hmac
 import json
 import time
+import urllib.error
+import urllib.request
 import uuid
 from typing import Any
 from urllib.parse import urlencode
-
-import httpx
 
 from bot.sandbox.config import APP, BOT_USER, CHANNELS, PEOPLE, TEAM
 from bot.sandbox.state import Message, SandboxState
@@ -113,16 +113,19 @@ class Deliverer:
         signature = hmac.new(self.secret.encode(), f"v0:{stamp}:{body}".encode(), hashlib.sha256).hexdigest()
         headers = {"Content-Type": content_type, "X-Slack-Request-Timestamp": stamp,
                    "X-Slack-Signature": f"v0={signature}"}
+        request = urllib.request.Request(self.url, data=body.encode(), headers=headers, method="POST")
         try:
             # Slack waits 3 s for an ack; the sandbox is patient (a loaded machine) but not forever.
-            answer = httpx.post(self.url, content=body.encode(), headers=headers, timeout=15)
-        except httpx.HTTPError as e:
+            with urllib.request.urlopen(request, timeout=15) as answer:
+                kind, content = answer.headers.get("Content-Type", ""), answer.read()
+        except urllib.error.HTTPError as e:
+            raise DeliveryError(f"expbot answered HTTP {e.code}") from e
+        except OSError as e:  # refused, reset, timed out
             raise DeliveryError(f"expbot did not answer: {e}") from e
-        if answer.status_code >= 400:
-            raise DeliveryError(f"expbot answered HTTP {answer.status_code}")
-        if not answer.content or "json" not in answer.headers.get("content-type", ""):
-            return {"text": answer.text} if answer.text.strip() else {}
-        parsed = answer.json()
+        text = content.decode("utf-8", "replace")
+        if "json" not in kind:
+            return {"text": text} if text.strip() else {}
+        parsed = json.loads(text) if text.strip() else {}
         return parsed if isinstance(parsed, dict) else {}
 
 
