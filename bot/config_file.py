@@ -14,8 +14,8 @@ from core.approvals import budget_name_problem
 from core.budget import PROJECT, USER, BudgetConfig
 from core.cost import Prices
 from core.errors import ExpbotError
-from core.signatures import Catalog, signature_from_entry
-from core.spec import LaunchConfig
+from core.signatures import ENTRY_KEYS, Catalog, signature_from_entry
+from core.spec import GpuType, LaunchConfig
 
 if TYPE_CHECKING:
     from adapters.k8s.config import K8sConfig
@@ -47,6 +47,23 @@ def read_config_file(settings: "Settings") -> FileConfig:
     )
 
 
+def table_keys() -> dict[str, frozenset[str]]:
+    """The keys each table of the TOML file takes (the README documents every one)."""
+    from adapters.k8s.config import K8sConfig
+
+    return {
+        "launch": frozenset(LaunchConfig.model_fields) - {"gpu_catalog"},  # the catalog is [gpu_types.*]
+        "gpu_types.NAME": frozenset(GpuType.model_fields) - {"name"},  # named by its table
+        "prices": frozenset(Prices.model_fields) - {"gpu_catalog"},
+        # TOML has no durations: the TTL is written in hours, and a bare approval_ttl would be seconds.
+        "budgets": frozenset(BudgetConfig.model_fields) - {"approval_ttl"} | {"approval_ttl_hours"},
+        # Set from the environment: stop_grace, and the report endpoint with its secret (secrets never
+        # come from a file); gpu_pools from [gpu_types.*].
+        "kubernetes": frozenset(K8sConfig.model_fields) - {"gpu_pools", "stop_grace", "report_url", "report_secret"},
+        "failures.NAME": ENTRY_KEYS,
+    }
+
+
 def _table(tables: dict[str, Any], section: str) -> dict[str, Any]:
     """A copy of one top-level table ({} without it): builders change their copy."""
     return dict(tables.get(section, {}))
@@ -55,7 +72,7 @@ def _table(tables: dict[str, Any], section: str) -> dict[str, Any]:
 def launch_config(path: Path | None, tables: dict[str, Any]) -> LaunchConfig:
     """Launch defaults and limits: built-in, overridden by the file's [launch] and [gpu_types]."""
     fields = _table(tables, "launch")
-    check_keys(path, "launch", fields, set(LaunchConfig.model_fields) - {"gpu_catalog"})
+    check_keys(path, "launch", fields, table_keys()["launch"])
     for key in ("default_max_runtime", "max_runtime_limit", "min_runtime", "default_stall_timeout"):
         if key in fields:
             fields[key] = toml_duration(path, "launch", key, fields[key], "seconds")
@@ -73,16 +90,14 @@ def launch_config(path: Path | None, tables: dict[str, Any]) -> LaunchConfig:
 def prices(path: Path | None, tables: dict[str, Any], launch: LaunchConfig) -> Prices:
     """Prices: GPU prices from the catalog, CPU/memory rates and currency from [prices]."""
     fields = _table(tables, "prices")
-    check_keys(path, "prices", fields, set(Prices.model_fields) - {"gpu_catalog"})
+    check_keys(path, "prices", fields, table_keys()["prices"])
     return model_from_table(path, "prices", Prices, fields, gpu_catalog=launch.gpu_catalog)
 
 
 def budget_config(path: Path | None, tables: dict[str, Any], launch: LaunchConfig) -> BudgetConfig:
     """Budgets from [budgets] (none configured: nothing needs approval)."""
     fields = _table(tables, "budgets")
-    # TOML has no durations: the TTL is written in hours, and a bare approval_ttl would be seconds.
-    allowed = set(BudgetConfig.model_fields) - {"approval_ttl"} | {"approval_ttl_hours"}
-    check_keys(path, "budgets", fields, allowed)
+    check_keys(path, "budgets", fields, table_keys()["budgets"])
     if "approval_ttl_hours" in fields:
         hours = fields.pop("approval_ttl_hours")
         fields["approval_ttl"] = toml_duration(path, "budgets", "approval_ttl_hours", hours, "hours")
@@ -101,8 +116,7 @@ def k8s_config(settings: "Settings", tables: dict[str, Any], launch: LaunchConfi
     from adapters.k8s.config import GpuPool, K8sConfig
 
     path, fields = settings.config_file, _table(tables, "kubernetes")
-    # gpu_pools come from [gpu_types], stop_grace from EXPBOT_STOP_GRACE_SECONDS.
-    check_keys(path, "kubernetes", fields, set(K8sConfig.model_fields) - {"gpu_pools", "stop_grace"})
+    check_keys(path, "kubernetes", fields, table_keys()["kubernetes"])
     for key in ("ttl_after_finished", "image_pull_grace", "gang_timeout", "gang_retry"):
         if key in fields:
             fields[key] = toml_duration(path, "kubernetes", key, fields[key], "seconds", allow_zero=True)

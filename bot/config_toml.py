@@ -80,7 +80,9 @@ def gpu_type_from_table(path: Path, name: str, entry: Any) -> GpuType:
 # Keys that look like they belong in a table but are set elsewhere.
 _SET_ELSEWHERE = {"gpu_catalog": "; GPU types are [gpu_types.NAME] tables",
                   "gpu_pools": "; GPU pools come from [gpu_types.NAME] node_selector and tolerations",
-                  "stop_grace": "; set EXPBOT_STOP_GRACE_SECONDS instead"}
+                  "stop_grace": "; set EXPBOT_STOP_GRACE_SECONDS instead",
+                  "report_url": "; set EXPBOT_REPORT_URL instead",
+                  "report_secret": "; set EXPBOT_REPORT_SECRET instead (secrets never come from the file)"}
 
 
 def check_keys(path: Path | None, section: str, table: dict[str, Any], allowed: Iterable[str]) -> None:

@@ -111,14 +111,14 @@ class Catalog:
         return None
 
 
-_KEYS = {"pattern", "exit_code", "class", "label"}
+ENTRY_KEYS = frozenset({"pattern", "exit_code", "class", "label"})  # of one [failures.NAME] table
 
 
 def signature_from_entry(entry: Mapping[str, Any]) -> Signature:
     """One `[[failures]]` entry as a Signature; ValueError with one clear line when it is malformed."""
-    unknown = set(entry) - _KEYS
+    unknown = set(entry) - ENTRY_KEYS
     if unknown:
-        raise ValueError(f"unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(_KEYS))})")
+        raise ValueError(f"unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(ENTRY_KEYS))})")
     classes = ", ".join(c.value for c in SignatureClass)
     try:
         failure_class = SignatureClass(entry.get("class", ""))

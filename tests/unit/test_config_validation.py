@@ -208,9 +208,10 @@ def test_a_wrongly_shaped_table_names_the_file_and_key(tmp_path, text, line):
     assert refused(config_file=path) == f"{path}: {line}"
 
 
-def test_a_secret_in_the_file_is_not_repeated(tmp_path):
-    message = refused_file(tmp_path, "[kubernetes]\nreport_secret = 7373737373\n")
-    assert message == "[kubernetes] report_secret=(hidden): expected a string"
+def test_a_secret_in_the_file_is_refused_and_not_repeated(tmp_path):
+    message = refused_file(tmp_path, "[kubernetes]\nreport_secret = '7373737373'\n")
+    assert message == ("unknown key 'report_secret' in [kubernetes]; set EXPBOT_REPORT_SECRET instead "
+                       "(secrets never come from the file)")
 
 
 def test_every_table_is_checked_at_load_not_at_first_use(tmp_path):
