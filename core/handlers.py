@@ -90,10 +90,8 @@ def preflight(
         earlier = _already_launched(uow, idempotency_key, len(specs))
         if earlier:
             return earlier
-    for spec in specs:
-        problem = backend.check_fits(spec)
-        if problem:
-            raise CapacityError(f"{spec.name}: {problem}")
+    if (problem := capacity_problem(specs, backend)) is not None:
+        raise CapacityError(problem)
     for spec in specs:
         existing = uow.experiments.get_by_name(spec.name)
         if existing is not None and not existing.is_terminal:
@@ -102,6 +100,17 @@ def preflight(
                 "stop it first or pick another name"
             )
     return []
+
+
+def capacity_problem(specs: Sequence[ExperimentSpec], backend: ClusterBackend) -> str | None:
+    """Why a member can never fit the backend ('big: needs 8 GPUs ...'), or None.
+
+    Only the backend's static capacity, no store or cluster call: cheap enough for Slack's ack.
+    """
+    for spec in specs:
+        if problem := backend.check_fits(spec):
+            return f"{spec.name}: {problem}"
+    return None
 
 
 def _already_launched(uow: UnitOfWork, key: str, count: int) -> list[Experiment]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from slack_bolt import App
+from slack_bolt import App, BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -16,6 +16,8 @@ from bot.slack.pieces import error_text
 from bot.slack.replies import help_blocks
 from core.errors import SpecError
 from core.grammar import parse_launch
+from core.handlers import capacity_problem
+from core.spec import LaunchRequest
 
 log = logging.getLogger(__name__)
 
@@ -26,19 +28,14 @@ def register_experiment_command(app: App, deps: Deps, handlers: slash.SlashComma
     opener = _trigger_client(deps.client)
     run_command = user_facing(handlers.run)
 
-    def ack_experiment(ack, body, client: WebClient, respond) -> None:
+    def ack_experiment(ack, body, client: WebClient, respond, request: BoltRequest) -> None:
         sub, rest = slash.split_subcommand(body.get("text", ""))
         if sub == "launch" and not rest:
             _open_launch_form(ack, opener, bot, body)
         elif sub == "launch":
-            try:
-                request = parse_launch(rest, bot.launch_config)
-            except SpecError as e:
-                ack(text=error_text(str(e)))
-                return
-            names = ", ".join(s.name for s in request.specs[:5]) + ("…" if len(request.specs) > 5 else "")
-            ack(text=f":rocket: Launching {escape(names)}…")
-            later(run_command, respond=respond, body=body, client=client, request=request)
+            launch = _ack_launch(ack, rest, bot, redelivered(request))
+            if launch is not None:
+                later(run_command, respond=respond, body=body, client=client, request=launch)
         elif sub in slash.SUBCOMMANDS:
             ack()
             later(run_command, respond=respond, body=body, client=client)
@@ -49,6 +46,30 @@ def register_experiment_command(app: App, deps: Deps, handlers: slash.SlashComma
             ack(text=text, blocks=blocks)
 
     app.command("/experiment")(ack_experiment)
+
+
+def _ack_launch(ack, text: str, bot: Expbot, again: bool) -> LaunchRequest | None:
+    """Check a launch line as far as is cheap and answer in the ack: its refusal, or what is launched."""
+    try:
+        launch = parse_launch(text, bot.launch_config)
+    except SpecError as e:
+        ack(text=error_text(str(e)))
+        return None
+    # More GPUs than exist is known now (static capacity, no I/O): say so rather than "Launching".
+    if (problem := capacity_problem(launch.specs, bot.backend)) is not None:
+        ack(text=error_text(problem))
+        return None
+    if again:
+        ack()  # the first delivery said "Launching"; the launch itself is idempotent per trigger id
+    else:
+        names = ", ".join(s.name for s in launch.specs[:5]) + ("…" if len(launch.specs) > 5 else "")
+        ack(text=f":rocket: Launching {escape(names)}…")
+    return launch
+
+
+def redelivered(request: BoltRequest) -> bool:
+    """Whether Slack is sending this request again (a retry carries X-Slack-Retry-Num)."""
+    return bool(request.headers.get("x-slack-retry-num"))
 
 
 def _open_launch_form(ack, opener: WebClient, bot: Expbot, body: dict) -> None:

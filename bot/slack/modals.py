@@ -16,7 +16,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.slack.mrkdwn import limit_text, truncate
+from bot.slack.mrkdwn import for_users, limit_text, truncate
 from bot.slack.ids import ELEMENT, BlockId, CallbackId
 from core.durations import format_duration
 from core.errors import OptionError
@@ -182,4 +182,4 @@ def launch_text_from_modal(state_values: dict[str, Any]) -> str:
 def modal_errors(error: OptionError) -> dict[str, str]:
     """The `response_action: errors` map for a SpecError, NameInUse, ...: its option's block -> message."""
     block = _ERROR_BLOCKS.get(error.option or "command", BlockId.COMMAND)
-    return {block.value: truncate(str(error), ERROR_LIMIT)}
+    return {block.value: truncate(for_users(str(error)), ERROR_LIMIT)}

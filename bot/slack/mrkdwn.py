@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from core.durations import format_duration
 from core.mrkdwn import SECTION_LIMIT, SLACK_USER_ID, escape, is_slack_user, mention
 
-__all__ = ["ELLIPSIS", "SECTION_LIMIT", "SLACK_USER_ID", "date_token", "escape", "from_core", "is_slack_user",
+__all__ = ["ELLIPSIS", "SECTION_LIMIT", "SLACK_USER_ID", "date_token", "escape", "for_users", "from_core", "is_slack_user",
            "limit_text", "mention", "truncate"]
 
 ELLIPSIS = "…"
@@ -18,9 +18,14 @@ _PERSON = re.compile(rf"\b(by|only|asked) ({SLACK_USER_ID.pattern})\b")
 _OPERATOR_ADVICE = re.compile(r" ?\((?:[^()]*\s)?EXPBOT_[A-Z0-9_]+[^()]*\)")
 
 
+def for_users(text: str) -> str:
+    """`text` without advice only whoever runs expbot can follow ("(set EXPBOT_LOCAL_GPUS)"); plain text."""
+    return _OPERATOR_ADVICE.sub("", text)
+
+
 def from_core(text: str) -> str:
     """Core's plain sentence as Slack mrkdwn: escaped, the members it names as mentions, operator advice dropped."""
-    return _PERSON.sub(r"\1 <@\2>", escape(_OPERATOR_ADVICE.sub("", text)))
+    return _PERSON.sub(r"\1 <@\2>", escape(for_users(text)))
 
 
 def truncate(text: str, limit: int) -> str:

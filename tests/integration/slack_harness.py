@@ -62,11 +62,11 @@ class SlackBot:
 
     # --- requests --------------------------------------------------------------------------------
     def post(self, body: str, content_type: str, *, timestamp: str | None = None, signature: str | None = None,
-             headers: dict[str, str] | None = None) -> httpx.Response:
-        """POST a raw body signed as Slack would (or with the given forged parts)."""
+             headers: dict[str, str] | None = None, extra_headers: dict[str, str] | None = None) -> httpx.Response:
+        """POST a raw body signed as Slack would (or with the given forged parts), plus `extra_headers`."""
         ts = timestamp or str(int(time.time()))
         sent = {"Content-Type": content_type, "X-Slack-Request-Timestamp": ts,
-                "X-Slack-Signature": signature or sign(body, ts)}
+                "X-Slack-Signature": signature or sign(body, ts)} | (extra_headers or {})
         if headers is not None:
             sent = headers
         return self.http.post(self.url, content=body.encode(), headers=sent)

@@ -1,0 +1,33 @@
+"""`/experiment launch`'s ack tells the truth (Bolt over HTTP, requests signed as Slack signs them)."""
+from __future__ import annotations
+
+import pytest
+
+from core.model import State
+from tests.integration.slack_harness import slack_bot  # noqa: F401  (fixture: local_gpus=2)
+from tests.polling import wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_launch_that_can_never_fit_is_refused_in_the_ack_without_server_side_advice(slack_bot):
+    ack = slack_bot.slash("launch bad-gpu --gpus 8 -- python -c pass")
+    assert ack.status_code == 200
+    said = ack.text
+    assert "bad-gpu: needs 8 GPUs but this machine has 2" in said, said
+    assert "Launching" not in said and "EXPBOT_" not in said
+    assert slack_bot.experiments() == []
+
+
+def test_a_redelivered_launch_does_not_say_launching_again_and_launches_once(slack_bot):
+    trigger = slack_bot.slack_api.new_trigger_id()
+    first = slack_bot.slash("launch twice -- python -c pass", trigger_id=trigger)
+    assert "Launching twice" in first.text
+    told = slack_bot.last_response_url
+    again = slack_bot.slash("launch twice -- python -c pass", trigger_id=trigger,
+                            extra_headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
+    assert again.status_code == 200 and "Launching" not in again.text
+    wait_for(lambda: (e := slack_bot.experiment("twice")) and e.state == State.SUCCEEDED, what="the launch to run")
+    said = wait_for(lambda: slack_bot.slack_api.responses(told), what="the first delivery's answer")
+    assert "Launched twice" in said[0].payload["text"]
+    assert [e.name for e in slack_bot.experiments()] == ["twice"]
