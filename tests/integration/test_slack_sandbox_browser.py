@@ -113,3 +113,22 @@ def test_stop_on_the_parent_as_the_owner_ends_the_experiment(tab: Page):
     tab.page.click("#confirm-ok")
     parent.get_by_text("Stopped").wait_for(timeout=60_000)
     tab.shot("15-stopped")
+
+
+def test_a_long_log_arrives_as_a_file_in_a_dm_and_home_lists_the_experiments(tab: Page):
+    lines = "[print('line', i, 'x' * 90) for i in range(300)]"
+    tab.type(f'/experiment launch chatty -- python -c "{lines}"')
+    parent = tab.parent("chatty")
+    parent.get_by_text("Succeeded").wait_for(timeout=60_000)
+    parent.locator("button", has_text="Logs").click()
+    tab.page.locator("#messages .msg.ephemeral", has_text="sent it to you as a file").wait_for()
+    tab.page.click("#dms a:text-is('expbot')")
+    file_link = tab.page.locator("#messages .file a", has_text="chatty attempt 1")
+    file_link.wait_for()
+    tab.shot("16-logs-dm")
+    content = tab.page.request.get(tab.page.url.split("/sandbox")[0] + file_link.get_attribute("href")).text()
+    assert "line 299 " + "x" * 90 in content
+    tab.page.click("#home-link")
+    home = tab.page.locator("#messages .bk-home")
+    home.get_by_text("chatty").first.wait_for()
+    tab.shot("17-app-home")
