@@ -84,7 +84,10 @@ def experiments_table(experiments: list[Experiment], now: datetime) -> Table:
 
 
 def process_text(process: dict) -> str:
-    """A local attempt's processes as `status` shows them."""
+    """Where the live attempt runs as `status` shows it: pid and process group (local), pods and nodes."""
+    if "pods" in process:  # Kubernetes: what `kubectl -n NS delete pod` or `describe node` takes
+        return "; ".join(f"pod {pod['name']} on node {pod['node'] or '(not scheduled)'} ({pod['phase']})"
+                         for pod in process["pods"]) + f" in namespace {process['namespace']}"
     where = f", cgroup {process['cgroup']}" if process.get("cgroup") else f" ({process.get('mechanism')})"
     return f"pid {process['pid']}, process group {process['pgid']}{where}"
 

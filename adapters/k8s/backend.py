@@ -198,6 +198,19 @@ class K8sBackend:
             return ""
         return text if isinstance(text, str) else str(text)
 
+    def process_info(self, experiment_id: str, attempt: int) -> dict | None:
+        """Where an attempt runs, for `expbot status`: each pod of it with its node and phase (None: no pod)."""
+        selector = f"{names.EXPERIMENT}={experiment_id},{names.ATTEMPT}={attempt}"
+        try:
+            pods = call(lambda: self.core.list_namespaced_pod(
+                self.config.namespace, label_selector=selector, _request_timeout=_LOG_READ_TIMEOUT), attempts=1)
+        except KubeError as e:
+            log.info("no pods listed for %s attempt %d: %s", experiment_id, attempt, e)
+            return None
+        found = [{"name": p.metadata.name, "node": p.spec.node_name, "phase": p.status.phase if p.status else None}
+                 for p in sorted(pods.items, key=lambda p: p.metadata.name)]
+        return {"namespace": self.config.namespace, "pods": found} if found else None
+
     def wait_for_change(self, timeout: float) -> set[str] | None:
         """Block until the watch sees a change (or timeout); the experiments it touched."""
         return self.cache.wait_for_change(timeout)
