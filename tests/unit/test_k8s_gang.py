@@ -201,3 +201,26 @@ def test_a_restarted_gang_only_prefers_to_avoid_bad_nodes():
     assert rule["preference"]["matchExpressions"][0]["values"] == ["n1", "n2", "n3"]
     single = manifests.job(launch(avoid_nodes=("n1",)), SHARED)["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
     assert "requiredDuringSchedulingIgnoredDuringExecution" in single
+
+
+# ------------------------------------------------------------------------------ configuration
+def test_the_gang_settings_come_from_the_kubernetes_table_in_seconds(tmp_path):
+    from bot.config import load_settings
+
+    path = tmp_path / "expbot.toml"
+    path.write_text('[kubernetes]\nshared_storage_class = "nfs"\nrendezvous_port = 23456\n'
+                    'gang_timeout = 90\ngang_retry = 600\n')
+    config = load_settings(config_file=path, backend="kubernetes").k8s_config()
+    assert config.shared_storage() == ("nfs", ("ReadWriteMany",)) and config.rendezvous_port == 23456
+    assert config.gang_timeout == timedelta(seconds=90) and config.gang_retry == timedelta(minutes=10)
+
+
+def test_a_bad_gang_timeout_is_one_line_naming_the_key(tmp_path):
+    from bot.config import load_settings
+    from core.errors import ExpbotError
+
+    path = tmp_path / "expbot.toml"
+    path.write_text('[kubernetes]\ngang_timeout = "soon"\n')
+    with pytest.raises(ExpbotError) as refused:
+        load_settings(config_file=path, backend="kubernetes").k8s_config()
+    assert "gang_timeout" in str(refused.value) and "\n" not in str(refused.value)
