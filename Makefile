@@ -48,6 +48,7 @@ services:
 cluster:
 	bash tests/cluster/build.sh
 	bash tests/cluster/build_kueue.sh
+	bash tests/cluster/build_helm.sh
 
 # The Slack sandbox's acceptance tests drive Debian's chromium with Playwright (never a downloaded
 # browser); the emoji font draws Slack's emoji in its screenshots.
