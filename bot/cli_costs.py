@@ -98,7 +98,18 @@ def digest(
     if as_json:
         print_json(_digest_data(open_expbot(), date).model_dump(mode="json"))
         return
-    out.print(digest_command(open_expbot(), date, dry_run, chart), markup=False, highlight=False)
+    out.print(digest_command(_for_posting(dry_run), date, dry_run, chart), markup=False, highlight=False)
+
+
+def _for_posting(dry_run: bool):
+    """expbot wired to post the digest: to Slack, or without a Slack token to the sandbox of a running serve."""
+    if dry_run:
+        return open_expbot()
+    from bot.bootstrap import bootstrap
+    from bot.config import load_settings
+    from bot.sandbox.client import posting_settings
+
+    return bootstrap(posting_settings(load_settings()))
 
 
 def _digest_data(bot, day: str | None):

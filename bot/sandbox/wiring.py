@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from adapters.console_notifier import ConsoleNotifier
 from bot.config import Settings
 from bot.container import Expbot
+from bot.sandbox.client import publish
 from bot.sandbox.config import SandboxSettings, SandboxWiring, wiring_for
 from bot.sandbox.delivery import Deliverer
 from bot.sandbox.page import SandboxApp, Wsgi
@@ -48,6 +49,7 @@ class Sandbox:
         w = self.wiring
         app = SandboxApp(self.state, WebApi(self.state, w.bot_token, w.base),
                          Deliverer(self.state, w.base, w.signing_secret), slack, w.token)
+        publish(w)  # `expbot digest` posts here too, as it would to Slack
         log.info("no Slack token configured: try expbot's Slack experience at %s", self.url)
         return app
 

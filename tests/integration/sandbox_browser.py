@@ -10,6 +10,7 @@ import re
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -79,9 +80,17 @@ def seed_yesterday(data_dir: Path) -> None:
     engine.dispose()
 
 
+@dataclass
+class Served:
+    """A running `expbot serve` with its sandbox: the page's URL, and the installation (for CLI commands)."""
+
+    url: str
+    expbot: Expbot
+
+
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real `expbot serve` on the embedded default, no Slack token: the sandbox page's URL."""
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A real `expbot serve` on the embedded default, no Slack token, and its sandbox page."""
     root = tmp_path_factory.mktemp("sandbox")
     config = root / "expbot.toml"
     config.write_text(BUDGETS)
@@ -96,7 +105,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                          timeout=60, what="serve to print the sandbox URL")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         print(f"\nsandbox screenshots: {ARTIFACTS}")
-        yield found[1]
+        yield Served(found[1], expbot)
     finally:
         expbot.kill_serve(15)
         if os.environ.get("CI"):
@@ -140,7 +149,7 @@ class Page:
 
 
 @pytest.fixture
-def tab(browser: Any, sandbox: str) -> Iterator[Page]:
-    opened = Page(browser, sandbox)
+def tab(browser: Any, sandbox: Served) -> Iterator[Page]:
+    opened = Page(browser, sandbox.url)
     yield opened
     opened.close()

@@ -5,10 +5,11 @@ Each test saves screenshots of its steps under the directory the `sandbox` fixtu
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.integration.sandbox_browser import TOY, Page, browser, sandbox, tab  # noqa: F401  (fixtures)
+from tests.integration.sandbox_browser import TOY, Page, Served, browser, sandbox, tab  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow
 
@@ -132,3 +133,13 @@ def test_a_long_log_arrives_as_a_file_in_a_dm_and_home_lists_the_experiments(tab
     home = tab.page.locator("#messages .bk-home")
     home.get_by_text("chatty").first.wait_for()
     tab.shot("17-app-home")
+
+
+def test_expbot_digest_from_the_cli_posts_into_the_sandbox(tab: Page, sandbox: Served):
+    day = (datetime.now(timezone.utc) - timedelta(days=3)).date()
+    posted = sandbox.expbot.cli("digest", "--date", day.isoformat())
+    assert f"digest for {day} posted" in posted.stdout
+    tab.channel("digest")
+    title = f"{day:%a} {day.day} {day:%b %Y}"  # e.g. "Thu 3 Dec 2026", as the digest names its day
+    tab.page.locator("#messages .msg", has_text=f"GPU spend digest for {title}").wait_for()
+    tab.shot("18-digest-from-cli")

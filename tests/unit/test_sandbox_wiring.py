@@ -163,3 +163,25 @@ def test_a_response_url_posts_ephemerally_to_whoever_acted():
     assert note.ephemeral_to == "U0OTHER" and note.text == "Only approvers may do that."
     seen_by_owner = app.snapshot("U0OWNER", -1)["messages"]
     assert not seen_by_owner and len(app.snapshot("U0OTHER", -1)["messages"]) == 1
+
+
+# --- the CLI posting into a running serve's sandbox ------------------------------------------------
+
+
+def test_the_cli_posts_into_the_sandbox_of_a_running_serve_only(tmp_path):
+    from bot.sandbox.client import FILE, posting_settings, publish
+
+    wired = wiring_for(settings(tmp_path), SandboxSettings())
+    assert wired is not None
+    path = publish(wired)
+    assert path == tmp_path / FILE and path.stat().st_mode & 0o777 == 0o600  # it holds the bot token
+    posting = posting_settings(settings(tmp_path))
+    assert posting.slack_bot_token.get_secret_value() == wired.bot_token
+    assert posting.slack_api_url == wired.settings.slack_api_url and posting.slack_digest_channel == "C0DIGEST"
+
+    real = settings(tmp_path, slack_bot_token="xoxb-real")
+    assert posting_settings(real).slack_bot_token.get_secret_value() == "xoxb-real"  # real Slack wins
+
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps(record | {"pid": 2**22 + 12345}))  # that serve is gone
+    assert posting_settings(settings(tmp_path)).slack_bot_token is None
