@@ -37,11 +37,13 @@ CHANNELS = {LAUNCH_CHANNEL: "ml-runs", APPROVALS_CHANNEL: "approvals", DIGEST_CH
 
 
 class SandboxSettings(BaseSettings):
-    """EXPBOT_SANDBOX (on unless false), EXPBOT_SANDBOX_HOST (loopback), EXPBOT_SANDBOX_TOKEN."""
+    """EXPBOT_SANDBOX_ENABLED, EXPBOT_SANDBOX_HOST (loopback), EXPBOT_SANDBOX_TOKEN."""
 
     model_config = SettingsConfigDict(env_prefix="EXPBOT_SANDBOX_", extra="ignore")
 
-    enabled: bool = True  # EXPBOT_SANDBOX_ENABLED=false: serve without Slack and without the page
+    # Default: on for the local runner. On Kubernetes a pod's loopback page would help nobody, and
+    # listening on loopback only would fail the kubelet's probes; EXPBOT_SANDBOX_ENABLED=true forces it.
+    enabled: bool | None = None
     host: str = "127.0.0.1"  # where serve listens while the sandbox is on
     token: SecretStr | None = None  # non-local browsers must bring it (?token=...) when host is not loopback
 
@@ -82,7 +84,9 @@ class SandboxWiring:
 
 def wiring_for(settings: Settings, sandbox: SandboxSettings) -> SandboxWiring | None:
     """Slack settings pointing at the sandbox, or None: a real Slack token is configured, or it is off."""
-    if settings.slack_bot_token is not None or settings.slack_app_token is not None or not sandbox.enabled:
+    if settings.slack_bot_token is not None or settings.slack_app_token is not None:
+        return None
+    if not (sandbox.enabled if sandbox.enabled is not None else settings.backend == "local"):
         return None
     if not sandbox.host.strip():
         raise ExpbotError("EXPBOT_SANDBOX_HOST is empty: expected an address, e.g. 127.0.0.1")

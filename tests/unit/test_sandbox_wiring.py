@@ -25,8 +25,11 @@ def test_never_active_when_a_real_slack_token_is_configured(tmp_path, token):
     assert wiring_for(settings(tmp_path, **token), SandboxSettings()) is None
 
 
-def test_off_when_disabled(tmp_path):
+def test_off_when_disabled_and_on_kubernetes_unless_asked_for(tmp_path):
     assert wiring_for(settings(tmp_path), SandboxSettings(enabled=False)) is None
+    # A pod's loopback page helps nobody, and loopback only would fail the kubelet's probes.
+    assert wiring_for(settings(tmp_path, backend="kubernetes"), SandboxSettings()) is None
+    assert wiring_for(settings(tmp_path, backend="kubernetes"), SandboxSettings(enabled=True)) is not None
 
 
 def test_on_loopback_by_default_with_slack_pointed_at_itself(tmp_path):
