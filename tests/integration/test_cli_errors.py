@@ -67,6 +67,7 @@ def test_a_data_dir_that_cannot_be_a_directory_is_named(expbot, tmp_path):
 @pytest.mark.parametrize("setting, value, says", [
     ("EXPBOT_LOCAL_GPUS", "abc", "EXPBOT_LOCAL_GPUS='abc': expected a whole number"),
     ("EXPBOT_RELAY_INTERVAL_SECONDS", "0", "EXPBOT_RELAY_INTERVAL_SECONDS='0': must be more than 0"),
+    ("EXPBOT_LOG_FORMAT", "xml", "EXPBOT_LOG_FORMAT='xml': expected 'text' or 'json'"),
 ])
 def test_a_bad_setting_is_named_with_what_it_expects(expbot, setting, value, says):
     expbot.env[setting] = value
