@@ -127,7 +127,8 @@ class K8sBackend:
         return SubmitResult(True)
 
     def status(self, experiment_id: str, attempt: int) -> AttemptStatus | None:
-        """From the watch cache (no API call); last_progress_at from reported heartbeats."""
+        """From the watch cache; last_progress_at from reported heartbeats. No API call, except to take a
+        half-placed gang down (gang_timeout) or put it up again (gang_retry)."""
         key = (experiment_id, attempt)
         job, pod = self.cache.get(key)
         now = self.clock.now()

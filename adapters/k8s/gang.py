@@ -66,9 +66,11 @@ def _suspended(job: JobView, workload: WorkloadView | None) -> AttemptStatus:
         return AttemptStatus(AttemptPhase.QUEUED, reason=job.parked_reason or "waiting for capacity for the whole gang")
     if (workload is not None and workload.evicted) or job.started:
         # Kueue took an admitted Job back (preemption, eviction): the machine's doing, not the code's.
-        why = workload.evicted if workload is not None and workload.evicted else "its Job was suspended"
-        return AttemptStatus(AttemptPhase.LOST, reason=f"evicted by Kueue: {why}", infra=True, disruption=why,
-                             needs_cleanup=True)
+        if workload is not None and workload.evicted:
+            why, reason = workload.evicted, f"evicted by Kueue: {workload.evicted}"
+        else:
+            why = reason = "its Job was suspended after it had started (Kueue preemption, or by hand)"
+        return AttemptStatus(AttemptPhase.LOST, reason=reason, infra=True, disruption=why, needs_cleanup=True)
     if workload is not None and workload.waiting:
         return AttemptStatus(AttemptPhase.QUEUED, reason=f"waiting for the cluster queue: {workload.waiting}")
     return AttemptStatus(AttemptPhase.QUEUED, reason="waiting for the cluster queue to admit it")
