@@ -2,12 +2,13 @@
 
 A whole `serve` (leader election, the watches, the supervisor) runs in this process with a
 kubeconfig that holds the ServiceAccount's own token, so every request it makes is authorized as
-the ServiceAccount; `tests/k8s/rbac_audit.py` records each one as RBAC sees it. The experiment
-goes through what the backend does (submit, status through the watch, logs, stop, release, node
-evidence and cordoning), and the recorded permissions must equal deploy/kubernetes/rbac.yaml's Role
-(namespaced) and deploy/kubernetes/node-health's ClusterRole (cluster-wide). A new API call in
-adapters/k8s (a Service per attempt, say) fails here until the Role grants it; a grant nothing
-uses fails here until it is removed.
+the ServiceAccount; `tests/k8s/rbac_audit.py` records each one as RBAC sees it. The experiments go
+through what the backend does (submit, status through the watch, a multi-node gang with its
+headless Service taken down and resumed, logs, stop, release, node evidence and cordoning), and the
+recorded permissions must equal deploy/kubernetes/rbac.yaml's Role (namespaced) and
+deploy/kubernetes/node-health's ClusterRole (cluster-wide). A new API call in adapters/k8s fails
+here until the Role grants it; a grant nothing uses fails here until it is removed. Kueue's
+Workloads (deploy/kubernetes/kueue, with [kubernetes] queue_name) are not exercised here.
 """
 from __future__ import annotations
 
@@ -86,16 +87,24 @@ def _service_account_token(admin: Any) -> str:  # noqa: F811
 
 
 def _exercise(world: Any, spare_node: str) -> None:
-    """Everything the backend does for an experiment that runs, shows its log and is stopped."""
+    """Everything the backend does: a single-node experiment and a multi-node gang that cannot be placed
+    whole at first (taken down, then resumed), logs, stops, released claims, node evidence, a cordon."""
     bot = world.bot
     wait_for(lambda: bot.elector.is_leader, timeout=20, what="the serve under test to hold the Lease")
-    exp = world.launch("least-priv --gpus 1 --gpu-type a100 --max-restarts 0 -- python train.py")
-    world.wait_state(exp.name, State.RUNNING, timeout=45)
-    bot.backend.logs(exp.id, 1, tail_lines=10)  # from the watch cache's pod name
-    bot.bus.handle(commands.StopExperiment(name=exp.name, by="alice"))
-    world.wait_state(exp.name, State.STOPPED, timeout=45)
-    wait_for(lambda: not world.pvc_exists(exp.id), timeout=30, what="the checkpoint claim to be released")
-    bot.backend.logs(exp.id, 1)  # the pod is gone from the cache: looked up by its labels
+    # One of the two a100 nodes is taken, so the gang's second pod cannot be placed until it is stopped.
+    single = world.launch("least-priv --gpus 8 --gpu-type a100 --max-restarts 0 -- python train.py")
+    world.wait_state(single.name, State.RUNNING, timeout=45)
+    bot.backend.logs(single.id, 1, tail_lines=10)  # from the watch cache's pod name
+    gang = world.launch("least-priv-gang --nodes 2 --gpus 8 --gpu-type a100 -- torchrun train.py")
+    wait_for(lambda: "taken down" in (world.get(gang.name).state_reason or ""), timeout=45,
+             what="the half-placed gang to be taken down after gang_timeout")
+    for exp in (single, gang):
+        if exp is gang:
+            world.wait_state(gang.name, State.RUNNING, timeout=45)  # resumed once the GPUs were freed
+        bot.bus.handle(commands.StopExperiment(name=exp.name, by="alice"))
+        world.wait_state(exp.name, State.STOPPED, timeout=45)
+        wait_for(lambda: not world.pvc_exists(exp.id), timeout=30, what=f"{exp.name}'s checkpoint claim to be released")
+    bot.backend.logs(single.id, 1)  # the pod is gone from the cache: looked up by its labels
     bot.backend.cordon_node(spare_node)  # what [kubernetes] cordon_bad_nodes does to a node reported sick
 
 
@@ -109,8 +118,10 @@ def test_the_role_grants_exactly_what_serve_uses(k8s_cluster, admin, deployed, n
     settings = {"leader_election": True, "lease_retry_seconds": 0.5, "lease_renew_deadline_seconds": 2.0,
                 "lease_duration_seconds": 3.0, "http_port": 0, "pod_name": "least-priv-0"}
     behaviour = {"ready": "200ms", "complete": "24h", "terminate": "200ms"}
-    with recording(token) as seen, running_expbot(tmp_path, kubeconfig, NS, admin, pod_behaviour=behaviour,
-                                                  start=False, watch_nodes=True, **settings) as world:
+    gangs = 'shared_storage_class = "shared-rwx"\ngang_timeout = 2\ngang_retry = 4'
+    with recording(token) as seen, running_expbot(tmp_path, kubeconfig, NS, admin, pod_behaviour=behaviour, start=False,
+                                                  watch_nodes=True, kubernetes=gangs, k8s_resync_seconds=0.5,
+                                                  **settings) as world:
         serving = threading.Thread(target=run_forever, args=(world.bot, world.stop), name="serve-under-test", daemon=True)
         serving.start()
         try:
