@@ -5,25 +5,23 @@ Clients not on this machine are refused unless they bring the sandbox token (EXP
 """
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from collections.abc import Callable, Iterable
-from http.cookies import SimpleCookie
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs
 
 from bot.sandbox.blockkit import message_html, view_html
-from bot.sandbox.config import BOT_USER, CHANNELS, PEOPLE, is_loopback
+from bot.sandbox.config import BOT_USER, CHANNELS, PEOPLE
 from bot.sandbox.delivery import Deliverer, DeliveryError
+from bot.sandbox.guard import admit, may_act
 from bot.sandbox.state import SandboxState
 from bot.sandbox.webapi import WebApi
 
 log = logging.getLogger(__name__)
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 _STATIC = {"sandbox.css": "text/css", "sandbox.js": "application/javascript"}
-_COOKIE = "expbot_sandbox"
 _MAX_BODY = 20 * 1024 * 1024  # a chart or a log file; nothing expbot uploads is bigger
 
 
@@ -58,7 +56,7 @@ class SandboxApp:
                 return _send(start, "400 Bad Request", "text/plain", b"invalid_payload")
             ok = isinstance(payload, dict) and self.api.respond(parts[2], payload)
             return _send(start, "200 OK" if ok else "404 Not Found", "text/plain", b"ok" if ok else b"invalid_url")
-        cookie = self._admit(environ)
+        cookie = admit(environ, self.token)
         if cookie is False:
             return _send(start, "403 Forbidden", "text/plain",
                          b"the expbot sandbox answers this machine only, or whoever brings ?token=EXPBOT_SANDBOX_TOKEN\n")
@@ -75,6 +73,8 @@ class SandboxApp:
             query = parse_qs(environ.get("QUERY_STRING", ""))
             return _json(start, self.snapshot(query.get("user", [""])[0], int(query.get("seq", ["-1"])[0] or -1)))
         if parts == ["sandbox", "do"] and environ.get("REQUEST_METHOD") == "POST":
+            if not may_act(environ):
+                return _send(start, "403 Forbidden", "text/plain", b"actions come from the sandbox page itself\n")
             return _json(start, self.act(body))
         if len(parts) == 3 and parts[1] == "files":
             record = self.state.files.get(parts[2])
@@ -82,21 +82,6 @@ class SandboxApp:
                 kind = "image/png" if record.name.lower().endswith(".png") else "text/plain; charset=utf-8"
                 return _send(start, "200 OK", kind, record.content)
         return _send(start, "404 Not Found", "text/plain", b"not found")
-
-    def _admit(self, environ: dict[str, Any]) -> str | None | bool:
-        """None: let in; a Set-Cookie value: let in and remember the token; False: refuse."""
-        if is_loopback(environ.get("REMOTE_ADDR", "")):
-            return None
-        if not self.token:
-            return False
-        given = parse_qs(environ.get("QUERY_STRING", "")).get("token", [""])[0]
-        cookies = SimpleCookie(environ.get("HTTP_COOKIE", ""))
-        remembered = cookies[_COOKIE].value if _COOKIE in cookies else ""
-        if hmac.compare_digest(remembered.encode(), self.token.encode()):
-            return None
-        if given and hmac.compare_digest(given.encode(), self.token.encode()):
-            return f"{_COOKIE}={self.token}; Path=/sandbox; HttpOnly; SameSite=Strict"
-        return False
 
     def snapshot(self, user: str, seen: int) -> dict[str, Any]:
         """What `user` sees, drawn as HTML; just the sequence number when nothing changed since `seen`."""

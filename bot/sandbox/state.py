@@ -118,8 +118,9 @@ class SandboxState:
             self.triggers[trigger] = (user, time.monotonic())
         return trigger
 
-    def take_trigger(self, trigger: str, ttl: float = 3.0) -> str | None:
-        """The user a trigger was issued for, once and within Slack's 3 s; None otherwise."""
+    def take_trigger(self, trigger: str, ttl: float = 10.0) -> str | None:
+        """The user a trigger was issued for, once and in time; None otherwise."""
+        # Slack allows 3 s; the sandbox shares a possibly busy machine with the bot, so it is lenient.
         with self.lock:
             user, issued = self.triggers.pop(trigger, (None, 0.0))
         return user if user is not None and time.monotonic() - issued <= ttl else None

@@ -69,7 +69,7 @@ def call(app: SandboxApp, path: str, remote: str, *, query: str = "", cookie: st
 
     environ = {"PATH_INFO": path, "REMOTE_ADDR": remote, "QUERY_STRING": query, "HTTP_COOKIE": cookie,
                "REQUEST_METHOD": method, "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
-               **(headers or {})}
+               "HTTP_HOST": "127.0.0.1:3000", **(headers or {})}
     out = b"".join(app(environ, start))
     return seen["status"], seen["headers"], out
 
@@ -111,6 +111,25 @@ def test_non_local_clients_are_refused_without_the_token():
     assert status == "200 OK" and headers["Set-Cookie"].startswith("expbot_sandbox=s3cret;")
     assert "HttpOnly" in headers["Set-Cookie"]
     assert call(guarded, "/sandbox/state", "10.0.0.9", cookie="expbot_sandbox=s3cret")[0] == "200 OK"
+
+
+def test_other_web_pages_in_the_browser_cannot_drive_it():
+    app, state, _ = sandbox()
+    action = json.dumps({"user": "U0OWNER", "kind": "close", "view_id": "V1"}).encode()
+    json_type = {"CONTENT_TYPE": "application/json"}
+    assert call(app, "/sandbox/do", "127.0.0.1", body=action, method="POST", headers=json_type)[0] == "200 OK"
+    # A cross-site form or text/plain post needs no preflight: refused whatever it says.
+    plain = {"CONTENT_TYPE": "text/plain"}
+    assert call(app, "/sandbox/do", "127.0.0.1", body=action, method="POST", headers=plain)[0] == "403 Forbidden"
+    foreign = json_type | {"HTTP_ORIGIN": "https://evil.example"}
+    assert call(app, "/sandbox/do", "127.0.0.1", body=action, method="POST", headers=foreign)[0] == "403 Forbidden"
+    cross = json_type | {"HTTP_SEC_FETCH_SITE": "cross-site"}
+    assert call(app, "/sandbox/do", "127.0.0.1", body=action, method="POST", headers=cross)[0] == "403 Forbidden"
+    # DNS rebinding: another name that resolves to 127.0.0.1 is not this machine's page.
+    rebound = {"HTTP_HOST": "evil.example:3000"}
+    assert call(app, "/sandbox/state", "127.0.0.1", headers=rebound)[0] == "403 Forbidden"
+    assert call(app, "/sandbox", "::1", headers={"HTTP_HOST": "[::1]:3000"})[0] == "200 OK"
+    assert call(app, "/sandbox", "127.0.0.1", headers={"HTTP_HOST": "localhost:3000"})[0] == "200 OK"
 
 
 def api(app: SandboxApp, method: str, args: dict, token: str = "xoxb-sandbox-test") -> dict:
