@@ -66,10 +66,12 @@ class WebApi:
 
     # -- chat --------------------------------------------------------------------------------------
     def auth_test(self, args: dict) -> dict:
+        """auth.test: who the bot is."""
         return {"url": f"{self.base}/sandbox", "team": "expbot sandbox", "user": "expbot", "team_id": TEAM,
                 "user_id": BOT_USER, "bot_id": "B0EXPBOT"}
 
     def post_message(self, args: dict) -> dict:
+        """chat.postMessage: a message, or a reply in a thread."""
         channel = _need(args, "channel", "channel_not_found")
         _content(args)
         thread_ts = args.get("thread_ts") or None
@@ -79,6 +81,7 @@ class WebApi:
         return {"channel": channel, "ts": msg.ts, "message": {"type": "message", "text": msg.text, "ts": msg.ts}}
 
     def update(self, args: dict) -> dict:
+        """chat.update: edit a message the bot posted."""
         channel = _need(args, "channel", "channel_not_found")
         msg = self.state.find(channel, _need(args, "ts", "message_not_found"))
         if msg is None:
@@ -88,6 +91,7 @@ class WebApi:
         return {"channel": channel, "ts": msg.ts, "text": msg.text}
 
     def post_ephemeral(self, args: dict) -> dict:
+        """chat.postEphemeral: a message only `user` sees."""
         channel, user = _need(args, "channel", "channel_not_found"), _need(args, "user", "user_not_found")
         _content(args)
         msg = self.state.post(channel, BOT_USER, args.get("text") or "", args.get("blocks"),
@@ -95,6 +99,7 @@ class WebApi:
         return {"message_ts": msg.ts}
 
     def permalink(self, args: dict) -> dict:
+        """chat.getPermalink: a link to the message on the page."""
         channel, ts = _need(args, "channel", "channel_not_found"), _need(args, "message_ts", "message_not_found")
         if self.state.find(channel, ts) is None:
             raise ApiError("message_not_found")
@@ -102,6 +107,7 @@ class WebApi:
 
     # -- views -------------------------------------------------------------------------------------
     def views_open(self, args: dict) -> dict:
+        """views.open (and views.push): a modal, on a fresh trigger."""
         view = _view(args, "modal")
         user = self.state.take_trigger(_need(args, "trigger_id"))
         if user is None:
@@ -109,6 +115,7 @@ class WebApi:
         return {"view": _view_json(self.state.open_view(user, view))}
 
     def views_update(self, args: dict) -> dict:
+        """views.update: replace an open view."""
         view = _view(args, None)
         record = self.state.views.get(args.get("view_id") or "")
         if record is None:
@@ -118,6 +125,7 @@ class WebApi:
         return {"view": _view_json(self.state.replace_view(record, view))}
 
     def views_publish(self, args: dict) -> dict:
+        """views.publish: a user's App Home."""
         user, view = _need(args, "user_id", "user_not_found"), _view(args, "home")
         record = self.state.home(user)
         record = self.state.open_view(user, view) if record is None else self.state.replace_view(record, view)
@@ -125,12 +133,14 @@ class WebApi:
 
     # -- people, DMs, files ------------------------------------------------------------------------
     def conversations_open(self, args: dict) -> dict:
+        """conversations.open: the bot's DM with one person."""
         users = [u for u in str(_need(args, "users", "users_list_not_supplied")).split(",") if u.strip()]
         if len(users) != 1:
             raise ApiError("not_supported")  # expbot opens DMs with one person only
         return {"channel": {"id": self.state.dm(users[0].strip())}}
 
     def users_info(self, args: dict) -> dict:
+        """users.info: one of the page's people."""
         person = next((p for p in PEOPLE if p.id == args.get("user")), None)
         if person is None:
             raise ApiError("user_not_found")
@@ -138,14 +148,17 @@ class WebApi:
                          "team_id": TEAM, "is_bot": False, "deleted": False}}
 
     def usergroup_users(self, args: dict) -> dict:
-        raise ApiError("no_such_subteam")  # the sandbox has no user groups: its roles are by id
+        """usergroups.users.list: the sandbox has no groups (its roles are by user id)."""
+        raise ApiError("no_such_subteam")
 
     def upload_url(self, args: dict) -> dict:
+        """files.getUploadURLExternal: where the file's bytes go."""
         record = File(self.state.new_id("F"), str(_need(args, "filename")))
         self.state.files[record.id] = record
         return {"upload_url": f"{self.base}/sandbox/upload/{record.id}", "file_id": record.id}
 
     def complete_upload(self, args: dict) -> dict:
+        """files.completeUploadExternal: share the uploaded files in a channel or thread."""
         entries = _need(args, "files")
         records = [self.state.files.get(e.get("id", "")) if isinstance(e, dict) else None for e in entries]
         if any(r is None or r.content is None for r in records):
