@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.clock import SystemClock
-from adapters.console_notifier import ConsoleNotifier
+from adapters.console_notifier import AlsoLogged, ConsoleNotifier
 from adapters.db.engine import make_engine
 from adapters.db.migrate import upgrade
 from adapters.db.uow import SqlUnitOfWork, make_session_factory
@@ -89,6 +89,8 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
     )
     notifier, slack_client, telemetry = (_slack_notifier(settings, uow_factory, session_factory, clock, idle_config)
                                          if settings.slack_enabled else (ConsoleNotifier(), None, None))
+    if settings.slack_enabled:
+        notifier = AlsoLogged(notifier)  # every decision in serve's log too, as without Slack
     digest = digest_service(settings, session_factory, uow_factory, prices, budgets, idle_states, slack_client)
     bus = MessageBus(
         uow_factory,

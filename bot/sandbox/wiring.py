@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from adapters.console_notifier import ConsoleNotifier
 from bot.config import Settings
 from bot.container import Expbot
 from bot.sandbox.client import publish
@@ -16,8 +15,6 @@ from bot.sandbox.page import SandboxApp, Wsgi
 from bot.sandbox.state import SandboxState
 from bot.sandbox.webapi import WebApi
 from core.errors import ExpbotError
-from core.events import Event
-from core.ports import Notifier
 
 log = logging.getLogger("expbot.sandbox")
 
@@ -40,8 +37,7 @@ class Sandbox:
         return f"{self.wiring.base}/sandbox"
 
     def attach(self, bot: Expbot) -> Expbot:
-        """Events still go to serve's log too, as without Slack: the sandbox adds a place, it takes none away."""
-        bot.notifier = AlsoLogged(bot.notifier)
+        """Events still go to serve's log too, as without Slack: bootstrap logs every Slack notifier's."""
         return bot
 
     def mount(self, slack: Wsgi) -> Wsgi:
@@ -52,18 +48,6 @@ class Sandbox:
         publish(w)  # `expbot digest` posts here too, as it would to Slack
         log.info("no Slack token configured: try expbot's Slack experience at %s", self.url)
         return app
-
-
-class AlsoLogged:
-    """core.ports.Notifier: the sandbox's Slack notifier, then the console line of the embedded default."""
-
-    def __init__(self, slack: Notifier) -> None:
-        self.slack, self.console = slack, ConsoleNotifier()
-
-    def notify(self, event: Event) -> None:
-        """Deliver to the sandbox (a transient failure raises, so the relay retries), then log the line."""
-        self.slack.notify(event)
-        self.console.notify(event)
 
 
 def open_sandbox(settings: Settings) -> Sandbox | None:

@@ -3,11 +3,13 @@ DEBUG), and one JSON object per line with EXPBOT_LOG_FORMAT=json."""
 from __future__ import annotations
 
 import json
+import logging
 import sys
 
 import pytest
 
 from tests.integration.cli_harness import Expbot, wait_for
+from tests.integration.slack_harness import slack_bot  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -59,3 +61,12 @@ def test_json_log_is_one_object_per_line_naming_experiment_and_attempt(tmp_path)
     assert set(started) == {1, 2}, entries
     assert all(e["experiment"] == "jsonlog" and e["experiment_id"] == exp["id"] and e["level"] == "INFO"
                for e in started.values())
+
+
+def test_with_slack_on_every_decision_still_reaches_the_log_once(slack_bot, caplog):
+    caplog.set_level(logging.INFO, logger="expbot.events")
+    slack_bot.slash(f"launch logged -- {sys.executable} -c pass")
+    wait_for(lambda: any("[logged] succeeded" in r.getMessage() for r in caplog.records), 60, "the success in the log")
+    started = [r for r in caplog.records if r.getMessage() == "[logged] attempt 1 started, from scratch"]
+    assert len(started) == 1, [r.getMessage() for r in caplog.records]
+    assert (started[0].experiment, started[0].attempt) == ("logged", 1)  # the JSON format's fields
