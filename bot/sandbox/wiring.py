@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from bot.config import Settings
 from bot.container import Expbot
 from bot.sandbox.client import publish
-from bot.sandbox.config import SandboxSettings, SandboxWiring, wiring_for
+from bot.sandbox.config import SandboxSettings, SandboxWiring, is_loopback, wiring_for
 from bot.sandbox.delivery import Deliverer
 from bot.sandbox.page import SandboxApp, Wsgi
 from bot.sandbox.state import SandboxState
@@ -47,6 +47,9 @@ class Sandbox:
                          Deliverer(self.state, w.base, w.signing_secret), slack, w.token)
         publish(w)  # `expbot digest` posts here too, as it would to Slack
         log.info("no Slack token configured: try expbot's Slack experience at %s", self.url)
+        if not is_loopback(w.settings.http_host) and not w.token:
+            log.warning("the Slack sandbox listens on %s but EXPBOT_SANDBOX_TOKEN is not set: "
+                        "browsers on other machines are refused", w.settings.http_host)
         return app
 
 
