@@ -71,7 +71,8 @@ class SandboxApp:
             return _send(start, "200 OK", f"{_STATIC[parts[2]]}; charset=utf-8", _asset(parts[2]))
         if parts == ["sandbox", "state"]:
             query = parse_qs(environ.get("QUERY_STRING", ""))
-            return _json(start, self.snapshot(query.get("user", [""])[0], int(query.get("seq", ["-1"])[0] or -1)))
+            seq = query.get("seq", ["-1"])[0]
+            return _json(start, self.snapshot(query.get("user", [""])[0], int(seq) if seq.lstrip("-").isdigit() else -1))
         if parts == ["sandbox", "do"] and environ.get("REQUEST_METHOD") == "POST":
             if not may_act(environ):
                 return _send(start, "403 Forbidden", "text/plain", b"actions come from the sandbox page itself\n")

@@ -13,6 +13,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+# A page redrawn from all of it stays quick, and a serve left running for weeks stays small: past
+# these, the oldest go (a local stand-in, not an archive).
+MAX_MESSAGES = 2000
+MAX_FILES = 100
+
 
 @dataclass
 class Message:
@@ -84,6 +89,7 @@ class SandboxState:
             ts = f"{self._epoch + n // 1_000_000}.{n % 1_000_000:06d}"
             msg = Message(channel, ts, user, text, blocks, thread_ts or None, ephemeral_to, list(files or []))
             self.messages.append(msg)
+            del self.messages[:-MAX_MESSAGES]
             self.changed()
             return msg
 

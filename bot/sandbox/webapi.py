@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from bot.sandbox.config import BOT_USER, PEOPLE, TEAM
-from bot.sandbox.state import File, SandboxState
+from bot.sandbox.state import MAX_FILES, File, SandboxState
 
 _JSON_ARGS = ("blocks", "attachments", "view", "files")
 
@@ -155,6 +155,8 @@ class WebApi:
         """files.getUploadURLExternal: where the file's bytes go."""
         record = File(self.state.new_id("F"), str(_need(args, "filename")))
         self.state.files[record.id] = record
+        for old in list(self.state.files)[:-MAX_FILES]:  # oldest first: dicts keep their order
+            del self.state.files[old]
         return {"upload_url": f"{self.base}/sandbox/upload/{record.id}", "file_id": record.id}
 
     def complete_upload(self, args: dict) -> dict:

@@ -207,3 +207,16 @@ def test_the_cli_posts_into_the_sandbox_of_a_running_serve_only(tmp_path):
     record = json.loads(path.read_text())
     path.write_text(json.dumps(record | {"pid": 2**22 + 12345}))  # that serve is gone
     assert posting_settings(settings(tmp_path)).slack_bot_token is None
+
+
+def test_the_state_keeps_the_newest_messages_and_files_only():
+    from bot.sandbox.state import MAX_FILES, MAX_MESSAGES
+
+    app, state, _ = sandbox()
+    for n in range(MAX_MESSAGES + 5):
+        state.post("C0LAUNCH", "U0EXPBOT", f"message {n}", None)
+    assert len(state.messages) == MAX_MESSAGES and state.messages[0].text == "message 5"
+    uploads = [api(app, "files.getUploadURLExternal", {"filename": f"f{n}.png", "length": 1})["file_id"]
+               for n in range(MAX_FILES + 3)]
+    assert list(state.files) == uploads[3:]
+    assert call(app, "/sandbox/state", "127.0.0.1", query="user=U0OWNER&seq=nonsense")[0] == "200 OK"
