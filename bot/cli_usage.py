@@ -48,7 +48,8 @@ def usage_error_line(error: Any) -> str:
     """click's usage error as one line naming the problem and where help is, without the usage block."""
     ctx = getattr(error, "ctx", None)
     param = getattr(error, "param", None)
-    path = ctx.command_path if ctx is not None else "expbot"
+    # Some errors come without a context (an option missing its value): the command is then argv's.
+    path = ctx.command_path if ctx is not None else " ".join(["expbot", *sys.argv[1:2]])
     if type(error).__name__ == "MissingParameter" and param is not None:
         kind = "argument" if param.param_type_name == "argument" else "option"
         shown = param.metavar or param.name.upper() if kind == "argument" else "/".join(param.opts)

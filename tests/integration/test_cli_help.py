@@ -77,6 +77,7 @@ def one_line_error(run) -> str:
     (("ls", "extra"), "unexpected extra argument"),
     (("ls", "--limit", "0"), "'--limit'"),
     (("cost", "--since", "3"), "no such option: --since"),
+    (("logs", "x", "--attempt"), "expbot logs: option '--attempt' requires an argument (see `expbot logs --help`)"),
 ])
 def test_every_usage_error_is_one_line_naming_the_problem(expbot, args, says):
     assert says in one_line_error(expbot.cli(*args, check=False))
