@@ -83,7 +83,9 @@ def register_app_home(app: App, deps: Deps) -> None:
     bot = deps.bot
 
     def home_opened(event, client: WebClient) -> None:
-        user = event["user"]
+        deps.later(publish_home, user=event["user"], client=client)  # the event is acked when this returns
+
+    def publish_home(user: str, client: WebClient) -> None:
         now = bot.clock.now()
         start, end, month = month_window(now, bot.budgets.timezone)
         with bot.uow_factory() as uow:
