@@ -23,11 +23,11 @@ def test_a_redelivered_launch_does_not_say_launching_again_and_launches_once(sla
     trigger = slack_bot.slack_api.new_trigger_id()
     first = slack_bot.slash("launch twice -- python -c pass", trigger_id=trigger)
     assert "Launching twice" in first.text
-    told = slack_bot.last_response_url
     again = slack_bot.slash("launch twice -- python -c pass", trigger_id=trigger,
                             extra_headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
     assert again.status_code == 200 and "Launching" not in again.text
     wait_for(lambda: (e := slack_bot.experiment("twice")) and e.state == State.SUCCEEDED, what="the launch to run")
-    said = wait_for(lambda: slack_bot.slack_api.responses(told), what="the first delivery's answer")
-    assert "Launched twice" in said[0].payload["text"]
+    # Either delivery's work may commit the launch first; the other finds it launched and says nothing.
+    wait_for(lambda: [r for r in slack_bot.slack_api.responses() if "Launched twice" in r.payload.get("text", "")],
+             what="the launch's answer")
     assert [e.name for e in slack_bot.experiments()] == ["twice"]
