@@ -99,11 +99,15 @@ def status(name: str, as_json: bool = typer.Option(False, "--json", help="Machin
     from bot.cli_groups import show_group
     from bot.cli_store import open_reader
     from bot.cli_waiting import waiting_notes
+    from core.errors import NotFound
 
     reader = open_reader()
-    if show_group(reader, name, as_json):
-        return
-    exp, timeline = find(reader, name)
+    try:
+        exp, timeline = find(reader, name)
+    except NotFound:  # asked only now: an experiment's status reads the store once, as before sweeps
+        if show_group(reader, name, as_json):
+            return
+        raise
     now = reader.now()
     process = _process(reader, exp)
     if as_json:
