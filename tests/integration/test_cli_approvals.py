@@ -75,3 +75,18 @@ def test_an_approver_denies_a_whole_sweep_with_a_reason(expbot):
     sweep = json.loads(expbot.cli("status", "grid", "--json").stdout)
     assert sweep["counts"] == {"REJECTED": 2}
     assert [(a, act, d["reason"]) for a, act, d in audit(expbot)] == [("UBOSS", "deny", "too dear this month")]
+
+
+def test_members_of_the_approver_user_group_approve_when_slack_is_on(tmp_path, slack_api):
+    slack_api.add_usergroup("S0APPROVERS", ["UGROUPAPPROVER"])
+    config = tmp_path / "expbot.toml"
+    config.write_text('[budgets]\nprojects = { nlp = 40.0 }\n')
+    bot = Expbot(tmp_path / "data", EXPBOT_CONFIG_FILE=str(config), EXPBOT_LOCAL_GPUS="2",
+                 EXPBOT_SLACK_BOT_TOKEN=slack_api.bot_token, EXPBOT_SLACK_SIGNING_SECRET="s3cret",
+                 EXPBOT_SLACK_API_URL=slack_api.base_url, EXPBOT_SLACK_APPROVER_GROUP="S0APPROVERS")
+    bot.cli("launch", "grouped", *OVER_BUDGET, "--", "python", "-c", "pass")
+    assert "members of the Slack user group S0APPROVERS" in bot.cli("status", "grouped").stdout
+    refused = as_user(bot, "UOUTSIDER", "approve", "grouped", check=False)
+    assert refused.returncode == 2 and "UOUTSIDER (EXPBOT_USER) is not one" in refused.stderr
+    assert "approved grouped" in as_user(bot, "UGROUPAPPROVER", "approve", "grouped").stdout
+    assert [(actor, action) for actor, action, _ in audit(bot)] == [("UGROUPAPPROVER", "approve")]
