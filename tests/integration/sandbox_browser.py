@@ -89,7 +89,7 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def sandbox(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Served]:
     """A real `expbot serve` on the embedded default, no Slack token, and its sandbox page."""
     root = tmp_path_factory.mktemp("sandbox")
     config = root / "expbot.toml"
@@ -104,7 +104,11 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         found = wait_for(lambda: re.search(r"Slack experience at (http://\S+/sandbox)", expbot.serve_logs()),
                          timeout=60, what="serve to print the sandbox URL")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        print(f"\nsandbox screenshots: {ARTIFACTS}")
+        plugins = request.config.pluginmanager
+        reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+        if reporter is not None and capture is not None:  # shown even when the tests pass
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(f"\nsandbox screenshots: {ARTIFACTS}")
         yield Served(found[1], expbot)
     finally:
         expbot.kill_serve(15)
