@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from adapters.local import procs
 from tests.integration.cli_harness import REPO, Expbot, wait_for
 
 pytestmark = pytest.mark.slow
 GANG_TOY = [sys.executable, "examples/train_gang_toy.py"]
+STEPS = 200
 
 
 @pytest.fixture
@@ -65,29 +67,31 @@ def uninterrupted_final_value(steps: int, tmp_path: Path) -> str:
 
 
 def test_a_rank_killed_mid_run_restarts_the_whole_gang_from_the_checkpoint(expbot, tmp_path):
-    # 8 s of work: it must still be running after several CLI round trips on a loaded machine.
-    expbot.cli("launch", "gang", "--nodes", "2", "--max-restarts", "0", "--", *GANG_TOY, "--steps", "80",
+    # 20 s of work: it must still be running after several CLI round trips on a loaded machine.
+    expbot.cli("launch", "gang", "--nodes", "2", "--max-restarts", "0", "--", *GANG_TOY, "--steps", str(STEPS),
                "--step-seconds", "0.1", "--checkpoint-every", "10")
     expbot.serve()
-    status = wait_for(lambda: (s := expbot.status("gang"))["state"] == "RUNNING" and s, 20, "attempt 1 running")
+    status = wait_for(lambda: (s := expbot.status("gang"))["state"] == "RUNNING" and s, 60, "attempt 1 running")
     checkpoints = expbot.data_dir / "runs" / status["id"] / "checkpoints"
-    wait_for(lambda: len(list(checkpoints.glob("ckpt-*.json"))) >= 2, 20, "two checkpoints")
+    wait_for(lambda: len(list(checkpoints.glob("ckpt-*.json"))) >= 2, 30, "two checkpoints")
     shim = expbot.attempt_pid(status["id"], 1)
     first_ranks = wait_for(lambda: len(r := ranks_of(shim)) == 2 and r, 10, "both ranks")
+    born = {pid: procs.start_time(pid) for pid in first_ranks.values()}  # pids are reused: know them by birth
+    assert expbot.status("gang")["state"] == "RUNNING"  # attempt 1 had not finished meanwhile
 
     os.kill(first_ranks[1], signal.SIGKILL)  # as a lost node would
 
-    final = wait_for(lambda: (s := expbot.status("gang"))["state"] in ("SUCCEEDED", "FAILED") and s, 60, "the end")
+    final = wait_for(lambda: (s := expbot.status("gang"))["state"] in ("SUCCEEDED", "FAILED") and s, 120, "the end")
     assert final["state"] == "SUCCEEDED", final
     first, second = final["attempts"]
     assert first["failure_class"] == "infra" and first["exit_code"] == 137
     assert first["reason"] == "rank 1 of 2 terminated by SIGKILL"
-    assert not any(Path(f"/proc/{pid}").exists() for pid in first_ranks.values())  # rank 0 went with it
+    assert not any(procs.is_alive(pid, started) for pid, started in born.items())  # rank 0 went with it
     assert final["restarts"] == {"user": 0, "infra": 1, "uncounted": 0}
     assert second["resumed_from"] and Path(second["resumed_from"]).parent == checkpoints
     log2 = expbot.cli("logs", "gang", "--attempt", "2").stdout
     resumed = {int(rank): int(step) for rank, step in re.findall(r"rank (\d) of 2: resumed from step (\d+)", log2)}
     assert set(resumed) == {0, 1} and len(set(resumed.values())) == 1 and resumed[0] >= 10, log2
-    finals = set(re.findall(r"rank \d: final step 80 value (\d+)", log2))
-    assert finals == {uninterrupted_final_value(80, tmp_path)}, log2
+    finals = set(re.findall(rf"rank \d: final step {STEPS} value (\d+)", log2))
+    assert finals == {uninterrupted_final_value(STEPS, tmp_path)}, log2
     assert "2 nodes, CPU only" in expbot.cli("ls", "--all").stdout
