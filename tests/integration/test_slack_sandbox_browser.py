@@ -31,12 +31,13 @@ def test_a_launch_updates_its_parent_live_and_its_thread_lists_the_attempts(tab:
 
 def test_a_bad_launch_shows_an_ephemeral_error(tab: Page):
     tab.type("/experiment launch bad-one --gpus lots -- python x.py")
-    error = tab.page.locator("#messages .msg.ephemeral", has_text="--gpus").last
+    error = tab.page.locator("#messages .msg.bot.ephemeral", has_text="--gpus")  # expbot's answer, not the echo
     error.wait_for()
-    assert "Only visible to you" in error.inner_text()
+    assert "Only visible to you" in error.inner_text() and "lots" in error.inner_text()
+    assert not tab.page.locator("#messages .msg:not(.ephemeral)", has_text="bad-one").count()  # nothing launched
     tab.shot("04-bad-launch-ephemeral")
     tab.be("U0OTHER")  # someone else does not see it
-    tab.page.wait_for_function("!document.body.innerText.includes('bad-one --gpus lots')")
+    tab.page.wait_for_function("!document.body.innerText.includes('--gpus lots')")
 
 
 def test_the_launch_form_shows_a_field_error_then_launches(tab: Page):
