@@ -195,7 +195,7 @@ def test_the_applied_deployment(deployed, admin):
     spec = deployment.spec.template.spec
     (container,) = spec.containers
     assert deployment.spec.replicas == 2
-    assert spec.service_account_name == "expbot" and container.image == "expbot:latest"
+    assert spec.service_account_name == "expbot" and container.image == "expbot:0.1.0"
     assert container.command == ["expbot"] and container.args == ["serve"]
     assert (container.liveness_probe.http_get.path, container.liveness_probe.http_get.port) == ("/healthz", "http")
     assert (container.readiness_probe.http_get.path, container.readiness_probe.http_get.port) == ("/readyz", "http")
@@ -277,7 +277,8 @@ def test_it_can_hold_the_leader_lease(as_expbot, admin):
 
 @pytest.mark.parametrize(("verb", "group", "resource", "subresource"), [
     ("create", "batch", "jobs", ""), ("list", "batch", "jobs", ""),
-    ("watch", "batch", "jobs", ""), ("delete", "batch", "jobs", ""),
+    ("watch", "batch", "jobs", ""), ("delete", "batch", "jobs", ""), ("patch", "batch", "jobs", ""),
+    ("create", "", "services", ""),
     ("list", "", "pods", ""), ("watch", "", "pods", ""), ("get", "", "pods", "log"),
     ("create", "", "persistentvolumeclaims", ""), ("delete", "", "persistentvolumeclaims", ""),
     ("get", "coordination.k8s.io", "leases", ""), ("create", "coordination.k8s.io", "leases", ""),
@@ -291,7 +292,7 @@ def test_allowed_in_its_namespace(as_expbot, verb, group, resource, subresource)
 @pytest.mark.parametrize(("verb", "group", "resource", "subresource", "namespace"), [
     ("list", "", "secrets", "", NS), ("get", "", "secrets", "", NS), ("get", "", "configmaps", "", NS),
     ("create", "", "pods", "", NS), ("delete", "", "pods", "", NS), ("create", "", "pods", "exec", NS),
-    ("patch", "batch", "jobs", "", NS), ("update", "batch", "jobs", "", NS), ("deletecollection", "batch", "jobs", "", NS),
+    ("update", "batch", "jobs", "", NS), ("delete", "", "services", "", NS), ("update", "", "services", "", NS), ("deletecollection", "batch", "jobs", "", NS),
     ("update", "batch", "jobs", "status", NS), ("delete", "coordination.k8s.io", "leases", "", NS),
     ("create", "apps", "deployments", "", NS), ("patch", "apps", "deployments", "", NS),
     ("create", "rbac.authorization.k8s.io", "roles", "", NS),

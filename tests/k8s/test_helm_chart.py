@@ -142,6 +142,8 @@ def test_the_kueue_role_is_the_kustomize_one_and_off_by_default(helm):
 def test_image_tag_defaults_to_the_app_version_never_latest(helm):
     chart_yaml = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert _container(template(helm))["image"] == f"expbot:{chart_yaml['appVersion']}"
+    kustomized = yaml.safe_load((BASE / "kustomization.yaml").read_text())["images"][0]["newTag"]
+    assert kustomized == chart_yaml["appVersion"]  # both install the same release
     assert _container(template(helm, "image.repository=registry.example.com/ml/expbot", "image.tag=0.2.0"))["image"] == \
         "registry.example.com/ml/expbot:0.2.0"
     digest = "sha256:" + "ab" * 32
