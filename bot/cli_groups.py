@@ -20,7 +20,7 @@ def values_text(exp: Experiment) -> str:
 
 def print_launched(bot: Any, result: Any) -> None:
     """What `launch` made: the experiment, or the sweep and each member with its values; then what it waits for."""
-    from bot.cli_waiting import NO_SERVE, approval_lines, serve_missing
+    from bot.cli_waiting import NO_SERVE, approval_lines, approval_request, budgets_now, serve_missing
     from core.model import State
 
     exps = result.experiments
@@ -36,10 +36,11 @@ def print_launched(bot: Any, result: Any) -> None:
             out.print(f"  {exp.name}: {exp.state}  {values_text(exp)}")
     if exps and exps[0].state == State.PENDING_APPROVAL:
         with bot.uow_factory() as uow:
-            from bot.cli_waiting import approval_request
-
             request = approval_request(uow, exps[0])
-        for line in approval_lines(request, bot.settings):
+            # The numbers admission just used, for every budget the launch counts against.
+            budgets = (budgets_now(uow, bot.budgets, bot.prices, exps[0], request.projected_cost, bot.clock.now())
+                       if request else [])
+        for line in approval_lines(request, budgets, bot.settings):
             out.print(line)
     if any(e.state in (State.QUEUED, State.PENDING_APPROVAL) for e in exps) and serve_missing(
             bot.session_factory, bot.clock.now()):

@@ -35,6 +35,11 @@ class Reader:
         self._sessions = make_session_factory(self.engine)
         self.clock = _clock()
 
+    @property
+    def sessions(self) -> Any:
+        """The session factory (for a query of one's own: the budgets, the serve heartbeat)."""
+        return self._sessions
+
     def now(self) -> datetime:
         """The current time, as the store records it."""
         return self.clock.now()
@@ -63,7 +68,7 @@ class Reader:
         if self._never_migrated():
             return True
         with schema_errors(self.url, self.engine):
-            return serve_missing(self._sessions, self.now())
+            return serve_missing(self.sessions, self.now())
 
     def _never_migrated(self) -> bool:
         import sqlalchemy as sa

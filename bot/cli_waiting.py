@@ -41,25 +41,36 @@ def approvers_text(settings: Any) -> str:
     return named
 
 
-def approval_lines(request: ApprovalRequested | None, settings: Any) -> list[str]:
-    """The numbers behind a pending launch: projected cost, each budget it overruns, who may approve."""
+def budgets_now(uow: Any, config: Any, prices: Any, exp: Experiment, projected: float,
+                now: datetime) -> list[dict[str, Any]]:
+    """Each budget the launch counts against as it stands now (an approver decides on today's numbers)."""
+    from core.approvals import budget_statuses
+
+    statuses = budget_statuses(uow, config, prices, exp.spec.project, exp.owner, now)
+    return [{"scope": s.limit.scope, "name": s.limit.name, "limit": s.limit.monthly, "spent": round(s.spent, 2),
+             "committed": round(s.committed, 2), "would_overrun": projected > s.remaining + 1e-9} for s in statuses]
+
+
+def approval_lines(request: ApprovalRequested | None, budgets: list[dict[str, Any]], settings: Any) -> list[str]:
+    """The numbers behind a pending launch: projected cost, its budgets now, who may approve."""
     if request is None:  # stored before requests were events, or its timeline was cleared
         return [f"waiting for a budget approver; who may approve: {approvers_text(settings)}"]
     cur = request.currency
-    lines = [f"waiting for approval: projected to cost up to {money(request.projected_cost, cur)}, which would overrun"]
-    for b in request.budgets:
+    lines = [f"waiting for approval: projected to cost up to {money(request.projected_cost, cur)}"]
+    for b in budgets:
+        verdict = "would overrun it" if b["would_overrun"] else "fits it now"
         lines.append(f"  {b['scope']} {b['name']}: budget {money(b['limit'], cur)}, {money(b['spent'], cur)} spent "
-                     f"this month, {money(b['committed'], cur)} committed to running experiments")
+                     f"this month, {money(b['committed'], cur)} committed to running experiments - {verdict}")
     lines.append(f"who may approve: {approvers_text(settings)} (`expbot approve {request.experiment_name}`"
                  f" or `expbot deny {request.experiment_name}`)")
     lines.append(f"denied unless approved by {request.expires_at.isoformat(timespec='seconds')}")
     return lines
 
 
-def approval_dict(request: ApprovalRequested | None, settings: Any) -> dict[str, Any]:
-    """The same, for --json."""
+def approval_dict(request: ApprovalRequested | None, budgets: list[dict[str, Any]], settings: Any) -> dict[str, Any]:
+    """The same, for --json (`budgets`: as when the request was made; `budgets_now`: today's)."""
     data: dict[str, Any] = {"approvers": sorted(settings.slack_approver_ids()),
-                            "approver_group": settings.slack_approver_group}
+                            "approver_group": settings.slack_approver_group, "budgets_now": budgets}
     if request is not None:
         data |= {"projected_cost": request.projected_cost, "currency": request.currency,
                  "budgets": request.budgets, "expires_at": request.expires_at.isoformat()}
@@ -70,15 +81,23 @@ def waiting_notes(reader: Any, exp: Experiment, as_json: bool = False) -> Any:
     """What `status` adds for an experiment that waits: lines, or a dict for --json."""
     if exp.state not in WAITS_FOR_SERVE:
         return {} if as_json else []
-    request = None
-    if exp.state == State.PENDING_APPROVAL:
+    pending = exp.state == State.PENDING_APPROVAL
+    request, budgets = None, []
+    if pending:
         with reader.reading() as views:
             request = approval_request(views, exp)
+        if request is not None:
+            from adapters.db.uow import SqlUnitOfWork
+
+            settings = reader.settings
+            with SqlUnitOfWork(reader.sessions) as uow:
+                budgets = budgets_now(uow, settings.budget_config(), settings.prices(), exp, request.projected_cost,
+                                      reader.now())
     no_serve = reader.serve_missing()
     if as_json:
         data: dict[str, Any] = {"serve_running": not no_serve}
-        if exp.state == State.PENDING_APPROVAL:
-            data["approval"] = approval_dict(request, reader.settings)
+        if pending:
+            data["approval"] = approval_dict(request, budgets, reader.settings)
         return data
-    lines = approval_lines(request, reader.settings) if exp.state == State.PENDING_APPROVAL else []
+    lines = approval_lines(request, budgets, reader.settings) if pending else []
     return lines + ([NO_SERVE] if no_serve else [])

@@ -39,20 +39,28 @@ def audit(bot: Expbot) -> list[tuple[str, str, dict]]:
 
 
 def test_status_of_a_waiting_launch_shows_its_numbers_and_an_approver_lets_it_run(expbot):
+    # 1 a100 for 2 hours (5) fits the budget and commits 5 of it while it is queued.
+    expbot.cli("launch", "small", "--project", "nlp", "--gpus", "1", "--gpu-type", "a100", "--hours", "2", "--",
+               "python", "-c", "pass")
     launched = expbot.cli("launch", "big", *OVER_BUDGET, "--", "python", "-c", "pass").stdout
-    assert "big: PENDING_APPROVAL" in launched and "$50.00" in launched
+    assert "big: PENDING_APPROVAL" in launched and "projected to cost up to $50.00" in launched
+    nlp = "project nlp: budget $40.00, $0.00 spent this month, {} committed to running experiments - would overrun it"
+    assert nlp.format("$5.00") in launched
+    assert nlp.format("$5.00") in expbot.cli("status", "big").stdout
+    expbot.cli("stop", "small")  # what status shows is today's numbers, not those of the request
     shown = expbot.cli("status", "big").stdout
-    assert "projected to cost up to $50.00" in shown
-    assert "project nlp: budget $40.00, $0.00 spent this month, $0.00 committed to running experiments" in shown
+    assert "projected to cost up to $50.00" in shown and nlp.format("$0.00") in shown
     assert "who may approve: UBOSS, carla" in shown and "`expbot approve big`" in shown
     approval = expbot.status("big")["approval"]
     assert approval["projected_cost"] == 50.0 and approval["approvers"] == ["UBOSS", "carla"]
-    assert approval["budgets"] == [{"scope": "project", "name": "nlp", "limit": 40.0, "spent": 0.0, "committed": 0}]
+    assert approval["budgets"] == [{"scope": "project", "name": "nlp", "limit": 40.0, "spent": 0.0, "committed": 5.0}]
+    assert approval["budgets_now"] == [{"scope": "project", "name": "nlp", "limit": 40.0, "spent": 0.0,
+                                        "committed": 0.0, "would_overrun": True}]
 
     refused = expbot.cli("approve", "big", check=False)  # EXPBOT_USER=ana is no approver
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
     assert "ana (EXPBOT_USER) is not one" in refused.stderr and "UBOSS, carla" in refused.stderr
-    assert expbot.status("big")["state"] == "PENDING_APPROVAL" and audit(expbot) == []
+    assert expbot.status("big")["state"] == "PENDING_APPROVAL" and [a for _, a, _ in audit(expbot)] == []
 
     approved = as_user(expbot, "carla", "approve", "big").stdout
     assert "approved big" in approved
