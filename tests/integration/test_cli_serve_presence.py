@@ -54,7 +54,8 @@ def test_launch_and_status_say_when_no_serve_runs_for_the_database(expbot):
     expbot.cli("stop", "while-serving")
     expbot.kill_serve(signal.SIGKILL)  # a crash leaves its row behind: it goes stale
     expbot.cli("launch", "after-crash", *QUICK)
-    wait_for(lambda: NO_SERVE in expbot.cli("status", "after-crash").stdout, 60, "the dead serve's heartbeat to go stale")
+    wait_for(lambda: NO_SERVE in expbot.cli("status", "after-crash").stdout, 60,
+             "the dead serve's heartbeat to go stale")
     assert json.loads(expbot.cli("status", "after-crash", "--json").stdout)["serve_running"] is False
 
 
