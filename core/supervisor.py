@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from core.cost import Prices
 from core.errors import ConcurrentUpdate, DatabaseUnavailable
+from core.log_context import bound
 from core.metrics import XidSource
 from core.model import AttemptState, Experiment, State
 from core.node_health import NodeHealthConfig, cordon, report_sick_node
@@ -151,14 +152,16 @@ class Supervisor:
                 continue  # looked at this pass already, with fresher data than the snapshot
             try:
                 # Most experiments need nothing most of the time: look before opening a transaction.
-                if not self.reconciler.needs_work(experiment, now, refused_gpus, experiment.id in self._to_end):
+                with bound(experiment=experiment.name, experiment_id=experiment.id):  # in every line logged meanwhile
+                    work = self.reconciler.needs_work(experiment, now, refused_gpus, experiment.id in self._to_end)
+                if not work:
                     due = experiment.next_attempt_at if experiment.state == State.RESTARTING else None
                     visit.next_due = self._note_due(experiment.id, due, visit.next_due)
                     continue
             except DatabaseUnavailable:
                 raise  # as in _visit
             except Exception:
-                log.exception("supervising experiment %s failed", experiment.id)
+                log.exception("supervising experiment %s failed", experiment.id, extra={"experiment_id": experiment.id})
                 continue
             if visit.starts >= self.max_starts_per_pass and not has_live_attempt(experiment):
                 # This pass has started its share: in a moment, without a whole pass.
@@ -185,11 +188,12 @@ class Supervisor:
         visit.handled.add(experiment_id)
         self.scheduler.note_due(experiment_id, None)
         try:
-            done = self._reconcile_with_retry(experiment_id, visit.starts < self.max_starts_per_pass)
+            with bound(experiment_id=experiment_id):  # in every line logged meanwhile (the JSON log's field)
+                done = self._reconcile_with_retry(experiment_id, visit.starts < self.max_starts_per_pass)
         except DatabaseUnavailable:
             raise  # the pass fails as a whole: one line in the log, and it is retried soon
         except Exception:
-            log.exception("supervising experiment %s failed", experiment_id)
+            log.exception("supervising experiment %s failed", experiment_id, extra={"experiment_id": experiment_id})
             return None
         visit.starts += done.tried_start
         visit.next_due = self._note_due(experiment_id, done.due, visit.next_due)

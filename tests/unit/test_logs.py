@@ -82,3 +82,24 @@ def test_apscheduler_per_run_lines_show_only_at_debug(configured, level, shown):
     assert ("DEBUG apscheduler.executors.default: Running job" in text) is shown
     assert "WARNING apscheduler.executors.default: Run time of job" in text  # problems stay visible
     assert "INFO expbot.serve: expbot serving" in text
+
+
+def test_what_the_supervisor_logs_about_an_experiment_names_it(configured, world, monkeypatch):
+    sink = configured(fmt="json")
+    world.launch("named -- python train.py")
+    world.supervisor.reconcile_once()
+    exp = world.get("named")
+    world.backend.run(exp.id, 1)
+
+    def status(experiment_id, attempt):
+        logging.getLogger("adapters.test").warning("cannot read the status of attempt %d", attempt)
+        raise RuntimeError("the cluster is confused")
+
+    monkeypatch.setattr(world.backend, "status", status)
+    world.supervisor.reconcile_once()  # the needs-work look fails
+    world.supervisor.reconcile_ids({exp.id})  # a pass over just it fails too
+    entries = [json.loads(line) for line in lines(sink)]
+    told = [e for e in entries if e["logger"] == "adapters.test"]
+    failed = [e for e in entries if e["message"] == f"supervising experiment {exp.id} failed"]
+    assert len(told) == 2 and all(e["experiment_id"] == exp.id for e in told), entries
+    assert len(failed) == 2 and all(e["experiment_id"] == exp.id and "RuntimeError" in e["exception"] for e in failed)
