@@ -13,7 +13,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from adapters.db.cost_sql import ATTEMPT, EXPERIMENT, num, seconds_between, ts
+from adapters.db.cost_sql import ATTEMPT, EXPERIMENT, clipped_interval, overlapping
 from adapters.db.rows import OutboxEventRow
 
 OUTBOX = OutboxEventRow.__table__
@@ -29,16 +29,6 @@ class Usage:
     gpu_type: str
     cost: float
     gpu_hours: float
-
-
-@dataclass(frozen=True)
-class Distribution:
-    """A histogram's data: how many values fell at or below each bound, their count and their sum."""
-
-    bounds: tuple[float, ...]
-    cumulative: tuple[int, ...]
-    count: int
-    total: float
 
 
 def experiments_by_state(session: Session) -> list[tuple[str, str, int]]:
@@ -83,10 +73,13 @@ def outbox_backlog(session: Session) -> tuple[int, datetime | None]:
     return int(count), oldest
 
 
-def usage(session: Session, now: datetime) -> list[Usage]:
-    """Spend and GPU-hours of all attempts ever run, per project, owner and GPU type (running ones up to now)."""
-    # The digest's arithmetic (cost_queries.spend_by): rate x seconds between start and end (or now).
-    seconds = seconds_between(ATTEMPT.c.started_at, sa.func.coalesce(ATTEMPT.c.ended_at, ts(now)))
+def usage(session: Session, start: datetime, end: datetime, now: datetime) -> list[Usage]:
+    """Spend and GPU-hours inside [start, end) per project, owner and GPU type (running attempts up to now).
+
+    The digest's arithmetic (cost_queries.spend_by): each attempt's running interval clipped to the window.
+    """
+    began, stopped = clipped_interval(start, end, now)
+    seconds = stopped - began
     gpu_type = sa.func.coalesce(EXPERIMENT.c.spec["gpu_type"].as_string(), _NONE)
     stmt = (
         sa.select(
@@ -95,7 +88,7 @@ def usage(session: Session, now: datetime) -> list[Usage]:
             sa.func.sum(ATTEMPT.c.gpus * seconds).label("gpu_seconds"),
         )
         .select_from(ATTEMPT.join(EXPERIMENT, EXPERIMENT.c.id == ATTEMPT.c.experiment_id))
-        .where(ATTEMPT.c.started_at.is_not(None))
+        .where(overlapping(start, end))
         .group_by(EXPERIMENT.c.project, EXPERIMENT.c.owner, gpu_type)
     )
     return [
@@ -103,34 +96,3 @@ def usage(session: Session, now: datetime) -> list[Usage]:
               max(float(row.gpu_seconds or 0), 0.0) / 3600.0)
         for row in session.execute(stmt)
     ]
-
-
-def _distribution(session: Session, seconds: sa.ColumnElement[float], frm: sa.FromClause,
-                  where: list[sa.ColumnElement[bool]], bounds: tuple[float, ...]) -> Distribution:
-    """One aggregate row: the count at or below each bound, the count and the sum of `seconds`."""
-    value = greatest_zero(seconds)
-    columns = [sa.func.count(), sa.func.coalesce(sa.func.sum(value), 0.0)]
-    columns += [sa.func.coalesce(sa.func.sum(sa.case((value <= num(b), 1), else_=0)), 0) for b in bounds]
-    row = session.execute(sa.select(*columns).select_from(frm).where(*where)).one()
-    return Distribution(bounds, tuple(int(n) for n in row[2:]), int(row[0]), float(row[1]))
-
-
-def greatest_zero(seconds: sa.ColumnElement[float]) -> sa.ColumnElement[float]:
-    """Negative intervals (clock skew between replicas) count as 0 s, as a histogram cannot hold them."""
-    return sa.case((seconds < num(0), num(0)), else_=seconds)
-
-
-def supervision_latency(session: Session, bounds: tuple[float, ...]) -> Distribution:
-    """Seconds from a failed attempt's end to its successor's submission (backoff included)."""
-    prev = ATTEMPT.alias("prev")
-    frm = ATTEMPT.join(prev, sa.and_(prev.c.experiment_id == ATTEMPT.c.experiment_id,
-                                     prev.c.number == ATTEMPT.c.number - 1))
-    return _distribution(session, seconds_between(prev.c.ended_at, ATTEMPT.c.created_at), frm,
-                         [ATTEMPT.c.number > 1, prev.c.ended_at.is_not(None)], bounds)
-
-
-def launch_to_running(session: Session, bounds: tuple[float, ...]) -> Distribution:
-    """Seconds from an experiment's launch to its first attempt running (approval and queueing included)."""
-    frm = ATTEMPT.join(EXPERIMENT, EXPERIMENT.c.id == ATTEMPT.c.experiment_id)
-    return _distribution(session, seconds_between(EXPERIMENT.c.created_at, ATTEMPT.c.started_at), frm,
-                         [ATTEMPT.c.number == 1, ATTEMPT.c.started_at.is_not(None)], bounds)

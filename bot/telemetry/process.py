@@ -13,6 +13,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 
+from bot.telemetry.events import EventLatencies
+
 # Slack wants an ack within 3 s: buckets resolve the range around that limit.
 ACK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0, 10.0)
 
@@ -38,6 +40,7 @@ class Telemetry:
         self._leading_since: float | None = None  # time.monotonic() when leading began
         self._relists: Callable[[], dict[str, int]] = dict
         r.register(_Relists(lambda: self._relists()))
+        self.latencies = EventLatencies(r)  # fed by the notifier the outbox relay delivers through
 
     def slack_call(self, method: str, outcome: str) -> None:
         """Count one Slack Web API call ('rate_limited' counts a 429 response on its own counter)."""

@@ -2,26 +2,31 @@
 
 Counters computed from the store (spend, GPU-hours, attempts, restarts) are the same on every
 replica and survive restarts: dashboards take `max without (instance, pod)` across replicas, never a sum.
+Spend and GPU-hours are what the digest computes: the days before today (in the budgets' time zone)
+are read once a day and kept, and only today's attempts are read at each scrape, as the digest does.
 """
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from adapters.db import metrics_queries as q
+from adapters.db.cost_queries import SqlCostQueries
 from core.budget import PROJECT, BudgetConfig, month_window
 from core.budget_alerts import all_limits
+from core.digest import day_window
 from core.model import State
 from core.ports import Clock, UnitOfWork
 
 log = logging.getLogger(__name__)
-
-SUPERVISION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
-LAUNCH_BUCKETS = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
+_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)  # before any attempt: the start of "all days before today"
+Key = tuple[str, str, str]  # project, user, GPU type
 
 
 class StoreCollector:
@@ -31,6 +36,8 @@ class StoreCollector:
                  budgets: BudgetConfig, idle_gpu_hours: Callable[[], float]) -> None:
         self._sessions, self._uows, self._clock = session_factory, uow_factory, clock
         self._budgets, self._idle = budgets, idle_gpu_hours
+        self._lock = threading.Lock()  # scrapes may overlap (several Prometheus servers)
+        self._closed: tuple[datetime, dict[Key, tuple[float, float]]] | None = None  # (today's start, before it)
 
     def describe(self) -> list[Any]:
         return []  # families are made at scrape time; nothing to check at registration
@@ -51,29 +58,46 @@ class StoreCollector:
 
     def _read(self, now: datetime) -> list[Any]:
         with self._sessions() as session:
-            families = [*_experiments(session), *_attempts(session), *_outbox(session, now), *_usage(session, now)]
-            families.append(_histogram("expbot_supervision_latency_seconds",
-                                       "From a failed attempt's end to the next attempt's submission",
-                                       q.supervision_latency(session, SUPERVISION_BUCKETS)))
-            families.append(_histogram("expbot_launch_to_running_seconds",
-                                       "From a launch to its first attempt running",
-                                       q.launch_to_running(session, LAUNCH_BUCKETS)))
-        families.append(self._budget_ratio(now))
+            families = [*_experiments(session), *_attempts(session), *_outbox(session, now),
+                        *self._usage(session, now), self._budget_ratio(session, now)]
         idle = CounterMetricFamily("expbot_idle_gpu_hours", "GPU-hours experiments spent idle (the idle check's totals)")
         idle.add_metric([], self._idle())
         families.append(idle)
         return families
 
-    def _budget_ratio(self, now: datetime) -> Any:
+    def _usage(self, session: Any, now: datetime) -> list[Any]:
+        today = day_window(now.astimezone(ZoneInfo(self._budgets.timezone)).date(), self._budgets.timezone)[0]
+        with self._lock:
+            if self._closed is None or self._closed[0] != today:
+                # Once a day (and at the first scrape): every attempt's part before today.
+                self._closed = (today, {(u.project, u.owner, u.gpu_type): (u.cost, u.gpu_hours)
+                                        for u in q.usage(session, _EPOCH, today, now)})
+            totals = dict(self._closed[1])
+        for u in q.usage(session, today, max(now, today), now):
+            cost, hours = totals.get((u.project, u.owner, u.gpu_type), (0.0, 0.0))
+            totals[(u.project, u.owner, u.gpu_type)] = (cost + u.cost, hours + u.gpu_hours)
+        labels = ["project", "user", "gpu_type"]
+        spend = CounterMetricFamily("expbot_spend", "Spend so far (running attempts up to now), as the digest prices it",
+                                    labels=labels)
+        hours = CounterMetricFamily("expbot_gpu_hours", "GPU-hours so far (running attempts up to now)", labels=labels)
+        for key, (cost, gpu_hours) in sorted(totals.items()):
+            spend.add_metric(list(key), cost)
+            hours.add_metric(list(key), gpu_hours)
+        return [spend, hours]
+
+    def _budget_ratio(self, session: Any, now: datetime) -> Any:
         family = GaugeMetricFamily("expbot_budget_used_ratio", "This month's spend over the project's monthly budget",
                                    labels=["project"])
         start, end, _ = month_window(now, self._budgets.timezone)
         with self._uows() as uow:
-            for limit in all_limits(self._budgets, uow.budgets.overrides()):
-                if limit.scope != PROJECT:
-                    continue
-                spent = uow.costs.spent(start=start, end=end, now=now, project=limit.name)
-                family.add_metric([limit.name], spent / limit.monthly if limit.monthly > 0 else float(spent > 0))
+            limits = [limit for limit in all_limits(self._budgets, uow.budgets.overrides()) if limit.scope == PROJECT]
+        if not limits:
+            return family
+        # One scan for every project, not one per budget.
+        spent = {row.key: row.cost for row in SqlCostQueries(session).spend_by("project", start=start, end=end, now=now)}
+        for limit in limits:
+            used = spent.get(limit.name, 0.0)
+            family.add_metric([limit.name], used / limit.monthly if limit.monthly > 0 else float(used > 0))
         return family
 
 
@@ -110,25 +134,3 @@ def _outbox(session: Any, now: datetime) -> list[Any]:
     age = GaugeMetricFamily("expbot_outbox_oldest_age_seconds", "Age of the oldest undelivered event (0: none)")
     age.add_metric([], max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0)
     return [backlog, age]
-
-
-def _usage(session: Any, now: datetime) -> list[Any]:
-    labels = ["project", "user", "gpu_type"]
-    spend = CounterMetricFamily("expbot_spend", "Spend so far (running attempts up to now), as the digest prices it",
-                                labels=labels)
-    hours = CounterMetricFamily("expbot_gpu_hours", "GPU-hours so far (running attempts up to now)", labels=labels)
-    for row in q.usage(session, now):
-        spend.add_metric([row.project, row.owner, row.gpu_type], row.cost)
-        hours.add_metric([row.project, row.owner, row.gpu_type], row.gpu_hours)
-    return [spend, hours]
-
-
-def _histogram(name: str, documentation: str, d: q.Distribution) -> Any:
-    buckets = [(_bound(b), n) for b, n in zip(d.bounds, d.cumulative)] + [("+Inf", d.count)]
-    family = HistogramMetricFamily(name, documentation)
-    family.add_metric([], buckets, sum_value=d.total)
-    return family
-
-
-def _bound(b: float) -> str:
-    return repr(float(b))

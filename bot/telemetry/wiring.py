@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.container import Expbot
+from bot.telemetry.events import ObservingNotifier
 from bot.telemetry.probes import DatabaseCheck, Liveness, operations_app
 from bot.telemetry.process import Telemetry
 from bot.telemetry.store import StoreCollector
@@ -37,6 +38,8 @@ def operations(bot: Expbot) -> Operations:
     relists = getattr(bot.backend, "relists", None)  # Kubernetes: the watches' counts
     if relists is not None:
         telemetry.count_relists(relists)
+    # Delivered events feed the latency histograms (the relay, and so this, runs on the leader).
+    bot.notifier = ObservingNotifier(bot.notifier, telemetry.latencies)
     scheduler = bot.supervisor.scheduler
     live = Liveness(telemetry, lambda: scheduler.last_pass_at, bot.clock.now, resync_seconds(bot))
     return Operations(operations_app(telemetry, DatabaseCheck(bot.session_factory), live), telemetry.ack_seconds.observe)

@@ -9,9 +9,6 @@ from adapters.db.engine import make_session_factory
 from tests.integration.conftest import T0, Store, at
 from tests.integration.cost_fixtures import ran
 
-NOW = at(70)
-
-
 @pytest.fixture
 def session(sql_store: Store):
     # nlp: two attempts of 1 GPU at 2.0/h, one hour each, restarted 60 s after the first ended.
@@ -26,12 +23,21 @@ def session(sql_store: Store):
 
 
 def test_usage_prices_every_attempt_as_the_cost_queries_do(session):
-    rows = {(u.project, u.owner, u.gpu_type): (u.cost, u.gpu_hours) for u in q.usage(session, at(130))}
-    assert rows.keys() == {("nlp", "alice", "a100"), ("vision", "bob", "h100")}
-    assert rows[("nlp", "alice", "a100")] == pytest.approx((2.0 * 2, 2.0))
-    assert rows[("vision", "bob", "h100")] == pytest.approx((4.0 * 2, 2 * 2.0))  # running: up to now
+    def usage(start, end):
+        return {(u.project, u.owner, u.gpu_type): (u.cost, u.gpu_hours) for u in q.usage(session, start, end, at(130))}
+
+    everything = usage(T0, at(130))
+    assert everything.keys() == {("nlp", "alice", "a100"), ("vision", "bob", "h100")}
+    assert everything[("nlp", "alice", "a100")] == pytest.approx((2.0 * 2, 2.0))
+    assert everything[("vision", "bob", "h100")] == pytest.approx((4.0 * 2, 2 * 2.0))  # running: up to now
     window = {r.key: r.cost for r in SqlCostQueries(session).spend_by("project", start=T0, end=at(130), now=at(130))}
-    assert window == pytest.approx({project: cost for (project, _, _), (cost, _) in rows.items()})
+    assert window == pytest.approx({project: cost for (project, _, _), (cost, _) in everything.items()})
+    # Split at any moment, the two parts add up to the whole (the collector keeps the part before today).
+    before, after = usage(T0, at(45)), usage(at(45), at(130))
+    for key, (cost, hours) in everything.items():
+        assert before.get(key, (0, 0))[0] + after.get(key, (0, 0))[0] == pytest.approx(cost)
+        assert before.get(key, (0, 0))[1] + after.get(key, (0, 0))[1] == pytest.approx(hours)
+    assert usage(T0, at(45))[("vision", "bob", "h100")] == pytest.approx((4.0 * 35 / 60, 2 * 35 / 60))
 
 
 def test_attempts_restarts_and_experiments(session):
@@ -39,14 +45,6 @@ def test_attempts_restarts_and_experiments(session):
     assert q.attempts_ended(session) == {"infra": 1, "none": 1}
     assert q.restarts_by_budget(session) == {"user": 0, "infra": 1, "none": 0}
     assert sorted(q.experiments_by_state(session)) == [("RUNNING", "vision", 1), ("SUCCEEDED", "nlp", 1)]
-
-
-def test_latency_distributions(session):
-    supervision = q.supervision_latency(session, (30.0, 60.0, 120.0))
-    assert (supervision.cumulative, supervision.count) == ((0, 1, 1), 1)
-    assert supervision.total == pytest.approx(60.0)
-    launch = q.launch_to_running(session, (1.0,))
-    assert (launch.cumulative, launch.count, launch.total) == ((2,), 2, pytest.approx(0.0))
 
 
 def test_outbox_backlog_counts_undelivered_events_from_the_oldest(session):

@@ -71,3 +71,40 @@ def test_a_leader_whose_supervisor_stopped_passing_is_not_live():
     problem = _live(3600, T0, T0 + timedelta(seconds=91))
     assert problem is not None and "91s" in problem and "3 resync intervals" in problem
     assert _live(3600, None, T0) is not None  # never completed a pass in an hour of leading
+
+
+def _event(cls, name="e1", minutes=0.0, **fields):
+    from core import events
+
+    return getattr(events, cls)(experiment_id=name, experiment_name=name, occurred_at=T0 + timedelta(minutes=minutes),
+                                **fields)
+
+
+def _histogram(telemetry: Telemetry, name: str) -> tuple[float, float]:
+    samples = _samples(telemetry)
+    return samples[(f"{name}_count", ())], samples[(f"{name}_sum", ())]
+
+
+def test_latencies_come_from_the_events_times_each_event_once():
+    telemetry = Telemetry()
+    launched = _event("ExperimentLaunched", owner="ana", project="nlp", gpus=1, gpu_type="a100")
+    running = _event("AttemptRunning", minutes=2, attempt=1)
+    failed = _event("AttemptEnded", minutes=10, attempt=1, exit_code=1, reason="exit 1", failure_class="user")
+    restarted = _event("AttemptStarted", minutes=10.5, attempt=2)
+    for event in (launched, running, running, failed, restarted, restarted):  # redeliveries count once
+        telemetry.latencies.observe(event)
+    assert _histogram(telemetry, "expbot_launch_to_running_seconds") == (1, 120.0)
+    assert _histogram(telemetry, "expbot_supervision_latency_seconds") == (1, 30.0)
+    # A later attempt running is not a launch's first; a success is no failure to restart from.
+    telemetry.latencies.observe(_event("AttemptRunning", minutes=11, attempt=2))
+    telemetry.latencies.observe(_event("AttemptEnded", minutes=20, attempt=2, exit_code=0, reason="ok", failure_class="none"))
+    telemetry.latencies.observe(_event("AttemptStarted", minutes=21, attempt=3))
+    assert _histogram(telemetry, "expbot_launch_to_running_seconds") == (1, 120.0)
+    assert _histogram(telemetry, "expbot_supervision_latency_seconds") == (1, 30.0)
+
+
+def test_an_experiment_that_ends_is_forgotten():
+    telemetry = Telemetry()
+    telemetry.latencies.observe(_event("ExperimentLaunched", owner="ana", project="nlp", gpus=1, gpu_type=None))
+    telemetry.latencies.observe(_event("ExperimentStopped", minutes=1, by="ana", reason="not needed"))
+    assert telemetry.latencies._launched == {}  # noqa: SLF001  (what would otherwise grow without bound)
