@@ -89,7 +89,8 @@ def process_text(process: dict) -> str:
         return "; ".join(f"pod {pod['name']} on node {pod['node'] or '(not scheduled)'} ({pod['phase']})"
                          for pod in process["pods"]) + f" in namespace {process['namespace']}"
     where = f", cgroup {process['cgroup']}" if process.get("cgroup") else f" ({process.get('mechanism')})"
-    return f"pid {process['pid']}, process group {process['pgid']}{where}"
+    ranks = f", {process['nodes']} ranks meeting at port {process['master_port']}" if process.get("nodes") else ""
+    return f"pid {process['pid']}, process group {process['pgid']}{where}{ranks}"
 
 
 def status_tables(exp: Experiment, timeline: list[Event], now: datetime, process: dict | None = None) -> list[Table]:

@@ -14,6 +14,7 @@ import pytest
 from adapters.clock import SystemClock
 from adapters.local import procs
 from adapters.local.runner import LocalRunner
+from bot.render import process_text
 from core.ports import AttemptLaunch, AttemptPhase, AttemptStatus
 from core.spec import ExperimentSpec
 from tests.polling import wait_for
@@ -69,6 +70,9 @@ def test_every_rank_gets_the_rendezvous_and_its_own_gpus(runner: LocalRunner, tm
     assert {(e["NNODES"], e["NPROC_PER_NODE"], e["WORLD_SIZE"], e["PET_NNODES"]) for e in envs} == {("2", "2", "4", "2")}
     assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0,1", "2,3"]  # the 4 GPUs split, none shared
     assert {e["EXPBOT_ATTEMPT"] for e in envs} == {"1"}
+    where = runner.process_info("g1", 1)
+    assert (where["nodes"], str(where["master_port"])) == (2, envs[0]["MASTER_PORT"])  # what `expbot status` shows
+    assert f"2 ranks meeting at port {where['master_port']}" in process_text(where)
     # Each rank leads its own process group; all GPUs are taken: a second gang waits.
     assert [os.getpgid(r["pid"]) for r in seen] == [r["pid"] for r in seen]
     waiting = runner.submit(gang("g2", tmp_path / "out2", "wait", nodes=2, gpus=1))
