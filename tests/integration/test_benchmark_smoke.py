@@ -35,3 +35,8 @@ def test_cli_latency_benchmark_runs() -> None:
     assert "seeded 20 experiments" in out
     for command in ("ls", "status NAME", "--help"):
         assert f"expbot {command}" in out and "target 250 ms" in out
+
+
+def test_metrics_scrape_benchmark_runs() -> None:
+    out = run_benchmark("benchmarks/metrics_scrape.py", "--smoke")
+    assert "one scrape of the store metrics" in out and "median" in out and "target 1000 ms" in out
