@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import timedelta
@@ -112,3 +113,23 @@ def test_stop_ends_every_rank(runner: LocalRunner, tmp_path: Path) -> None:
 def test_a_gang_bigger_than_the_machine_never_fits(runner: LocalRunner) -> None:
     spec = ExperimentSpec(name="big", command=("true",), image="local", gpus=4, nodes=2)
     assert runner.check_fits(spec) == "needs 8 GPUs but this machine has 4 (set EXPBOT_LOCAL_GPUS)"
+
+
+def test_of_ranks_that_ended_together_the_one_a_signal_killed_is_the_cause() -> None:
+    # Rank 0 fails because its peer went (exit 1); rank 1 was killed. Both are over before the shim
+    # looks: it must name rank 1, whichever the kernel reports first. Run apart: wait_ranks reaps any child.
+    code = r"""
+import os, sys, time
+from adapters.local.gang_shim import describe, wait_ranks
+spawn = lambda src: os.posix_spawn(sys.executable, [sys.executable, "-c", src], dict(os.environ))
+pids = {spawn("raise SystemExit(1)"): 0, spawn("import os; os.kill(os.getpid(), 9)"): 1}
+zombie = lambda pid: open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+deadline = time.monotonic() + 30
+while not all(map(zombie, pids)) and time.monotonic() < deadline:
+    time.sleep(0.01)
+rank, status = wait_ranks(pids)
+print(describe(rank, 2, status)[1])
+"""
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60, cwd=repo)
+    assert out.stdout.strip() == "rank 1 of 2 terminated by SIGKILL", out.stderr
