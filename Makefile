@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test services cluster lint browser
+.PHONY: run test install install-test services cluster lint lock browser
 
 $(BIN)/python:
 	@echo "creating the virtual environment $(VENV) ..."
@@ -60,6 +60,14 @@ browser:
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	    $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
 	  fi
+
+# The image's dependencies, pinned with hashes (requirements.lock, used by the Dockerfile): resolved
+# from pyproject.toml in a throwaway venv, for the image's Python (3.11). Run after changing dependencies.
+LOCK_VENV := $(or $(TMPDIR),/tmp)/expbot-lock-venv
+lock:
+	$(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install --quiet pip-tools==7.6.2
+	CUSTOM_COMPILE_COMMAND='make lock' $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --output-file requirements.lock pyproject.toml
 
 lint: install-test
 	$(BIN)/lint-imports
