@@ -1,9 +1,11 @@
 """The CLI's errors: a mistake in the command line, the data or the configuration is one clear line."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 
-from tests.integration.cli_harness import Expbot
+from tests.integration.cli_harness import Expbot, wait_for
 
 
 @pytest.fixture
@@ -82,9 +84,19 @@ def test_a_typo_in_the_config_file_is_named_with_a_suggestion(expbot, tmp_path):
     assert f"{config}: unknown key 'max_gpu' in [launch]; did you mean max_gpus?" in said
 
 
+@pytest.mark.slow
 def test_a_chart_that_cannot_be_written_is_named(expbot, tmp_path):
+    # Something spent today, or the digest draws no chart at all (it never draws an empty one).
+    expbot.env["EXPBOT_LOCAL_GPUS"] = "1"
+    expbot.serve()
+    try:
+        expbot.cli("launch", "spender", "--gpus", "1", "--", "sleep", "1")
+        wait_for(lambda: expbot.status("spender")["state"] == "SUCCEEDED", 60, "spender to end")
+    finally:
+        expbot.kill_serve()
+    today = datetime.now(timezone.utc).date().isoformat()
     chart = tmp_path / "no-such-dir" / "chart.png"
-    said = one_clear_error(expbot.cli("digest", "--dry-run", "--chart", str(chart), check=False))
+    said = one_clear_error(expbot.cli("digest", "--dry-run", "--date", today, "--chart", str(chart), check=False))
     assert f"cannot write the chart to {chart}: No such file or directory" in said
 
 
