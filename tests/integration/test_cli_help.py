@@ -63,6 +63,15 @@ def test_launch_help_shows_this_installations_defaults(expbot, tmp_path):
     assert defaults["--max-restarts"] == "5" and defaults["--max-runtime"] == "2h", defaults
 
 
+def test_launch_help_with_a_wrong_configuration_shows_the_built_in_defaults_and_why(expbot, tmp_path):
+    config = tmp_path / "expbot.toml"
+    config.write_text("[launch]\ndefault_max_restart = 5\n")
+    expbot.env["EXPBOT_CONFIG_FILE"] = str(config)
+    shown = expbot.cli("launch", "--help").stdout
+    assert launch_defaults(shown)["--max-restarts"] == "3", shown
+    assert "built-in defaults" in shown and "unknown key 'default_max_restart'" in shown, shown
+
+
 def one_line_error(run) -> str:
     assert run.returncode == 2, run
     assert run.stderr.startswith("error: ") and run.stderr.count("\n") == 1, run.stderr
