@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -27,6 +29,7 @@ from core.ports import Clock, UnitOfWork
 log = logging.getLogger(__name__)
 _EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)  # before any attempt: the start of "all days before today"
 Key = tuple[str, str, str]  # project, user, GPU type
+READ_TIMEOUT_SECONDS = 8.0  # under Prometheus's default scrape timeout (10 s)
 
 
 class StoreCollector:
@@ -38,6 +41,10 @@ class StoreCollector:
         self._budgets, self._idle = budgets, idle_gpu_hours
         self._lock = threading.Lock()  # scrapes may overlap (several Prometheus servers)
         self._closed: tuple[datetime, dict[Key, tuple[float, float]]] | None = None  # (today's start, before it)
+        # Reads run on a thread of their own, waited for at most READ_TIMEOUT_SECONDS: a hung database
+        # must not hold the HTTP server's request threads (Slack's acks and the probes share them).
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-store")
+        self._running: Future | None = None
 
     def describe(self) -> list[Any]:
         return []  # families are made at scrape time; nothing to check at registration
@@ -46,15 +53,25 @@ class StoreCollector:
         """Every store metric, or just expbot_store_up 0 when the database cannot answer."""
         up = GaugeMetricFamily("expbot_store_up", "1 when the last scrape could read the database, else 0")
         try:
-            families = self._read(self._clock.now())
+            families = self._read_in_time()
         except Exception as e:  # a sick database: the process metrics still come, and this says why not these
-            log.warning("metrics: cannot read the store: %s", " ".join(str(e).split())[:300])
+            log.warning("metrics: cannot read the store: %s", " ".join(str(e).split())[:300] or type(e).__name__)
             up.add_metric([], 0)
             yield up
             return
         up.add_metric([], 1)
         yield up
         yield from families
+
+    def _read_in_time(self) -> list[Any]:
+        with self._lock:
+            if self._running is not None and not self._running.done():
+                raise TimeoutError("an earlier scrape's read of the database has not finished")
+            self._running = running = self._pool.submit(self._read, self._clock.now())
+        try:
+            return running.result(timeout=READ_TIMEOUT_SECONDS)
+        except FutureTimeout:
+            raise TimeoutError(f"the database did not answer within {READ_TIMEOUT_SECONDS:g}s") from None
 
     def _read(self, now: datetime) -> list[Any]:
         with self._sessions() as session:
@@ -67,12 +84,11 @@ class StoreCollector:
 
     def _usage(self, session: Any, now: datetime) -> list[Any]:
         today = day_window(now.astimezone(ZoneInfo(self._budgets.timezone)).date(), self._budgets.timezone)[0]
-        with self._lock:
-            if self._closed is None or self._closed[0] != today:
-                # Once a day (and at the first scrape): every attempt's part before today.
-                self._closed = (today, {(u.project, u.owner, u.gpu_type): (u.cost, u.gpu_hours)
-                                        for u in q.usage(session, _EPOCH, today, now)})
-            totals = dict(self._closed[1])
+        if self._closed is None or self._closed[0] != today:  # reads run one at a time (_read_in_time)
+            # Once a day (and at the first scrape): every attempt's part before today.
+            self._closed = (today, {(u.project, u.owner, u.gpu_type): (u.cost, u.gpu_hours)
+                                    for u in q.usage(session, _EPOCH, today, now)})
+        totals = dict(self._closed[1])
         for u in q.usage(session, today, max(now, today), now):
             cost, hours = totals.get((u.project, u.owner, u.gpu_type), (0.0, 0.0))
             totals[(u.project, u.owner, u.gpu_type)] = (cost + u.cost, hours + u.gpu_hours)

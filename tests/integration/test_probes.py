@@ -121,7 +121,12 @@ def test_readyz_fails_at_once_while_the_database_does_not_answer_and_recovers(tm
         status, body, took = serve.get("/readyz")
         assert status == 503 and took < 10, (body, took)
         assert serve.get("/healthz")[2] < 10  # liveness never waits on the database
+        # /metrics says the store cannot be read, and still serves the process metrics, without hanging.
+        status, body, took = serve.get("/metrics")
+        assert status == 200 and "expbot_store_up 0.0" in body and "expbot_leader" in body, body[-500:]
+        assert "expbot_spend_total" not in body and took < 20, took
         proxy.resume()
+        wait_for(lambda: "expbot_store_up 1.0" in serve.get("/metrics")[1], timeout=60, what="/metrics to read the store again")
         wait_for(lambda: serve.get("/readyz")[0] == 200, timeout=30, what="/readyz once the database answers")
     finally:
         proxy.resume()
