@@ -58,9 +58,9 @@ def _already_ended(left: dict[int, int]) -> list[tuple[int, int]]:
     return ended
 
 
-def wait_ranks(pids: dict[int, int]) -> tuple[int, int] | None:
-    """Wait until every rank exited 0 (None) or one failed: its (rank, exit code, negative for a signal)."""
-    left = dict(pids)
+def wait_ranks(left: dict[int, int]) -> tuple[int, int] | None:
+    """Wait until every rank of `left` (pid -> rank, emptied as they end) exited 0 (None) or one failed:
+    its (rank, exit code, negative for a signal)."""
     while left:
         try:
             pid, status = os.waitpid(-1, 0)  # any child: orphans re-parented to us are reaped too
@@ -74,6 +74,15 @@ def wait_ranks(pids: dict[int, int]) -> tuple[int, int] | None:
             # Ranks that ended together: the one a signal killed is the cause, the others lost their peer.
             return min(failed, key=lambda end: (end[1] >= 0, failed.index(end)))
     return None
+
+
+def _drain(left: dict[int, int]) -> None:
+    """Wait for the ranks of `left` to end by themselves."""
+    while left:
+        try:
+            left.pop(os.waitpid(-1, 0)[0], None)
+        except ChildProcessError:
+            return
 
 
 def describe(rank: int, ranks: int, code: int) -> tuple[int, str]:
@@ -118,7 +127,10 @@ def main(argv: list[str]) -> None:
     _start_ranks(attempt_dir, cgroup, command, ranks, pids)
     if state["early"]:
         on_signal(state["early"][0], None)  # a signal came while the ranks were being started
-    failed = wait_ranks(pids)
+    left = dict(pids)
+    failed = wait_ranks(left)
+    if failed is not None and os.path.exists(os.path.join(attempt_dir, shim.STOP_MARKER)):
+        _drain(left)  # a stop: every rank got SIGTERM and has the runner's grace to save its work
     state["done"] = True  # pids may be reused from here on: forward nothing more
     shim._kill_leftovers(cgroup)  # the rest of the gang, at once
     if failed is None:

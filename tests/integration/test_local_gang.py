@@ -133,3 +133,38 @@ print(describe(rank, 2, status)[1])
     repo = Path(__file__).resolve().parents[2]
     out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60, cwd=repo)
     assert out.stdout.strip() == "rank 1 of 2 terminated by SIGKILL", out.stderr
+
+
+def test_a_stop_gives_every_rank_its_grace_and_the_toy_keeps_its_step(runner: LocalRunner, tmp_path: Path) -> None:
+    toy = str(Path(__file__).resolve().parents[2] / "examples" / "train_gang_toy.py")
+    spec = ExperimentSpec(name="toy", command=(PY, toy, "--steps", "100000", "--step-seconds", "0.01"), image="local",
+                          nodes=2)
+    runner.submit(AttemptLaunch("toy", "toy", 1, spec, "ana", None, timedelta(hours=1)))
+    wait_for(lambda: "rank 1 of 2: starting fresh" in runner.logs("toy", 1), 20, "rank 1 running")
+    runner.stop("toy", 1, timedelta(seconds=20))
+    log = runner.logs("toy", 1)
+    assert "checkpoint saved" in log, log  # rank 0 was not killed when rank 1 stopped first
+    assert runner.status("toy", 1).exit_code == 143
+
+
+# Rank 0 takes a second to save on SIGTERM, rank 1 ends at once.
+SLOW_SAVE = r"""
+import os, pathlib, signal, sys, time
+def on_term(signo, frame):
+    if os.environ["NODE_RANK"] == "0":
+        time.sleep(1.0)
+        pathlib.Path(sys.argv[1], "saved").write_text("rank 0")
+    sys.exit(143)
+signal.signal(signal.SIGTERM, on_term)
+pathlib.Path(sys.argv[1], "rank-" + os.environ["NODE_RANK"]).touch()
+while True:
+    time.sleep(0.01)
+"""
+
+
+def test_a_rank_that_stops_first_does_not_cut_the_others_grace_short(runner: LocalRunner, tmp_path: Path) -> None:
+    spec = ExperimentSpec(name="slow", command=(PY, "-c", SLOW_SAVE, str(tmp_path)), image="local", nodes=2)
+    runner.submit(AttemptLaunch("slow", "slow", 1, spec, "ana", None, timedelta(hours=1)))
+    wait_for(lambda: (tmp_path / "rank-0").exists() and (tmp_path / "rank-1").exists(), 20, "both ranks")
+    runner.stop("slow", 1, timedelta(seconds=20))
+    assert (tmp_path / "saved").read_text() == "rank 0"
