@@ -100,6 +100,7 @@ def test_modal_value_starting_with_a_dash_reaches_the_value_check():
         (dict(name="x", command=""), BlockId.COMMAND),
         (dict(name="x", command="echo 'unclosed"), BlockId.COMMAND),
         (dict(name="x", gpus="lots", command="true"), BlockId.GPUS),
+        (dict(name="x", nodes="0", command="true"), BlockId.NODES),
         (dict(name="x", gpu_type="tpu", command="true"), BlockId.GPU_TYPE),
         (dict(name="x", max_runtime="forever", command="true"), BlockId.MAX_RUNTIME),
         (dict(name="x", max_restarts="-3", command="true"), BlockId.MAX_RESTARTS),
