@@ -37,8 +37,8 @@ def run_forever(bot: Expbot, stop: threading.Event | None = None, on_ready: Call
     if threading.current_thread() is threading.main_thread():
         _handle_signals(stop)
     release = hold_local_data_dir(bot.settings)  # before anything listens or supervises
+    _freeze_startup_objects()  # before anything listens: its one full collection delays no request
     stop_http = _start_http(bot, mount)  # mount: the Slack sandbox's routes, when it stands in for Slack
-    _freeze_startup_objects()
     log.info(
         "expbot serving: database %s, %s, Slack %s",
         shown_url(bot.settings.resolved_database_url()), _describe_backend(bot),
