@@ -6,12 +6,13 @@ the ServiceAccount; `tests/k8s/rbac_audit.py` records each one as RBAC sees it. 
 through what the backend does (submit, status through the watch, a multi-node gang with its
 headless Service taken down and resumed, logs, stop, release, node evidence and cordoning), and the
 recorded permissions must equal deploy/kubernetes/rbac.yaml's Role (namespaced) and
-deploy/kubernetes/node-health's ClusterRole (cluster-wide). A new API call in adapters/k8s fails
-here until the Role grants it; a grant nothing uses fails here until it is removed. Kueue's
-Workloads (deploy/kubernetes/kueue, with [kubernetes] queue_name) are not exercised here.
+deploy/kubernetes/node-health's ClusterRole (cluster-wide). With a real Kueue ([kubernetes]
+queue_name) a second run must use exactly deploy/kubernetes/kueue's Role on top. A new API call in
+adapters/k8s fails here until a Role grants it; a grant nothing uses fails here until it is removed.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import threading
@@ -30,6 +31,7 @@ from tests.polling import wait_for
 
 pytestmark = pytest.mark.slow
 NODE_HEALTH = BASE / "node-health"
+KUEUE = BASE / "kueue"
 SPARE_NODE = "expbot-least-privilege-test"
 
 
@@ -90,7 +92,6 @@ def _exercise(world: Any, spare_node: str) -> None:
     """Everything the backend does: a single-node experiment and a multi-node gang that cannot be placed
     whole at first (taken down, then resumed), logs, stops, released claims, node evidence, a cordon."""
     bot = world.bot
-    wait_for(lambda: bot.elector.is_leader, timeout=20, what="the serve under test to hold the Lease")
     # One of the two a100 nodes is taken, so the gang's second pod cannot be placed until it is stopped.
     single = world.launch("least-priv --gpus 8 --gpu-type a100 --max-restarts 0 -- python train.py")
     world.wait_state(single.name, State.RUNNING, timeout=45)
@@ -108,32 +109,85 @@ def _exercise(world: Any, spare_node: str) -> None:
     bot.backend.cordon_node(spare_node)  # what [kubernetes] cordon_bad_nodes does to a node reported sick
 
 
-def test_the_role_grants_exactly_what_serve_uses(k8s_cluster, admin, deployed, node_health, spare_node, tmp_path):  # noqa: F811
+@contextlib.contextmanager
+def _serve_as_service_account(k8s_cluster: Any, admin: Any, tmp_path: Path, kubernetes: str,  # noqa: F811
+                              **settings: Any) -> Iterator[tuple[Any, Any]]:
+    """A whole serve (leader election on) authenticated by the ServiceAccount's token; (world, recording)."""
     from bot.serve import run_forever
     from tests.k8s.harness import running_expbot
 
     token = _service_account_token(admin)
     kubeconfig = token_kubeconfig(Path(k8s_cluster.kubeconfig), token, tmp_path / "sa.kubeconfig")
-    # Lease timings short enough that renewals happen while the experiment runs.
-    settings = {"leader_election": True, "lease_retry_seconds": 0.5, "lease_renew_deadline_seconds": 2.0,
-                "lease_duration_seconds": 3.0, "http_port": 0, "pod_name": "least-priv-0"}
+    # Lease timings short enough that renewals happen while the experiments run.
+    settings |= {"leader_election": True, "lease_retry_seconds": 0.5, "lease_renew_deadline_seconds": 2.0,
+                 "lease_duration_seconds": 3.0, "http_port": 0, "pod_name": "least-priv-0", "k8s_resync_seconds": 0.5}
     behaviour = {"ready": "200ms", "complete": "24h", "terminate": "200ms"}
-    gangs = 'shared_storage_class = "shared-rwx"\ngang_timeout = 2\ngang_retry = 4'
     with recording(token) as seen, running_expbot(tmp_path, kubeconfig, NS, admin, pod_behaviour=behaviour, start=False,
-                                                  watch_nodes=True, kubernetes=gangs, k8s_resync_seconds=0.5,
-                                                  **settings) as world:
+                                                  kubernetes=kubernetes, **settings) as world:
         serving = threading.Thread(target=run_forever, args=(world.bot, world.stop), name="serve-under-test", daemon=True)
         serving.start()
         try:
-            _exercise(world, spare_node)
+            wait_for(lambda: world.bot.elector.is_leader, timeout=20, what="the serve under test to hold the Lease")
+            yield world, seen
         finally:
             world.stop.set()
             serving.join(timeout=20)
-    assert not serving.is_alive(), "serve did not stop"
+        assert not serving.is_alive(), "serve did not stop"
+    assert Access(True, "coordination.k8s.io", "leases", "", "update") in seen.accesses, "no renewal was recorded"
+
+
+def test_the_role_grants_exactly_what_serve_uses(k8s_cluster, admin, deployed, node_health, spare_node, tmp_path):  # noqa: F811
+    gangs = 'shared_storage_class = "shared-rwx"\ngang_timeout = 2\ngang_retry = 4'
+    with _serve_as_service_account(k8s_cluster, admin, tmp_path, gangs, watch_nodes=True) as (world, seen):
+        _exercise(world, spare_node)
     used = seen.accesses
-    assert Access(True, "coordination.k8s.io", "leases", "", "update") in used, "no renewal was recorded"
     role = granted(load(BASE / "rbac.yaml"), "Role")
     cluster_role = granted(load(NODE_HEALTH / "clusterrole.yaml"), "ClusterRole")
     problems = _difference({a for a in used if a.namespaced}, role, "deploy/kubernetes/rbac.yaml")
     problems += _difference({a for a in used if not a.namespaced}, cluster_role, "deploy/kubernetes/node-health")
+    assert not problems, "\n".join(problems)
+
+
+# --- with Kueue ([kubernetes] queue_name) ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def kueue(k8s_cluster: Any, kubectl: str, deployed: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
+    """A real Kueue, a LocalQueue in expbot's namespace (its name), and deploy/kubernetes/kueue applied."""
+    from tests.cluster.kueue import Kueue, kueue_dir
+    from tests.cluster.processes import ControlPlaneError
+
+    api = k8s_cluster.api_client()
+    try:
+        try:
+            controller = Kueue(kueue_dir(), Path(k8s_cluster.kubeconfig), tmp_path_factory.mktemp("kueue")).start(api)
+        except ControlPlaneError:
+            # Right after its CRDs are installed, Kueue may start before the API server serves them
+            # ("no matches for kind Workload") and exit; a second start finds them.
+            controller = Kueue(kueue_dir(), Path(k8s_cluster.kubeconfig), tmp_path_factory.mktemp("kueue")).start(api)
+    except (ControlPlaneError, OSError) as exc:
+        api.close()
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Kueue unavailable (CI=true): {exc}", pytrace=False)
+        pytest.skip(f"Kueue unavailable: {exc}")
+    env = os.environ | {"KUBECONFIG": str(k8s_cluster.kubeconfig)}
+    try:
+        controller.gpu_queues(api, {"a100": 16}, cluster_queue="cq-least-privilege")
+        queue = controller.local_queue(api, NS, name="least-privilege", cluster_queue="cq-least-privilege")
+        subprocess.run([kubectl, "apply", "-k", str(KUEUE)], env=env, check=True, capture_output=True, timeout=60)
+        yield queue
+    finally:
+        controller.stop()
+        api.close()
+
+
+def test_with_kueue_the_workload_role_is_exactly_what_serve_adds(k8s_cluster, admin, deployed, kueue, tmp_path):  # noqa: F811
+    queued = f'shared_storage_class = "shared-rwx"\nqueue_name = "{kueue}"'
+    with _serve_as_service_account(k8s_cluster, admin, tmp_path, queued) as (world, seen):
+        exp = world.launch("least-priv-queued --gpus 8 --gpu-type a100 -- python train.py")
+        world.wait_state(exp.name, State.RUNNING, timeout=60)  # admitted by Kueue
+        world.bot.bus.handle(commands.StopExperiment(name=exp.name, by="alice"))
+        world.wait_state(exp.name, State.STOPPED, timeout=45)
+    used = seen.accesses
+    role, kueue_role = granted(load(BASE / "rbac.yaml"), "Role"), granted(load(KUEUE / "role.yaml"), "Role")
+    problems = [f"used but granted by neither rbac.yaml nor kueue/role.yaml: {a}" for a in sorted(used - role - kueue_role)]
+    problems += [f"granted by deploy/kubernetes/kueue but never used: {a}" for a in sorted(kueue_role - used)]
     assert not problems, "\n".join(problems)
