@@ -1,84 +1,27 @@
-"""deploy/helm/expbot: `helm lint`, `helm template` against the kustomize base, and the rendered chart
-applied to the real control plane with the backend run as the chart's ServiceAccount.
+"""deploy/helm/expbot: `helm lint` and `helm template`, against the kustomize base and its Role.
 
 helm is the one tests/cluster/build_helm.sh builds from its Go module (`make cluster`); without it
-these tests skip, or fail when CI=true.
+these tests skip, or fail when CI=true. tests/k8s/test_helm_install.py applies the chart to the
+control plane.
 """
 from __future__ import annotations
 
-import os
-import subprocess
 import tomllib
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
-from kubernetes.client.rest import ApiException
 
+from tests.k8s.helm_chart import CHART, helm_binary, refusal, run, template
+from tests.k8s.helm_chart import container as _container
+from tests.k8s.helm_chart import env as _env
+from tests.k8s.helm_chart import settings as _settings
 from tests.k8s.rbac_audit import granted, load
-from tests.k8s.test_deploy_rbac import BASE, _allowed, _one, admin, kubectl, rendered  # noqa: F401
-from tests.polling import wait_for
-
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "deploy" / "helm" / "expbot"
-NS = "expbot-helm"
-SA_USER = f"system:serviceaccount:{NS}:expbot"
-
-
-def _helm_path() -> Path:
-    versions = dict(line.split("=", 1) for line in (ROOT / "tests" / "cluster" / "versions.env").read_text().splitlines()
-                    if "=" in line and not line.startswith("#"))
-    cache = Path(os.environ.get("EXPBOT_TESTBED_CACHE", Path.home() / ".cache" / "expbot-testbed"))
-    return cache / f"helm-{versions['HELM_VERSION']}" / "bin" / "helm"
+from tests.k8s.test_deploy_rbac import BASE, _one, kubectl, rendered  # noqa: F401
 
 
 @pytest.fixture(scope="module")
 def helm() -> str:
-    """tests/cluster/build_helm.sh's helm (not built here: `make cluster` does)."""
-    path = _helm_path()
-    if not path.exists():
-        message = f"no helm at {path}: run `make cluster` (tests/cluster/build_helm.sh)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return str(path)
-
-
-def _run(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"HELM_CACHE_HOME": "/tmp/expbot-helm/cache", "HELM_CONFIG_HOME": "/tmp/expbot-helm/config",
-                        "HELM_DATA_HOME": "/tmp/expbot-helm/data"}  # never the user's repositories or plugins
-    return subprocess.run([helm, *args], capture_output=True, text=True, timeout=60, env=env)
-
-
-def template(helm: str, *values: str, namespace: str = "expbot") -> list[dict[str, Any]]:
-    """The chart rendered as release `expbot` with `--set`-style values."""
-    args = [arg for value in values for arg in ("--set", value)]
-    out = _run(helm, "template", "expbot", str(CHART), "--namespace", namespace, *args)
-    assert out.returncode == 0, out.stderr
-    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
-
-
-def refusal(helm: str, *values: str) -> str:
-    """helm template's error for values the chart refuses (it must refuse them)."""
-    args = [arg for value in values for arg in ("--set", value)]
-    out = _run(helm, "template", "expbot", str(CHART), *args)
-    assert out.returncode != 0, f"{values} rendered:\n{out.stdout[:500]}"
-    return out.stderr.strip()
-
-
-def _container(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    return _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
-
-
-def _env(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {e["name"]: e for e in _container(docs)["env"]}
-
-
-def _settings(docs: list[dict[str, Any]]) -> dict[str, str]:
-    return next(d for d in docs if d["kind"] == "ConfigMap" and "EXPBOT_BACKEND" in d.get("data", {}))["data"]
+    return helm_binary()
 
 
 # --- lint and template ----------------------------------------------------------------------------
@@ -86,7 +29,7 @@ def _settings(docs: list[dict[str, Any]]) -> dict[str, str]:
                                     ["backend=local", "replicaCount=1", "database.urlSecret.key="],
                                     ["nodeHealth.enabled=true", "jobsNamespace=ml-jobs"]])
 def test_helm_lint_passes_strictly(helm, values):
-    out = _run(helm, "lint", "--strict", str(CHART), *[a for v in values for a in ("--set", v)])
+    out = run(helm, "lint", "--strict", str(CHART), *[a for v in values for a in ("--set", v)])
     assert out.returncode == 0, out.stdout + out.stderr
     assert "0 chart(s) failed" in out.stdout
 
@@ -193,7 +136,7 @@ def test_backend_namespace_and_settings(helm, tmp_path):
 def test_the_toml_config_is_a_value_and_a_change_rolls_the_pods(helm, tmp_path):
     toml = tmp_path / "expbot.toml"
     toml.write_text('[gpu_types.l4]\nprice_per_hour = 0.8\n')
-    out = _run(helm, "template", "expbot", str(CHART), "--set-file", f"config={toml}")
+    out = run(helm, "template", "expbot", str(CHART), "--set-file", f"config={toml}")
     assert out.returncode == 0, out.stderr
     docs = [d for d in yaml.safe_load_all(out.stdout) if d]
     file_map = next(d for d in docs if d["kind"] == "ConfigMap" and "expbot.toml" in d["data"])
@@ -220,93 +163,3 @@ def test_resources_security_context_and_pdb_are_values(helm):
     assert _one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 2
     assert _one(docs, "Deployment")["spec"]["replicas"] == 3
     assert "PodDisruptionBudget" not in {d["kind"] for d in template(helm, "podDisruptionBudget.enabled=false")}
-
-
-# --- on the control plane -------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def installed(k8s_cluster: Any, kubectl: str, helm: str, admin: Any) -> Iterator[list[dict[str, Any]]]:  # noqa: F811
-    """The chart rendered for namespace expbot-helm (node health on) and applied; deleted afterwards."""
-    core = client.CoreV1Api(admin)
-    docs = template(helm, "nodeHealth.enabled=true", namespace=NS)
-
-    def absent() -> bool:  # a previous run's namespace may still be terminating
-        try:
-            core.read_namespace(NS)
-            return False
-        except ApiException as e:
-            if e.status == 404:
-                return True
-            raise
-
-    wait_for(absent, timeout=90, what=f"namespace {NS} from an earlier run to be gone", interval=0.5)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
-    env = os.environ | {"KUBECONFIG": str(k8s_cluster.kubeconfig)}
-    try:
-        # kubectl validates strictly on the server: an unknown or misplaced field is an error.
-        out = subprocess.run([kubectl, "apply", "-f", "-"], input=yaml.safe_dump_all(docs), env=env,
-                             capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0, out.stderr
-        api = _impersonating(k8s_cluster)
-        wait_for(lambda: _allowed(api, "create", "batch", "jobs", namespace=NS), timeout=10,
-                 what="the chart's RoleBinding to take effect")
-        api.close()
-        yield docs
-    finally:
-        cluster_scoped = [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
-        subprocess.run([kubectl, "delete", "--ignore-not-found", "-f", "-"], input=yaml.safe_dump_all(cluster_scoped),
-                       env=env, capture_output=True, text=True, timeout=60)
-        core.delete_namespace(NS, propagation_policy="Background")
-
-
-def _impersonating(k8s_cluster: Any) -> Any:
-    api = k8s_cluster.api_client()
-    api.default_headers["Impersonate-User"] = SA_USER
-    return api
-
-
-def test_the_applied_chart(installed, admin):
-    deployment = client.AppsV1Api(admin).read_namespaced_deployment("expbot", NS)
-    assert deployment.spec.template.spec.service_account_name == "expbot"
-    assert deployment.spec.template.spec.containers[0].image == "expbot:0.1.0"
-    role = client.RbacAuthorizationV1Api(admin).read_namespaced_role("expbot", NS)
-    assert granted([admin.sanitize_for_serialization(role)], "Role") == granted(load(BASE / "rbac.yaml"), "Role")
-
-
-def test_the_chart_pod_passes_pod_security_restricted(installed, admin, k8s_namespace):
-    core = client.CoreV1Api(admin)
-    core.patch_namespace(k8s_namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}})
-    template_ = client.AppsV1Api(admin).read_namespaced_deployment("expbot", NS).spec.template
-    pod = client.V1Pod(metadata=client.V1ObjectMeta(name="expbot-dry-run"), spec=template_.spec)
-    pod.spec.service_account_name = "default"
-    core.create_namespaced_pod(k8s_namespace, pod, dry_run="All")  # a violation is 403 Forbidden
-
-
-def test_the_chart_service_account_may_do_what_serve_needs_and_no_more(installed, k8s_cluster):
-    api = _impersonating(k8s_cluster)
-    try:
-        assert _allowed(api, "patch", "", "nodes", namespace=None)  # nodeHealth.enabled
-        assert not _allowed(api, "delete", "", "nodes", namespace=None)
-        assert not _allowed(api, "get", "", "secrets", namespace=NS)
-        assert not _allowed(api, "create", "batch", "jobs", namespace="expbot")  # another namespace
-        with pytest.raises(ApiException) as refused:
-            client.CoreV1Api(api).list_namespaced_secret(NS)
-        assert refused.value.status == 403
-    finally:
-        api.close()
-
-
-@pytest.mark.slow
-def test_the_whole_backend_runs_as_the_chart_service_account(k8s_cluster, installed, admin, tmp_path):
-    """Launch -> Job -> SUCCEEDED -> PVC released, and logs, as system:serviceaccount:expbot-helm:expbot."""
-    from core.model import State
-    from tests.k8s.harness import running_expbot
-
-    behaviour = {"ready": "200ms", "complete": "2s"}
-    with running_expbot(tmp_path, k8s_cluster.kubeconfig, NS, admin, pod_behaviour=behaviour, start=False) as w:
-        w.bot.backend.batch.api_client.default_headers["Impersonate-User"] = SA_USER  # type: ignore[attr-defined]
-        w.thread.start()
-        done = w.launch("helm-ok --gpus 1 --gpu-type a100 -- python train.py")
-        finished = w.wait_state(done.name, State.SUCCEEDED, State.FAILED, timeout=45)
-        assert finished.state == State.SUCCEEDED, finished.state_reason
-        wait_for(lambda: not w.pvc_exists(done.id), timeout=15, what="the PVC to be released")
-        assert w.bot.backend.logs(done.id, 1) == ""  # pods/log allowed; KWOK pods have no log
