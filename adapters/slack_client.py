@@ -24,6 +24,7 @@ class _ObservedClient(WebClient):
     observe: Observer
 
     def api_call(self, api_method: str, **kwargs: Any) -> Any:  # type: ignore[override]
+        """WebClient's call (retries included), then its outcome to `observe`."""
         try:
             response = super().api_call(api_method, **kwargs)
         except SlackApiError:

@@ -65,6 +65,7 @@ def measure(url: str, n_experiments: int) -> bool:
 
 
 def main() -> int:
+    """Measure on each database asked for; exit 1 when a median missed the target."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--experiments", type=int, default=200_000)
     parser.add_argument("--db", default="sqlite,postgres")

@@ -75,10 +75,12 @@ class _Relists:
         self._read = read
 
     def describe(self) -> list[Any]:
+        """The family, for the registry's check of duplicate names."""
         return [CounterMetricFamily("expbot_watch_relists", "Kubernetes watch relists (410 Gone or errors)",
                                     labels=["resource"])]
 
     def collect(self) -> Iterator[Any]:
+        """The relist counts as they are now."""
         family = CounterMetricFamily("expbot_watch_relists", "Kubernetes watch relists (410 Gone or errors)",
                                      labels=["resource"])
         for resource, n in sorted(self._read().items()):

@@ -47,6 +47,7 @@ class StoreCollector:
         self._running: Future | None = None
 
     def describe(self) -> list[Any]:
+        """Nothing: the families are made at scrape time."""
         return []  # families are made at scrape time; nothing to check at registration
 
     def collect(self) -> Iterator[Any]:

@@ -33,6 +33,13 @@ def _metrics(port: int) -> dict[tuple[str, tuple], float]:
             for f in text_string_to_metric_families(text) for s in f.samples}
 
 
+def _replica(installation: Expbot, name: str, port: int) -> subprocess.Popen:
+    """A real `expbot serve` as replica `name`, its HTTP on `port`; log in the data dir."""
+    return subprocess.Popen([*EXPBOT, "serve"], cwd=REPO, stdout=open(installation.data_dir / f"serve-{name}.log", "w"),
+                            stderr=subprocess.STDOUT,
+                            env=installation.env | {"EXPBOT_POD_NAME": name, "EXPBOT_HTTP_PORT": str(port)})
+
+
 def test_leader_relists_and_store_figures_on_every_replica(k8s_cluster, k8s_api, k8s_namespace, tmp_path: Path) -> None:
     labels, annotations = lifecycle(ready="200ms", complete="1h")
     config = write_config(tmp_path / "expbot.toml", pod_labels=labels, pod_annotations=annotations)
@@ -48,12 +55,7 @@ def test_leader_relists_and_store_figures_on_every_replica(k8s_cluster, k8s_api,
     batch = client.BatchV1Api(k8s_api)
     provisioner = FakeProvisioner(k8s_api, k8s_namespace).start()
     ports = {name: _free_port() for name in ("replica-a", "replica-b")}
-    replicas = {
-        name: subprocess.Popen([*EXPBOT, "serve"], cwd=REPO, stdout=open(installation.data_dir / f"serve-{name}.log", "w"),
-                               stderr=subprocess.STDOUT,
-                               env=installation.env | {"EXPBOT_POD_NAME": name, "EXPBOT_HTTP_PORT": str(port)})
-        for name, port in ports.items()
-    }
+    replicas = {name: _replica(installation, name, port) for name, port in ports.items()}
     try:
         def holder() -> str:
             try:
