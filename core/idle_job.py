@@ -16,6 +16,7 @@ from core.commands import Command, KeepExperiment, StopExperiment
 from core.errors import ConcurrentUpdate, ExpbotError, NotAllowed, NotFound
 from core.events import Event, IdleKept, IdleWarning
 from core.idle import IdleAction, IdleConfig, IdleDecision, IdleState, Sample, assess, assess_hang, kept
+from core.log_context import bound
 from core.messages import owner_or_admin
 from core.metrics import GpuMetrics, MetricsUnavailable
 from core.model import AttemptState, Experiment, State
@@ -90,10 +91,12 @@ def check_idle(
         if attempt.started_at is None:
             continue
         try:
-            outcome = _check_one(experiment, attempt.number, attempt.started_at, uow_factory, idle_states,
-                                 metrics, clock, config, bus, hangs)
+            with bound(experiment=experiment.name, experiment_id=experiment.id, attempt=attempt.number):
+                outcome = _check_one(experiment, attempt.number, attempt.started_at, uow_factory, idle_states,
+                                     metrics, clock, config, bus, hangs)  # every line meanwhile names it
         except Exception as e:  # one broken experiment must not keep the others from being checked
-            log.exception("idle check of %s failed", experiment.name)
+            log.exception("idle check of %s failed", experiment.name,
+                          extra={"experiment": experiment.name, "experiment_id": experiment.id})
             outcome = IdleOutcome(experiment.id, experiment.name, IdleAction.NONE, error=str(e))
         outcomes.append(outcome)
     return outcomes

@@ -222,3 +222,26 @@ def test_a_warning_that_cannot_be_stored_is_not_remembered(world, monkeypatch):
     [outcome] = world.check()
     assert "database is locked" in outcome.error
     assert world.states.get(exp.id).warned_at is None  # so it is never stopped unwarned
+
+
+def test_what_the_idle_check_logs_about_an_experiment_names_it(world):
+    """EXPBOT_LOG_FORMAT=json writes these fields: the check binds the experiment it looks at."""
+    import io
+    import json
+    import logging
+
+    from bot.logs import configure_logging
+    from core.metrics import MetricsUnavailable
+
+    root = logging.getLogger()
+    saved, sink = (root.handlers[:], root.level), io.StringIO()
+    configure_logging("INFO", "json", stream=sink)
+    try:
+        exp = world.running("busy")
+        world.clock.advance(minutes=20)  # past the warm-up: the check asks for samples
+        world.metrics.failing = MetricsUnavailable("Prometheus is down")
+        world.check()
+    finally:
+        root.handlers[:], root.level = saved
+    (entry,) = [json.loads(line) for line in sink.getvalue().splitlines() if "skipped" in line]
+    assert (entry["experiment"], entry["experiment_id"], entry["attempt"]) == ("busy", exp.id, 1), entry
