@@ -26,15 +26,21 @@ def deliver_pending(
         try:
             observe(event)  # type: ignore[misc]
         except Exception:
-            log.exception("observing %s %s failed", event.kind, event.event_id)
+            log.exception("observing %s %s failed", event.kind, event.event_id, extra=_about(event))
     for event in pending:
         try:
             notifier.notify(event)
         except Exception:
-            log.warning("delivering %s %s failed; will retry", event.kind, event.event_id, exc_info=True)
+            log.warning("delivering %s %s failed; will retry", event.kind, event.event_id, exc_info=True,
+                        extra=_about(event))
             break
         with uow_factory() as uow:
             uow.outbox.mark_delivered(event.event_id, clock.now())
             uow.commit()
         delivered += 1
     return delivered
+
+
+def _about(event: Event) -> dict[str, str]:
+    """What a log line about this event concerns (fields of the JSON log format)."""
+    return {"experiment": event.experiment_name, "experiment_id": event.experiment_id}

@@ -62,7 +62,8 @@ class Stopper:
             with self._lock:
                 self._started[key] = True
         except Exception:
-            log.exception("stopping %s attempt %s failed; trying again on the next pass", *key)
+            log.exception("stopping %s attempt %s failed; trying again on the next pass", *key,
+                          extra={"experiment_id": key[0], "attempt": key[1]})
             with self._lock:
                 self._started.pop(key, None)
         self.woken(key[0])  # record STOPPED now, not at the next pass

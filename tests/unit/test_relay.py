@@ -62,3 +62,10 @@ def test_a_failing_observer_does_not_stop_delivery():
 
     assert deliver_pending(lambda: FakeUnitOfWork(db), notifier, FakeClock(), observe=broken) == 2
     assert notifier.seen == ["a", "b"]
+
+
+def test_a_failed_delivery_is_logged_naming_its_experiment(caplog):
+    db = outbox_with("a", "b")
+    deliver_pending(lambda: FakeUnitOfWork(db), Recorder(failing={"b"}), FakeClock())
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("delivering")]
+    assert (record.experiment, record.experiment_id) == ("b", "b")  # the JSON log format's fields
