@@ -42,7 +42,11 @@ def test_killing_the_leader_hands_supervision_over_within_the_lease(k8s_cluster,
 
         leader = wait_for(holder, timeout=30, what="a replica to take the Lease")
         follower = next(name for name in replicas if name != leader)
-        installation.cli("launch", "first", "--gpus", "1", "--gpu-type", "a100", "--", "python", "train.py")
+        # Two replicas on one data dir are legal on Kubernetes (#15.5); the leader keeps the heartbeat.
+        assert all(replica.poll() is None for replica in replicas.values())
+        wait_for(lambda: _beating(installation) == ["kubernetes"], timeout=30, what="the leader's heartbeat")
+        launched = installation.cli("launch", "first", "--gpus", "1", "--gpu-type", "a100", "--", "python", "train.py")
+        assert "no `expbot serve` is running" not in launched.stdout
         jobs = lambda: batch.list_namespaced_job(k8s_namespace, label_selector=names.MANAGED_SELECTOR).items  # noqa: E731
         wait_for(lambda: len(jobs()) == 1, timeout=30, what="the leader to create the first Job")
 
@@ -73,3 +77,11 @@ def test_killing_the_leader_hands_supervision_over_within_the_lease(k8s_cluster,
                 proc.kill()
         provisioner.stop()
         print("\n".join(p.read_text()[-3000:] for p in sorted(installation.data_dir.glob("serve-*.log"))))
+
+
+def _beating(installation: Expbot) -> list[str]:
+    """The backends of the serves with a row in serve_heartbeat (the leader's only: followers do not beat)."""
+    import sqlite3
+
+    with sqlite3.connect(installation.data_dir / "expbot.db") as db:
+        return [backend for (backend,) in db.execute("SELECT backend FROM serve_heartbeat")]
