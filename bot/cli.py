@@ -71,6 +71,10 @@ def list_experiments(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List experiments (active ones unless --all)."""
+    from bot.cli_lean import lean_ls
+
+    if group is None and lean_ls(all_, owner, project, limit, as_json):
+        return  # the embedded store, read without SQLAlchemy or pydantic (bot/cli_lean_store.py)
     from bot import render
     from bot.cli_store import open_reader
     from core.model import ACTIVE
@@ -95,6 +99,10 @@ def list_experiments(
 @app.command()
 def status(name: str, as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Show one experiment (state, attempts, timeline), or a sweep: its members' states, values and cost."""
+    from bot.cli_lean import lean_status
+
+    if lean_status(name, as_json):
+        return  # one experiment in the embedded store, read without SQLAlchemy or pydantic
     from bot import render
     from bot.cli_groups import show_group
     from bot.cli_store import open_reader

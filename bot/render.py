@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import shlex
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from core.durations import format_duration
-from core.events import Event
 from core.messages import describe, gpus_label
-from core.model import Attempt, Experiment
+
+if TYPE_CHECKING:  # duck-typed: `ls` and `status` on SQLite draw bot.cli_lean_store's views, without pydantic
+    from core.events import Event
+    from core.model import Attempt, Experiment
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -1,8 +1,12 @@
 """Human sentences for events: what a thread reply or a log line says."""
 from __future__ import annotations
 
-from core import events as ev
+from typing import TYPE_CHECKING
+
 from core.durations import format_duration
+
+if TYPE_CHECKING:
+    from core import events as ev
 
 
 def _resume(where: str | None) -> str:
@@ -29,22 +33,23 @@ def owner_or_admin(owner: str, doing: str) -> str:
 
 def describe(event: ev.Event) -> str:
     """One line describing the event, e.g. 'attempt 2 started, resuming from checkpoint ...'."""
-    match event:
-        case ev.ExperimentLaunched():
+    # By kind, not by class: the CLI's lean reads describe stored events without loading pydantic.
+    match event.kind:
+        case "ExperimentLaunched":
             gpus = gpus_label(event.gpus, event.gpu_type, event.nodes, none="no GPUs")
             group = f" (sweep {event.group})" if event.group else ""
             return f"launched by {event.owner} in project {event.project} with {gpus}{group}"
-        case ev.ExperimentQueued():
+        case "ExperimentQueued":
             return f"queued: {event.reason}"
-        case ev.AttemptStarted():
+        case "AttemptStarted":
             return f"attempt {event.attempt} started, {_resume(event.resumed_from)}"
-        case ev.AttemptRunning():
+        case "AttemptRunning":
             return f"attempt {event.attempt} is running"
-        case ev.AttemptEnded():
+        case "AttemptEnded":
             code = "no exit code" if event.exit_code is None else f"exit code {event.exit_code}"
             where = f" on {event.node}" if event.node else ""
             return f"attempt {event.attempt} ended{where} ({code}, {event.failure_class}): {event.reason}"
-        case ev.RestartScheduled():
+        case "RestartScheduled":
             wait = format_duration(event.delay_seconds) if event.delay_seconds >= 1 else "now"
             spends = {"user": "restart", "infra": "infrastructure restart", "none": "not counted"}
             counted = f" {event.spent} of {event.limit}" if event.limit is not None and event.spent else ""
@@ -54,21 +59,21 @@ def describe(event: ev.Event) -> str:
                 f"restarting as attempt {event.next_attempt} in {wait} "
                 f"({spends.get(event.budget, event.budget)}{counted}), {_resume(event.resume_from)}{avoiding}"
             )
-        case ev.NodeUnhealthy():
+        case "NodeUnhealthy":
             return (f"node {event.node}: {event.faults} hardware or network failures of {event.experiments} "
                     f"experiments in {format_duration(event.window_hours * 3600)}, last: {event.last_reason}")
-        case ev.ExperimentSucceeded():
+        case "ExperimentSucceeded":
             return f"succeeded after {event.attempts} attempt{'s' if event.attempts != 1 else ''}"
-        case ev.ExperimentFailed():
+        case "ExperimentFailed":
             return f"failed after {event.attempts} attempt{'s' if event.attempts != 1 else ''}: {event.reason}"
-        case ev.StopRequested():
+        case "StopRequested":
             kill = f"after {format_duration(event.grace_seconds)}" if event.grace_seconds >= 1 else "at once"
             return f"stop asked by {event.by}: ending attempt {event.attempt} (SIGTERM, then SIGKILL {kill})"
-        case ev.ExperimentStopped():
+        case "ExperimentStopped":
             # The default reason is "stopped by X" already: do not say who twice.
             said = "" if event.reason in ("", f"stopped by {event.by}") else f": {event.reason}"
             return f"stopped by {event.by}{said}"
-        case ev.ApprovalRequested():
+        case "ApprovalRequested":
             over = "; ".join(
                 f"{b['scope']} {b['name']}: {money(b['spent'], event.currency)} spent + "
                 f"{money(b['committed'], event.currency)} committed of {money(b['limit'], event.currency)}"
@@ -76,15 +81,15 @@ def describe(event: ev.Event) -> str:
             )
             return (f"waiting for approval: projected {money(event.projected_cost, event.currency)} "
                     f"would overrun the budget ({over})")
-        case ev.LaunchApproved():
+        case "LaunchApproved":
             return f"approved by {event.by}; queued to start"
-        case ev.LaunchDenied():
+        case "LaunchDenied":
             return f"not launched: {event.reason}"
-        case ev.IdleWarning():
+        case "IdleWarning":
             then = (f"it will be stopped in {format_duration(event.grace_minutes * 60)} unless kept"
                     if event.auto_stop else "keep or stop it")
             return (f"GPUs idle for {format_duration(event.idle_minutes * 60)}; asked {event.owner} "
                     f"to keep or stop it ({then})")
-        case ev.IdleKept():
+        case "IdleKept":
             return f"kept running by {event.by} until {event.until:%Y-%m-%d %H:%M} UTC despite idle GPUs"
     return event.kind

@@ -1,0 +1,80 @@
+"""`expbot ls` and `expbot status NAME` on the embedded default, without SQLAlchemy or pydantic.
+
+Each answers only when it can answer exactly as the full path would (the same render functions
+draw light views of the same rows); otherwise it returns False before printing anything and the
+command goes on as before (bot/cli_store.py). tests/integration/test_cli_lean.py compares both.
+"""
+from __future__ import annotations
+
+from bot.cli_lean_store import LeanReader, NotLean, database_path
+from bot.cli_shared import out, print_json
+
+# core.model.ACTIVE and bot.cli_waiting's words, spelled out: importing them loads pydantic (a test keeps them equal).
+ACTIVE_STATES = ("PENDING_APPROVAL", "QUEUED", "STARTING", "RUNNING", "RESTARTING", "STOPPING")
+WAITS_FOR_SERVE = ("QUEUED", "RESTARTING")  # PENDING_APPROVAL waits too, but its notes need the full path
+NO_SERVE = "no `expbot serve` is running for this database: it will start when one does"
+
+
+def _now():  # noqa: ANN202 - the store's clock, as the full path's Reader uses it
+    from adapters.clock import SystemClock
+
+    return SystemClock().now()
+
+
+def lean_ls(all_: bool, owner: str | None, project: str | None, limit: int, as_json: bool) -> bool:
+    """Print what `expbot ls` prints (True), or nothing when the full path must answer (False)."""
+    from bot import render
+
+    try:
+        reader = LeanReader(database_path())
+        try:
+            exps = reader.listing(None if all_ else ACTIVE_STATES, owner, project, limit)
+        finally:
+            reader.close()
+        now = _now()
+        shown = ([render.experiment_dict(e, now) for e in exps] if as_json
+                 else render.experiments_table(exps, now) if exps else None)
+    except NotLean:
+        return False
+    if as_json:
+        print_json(shown)
+    elif shown is None:
+        out.print("no experiments" + ("" if all_ else " running (try --all)"))
+    else:
+        out.print(shown)
+    return True
+
+
+def lean_status(name: str, as_json: bool) -> bool:
+    """Print what `expbot status NAME` prints for one experiment (True), or nothing (False)."""
+    from bot import render
+
+    try:
+        reader = LeanReader(database_path())
+        try:
+            exp = reader.find(name)
+            if exp.state == "PENDING_APPROVAL":
+                raise NotLean("an approval's numbers come from the budgets")
+            attempt = exp.current_attempt
+            if attempt is not None and attempt.state != "ENDED":
+                raise NotLean("a live attempt's process comes from the backend")
+            timeline = reader.timeline(exp.id)
+            now = _now()
+            waits = exp.state in WAITS_FOR_SERVE
+            no_serve = waits and reader.serve_missing(now)
+        finally:
+            reader.close()
+        if as_json:
+            shown = render.experiment_dict(exp, now, timeline, None) | ({"serve_running": not no_serve} if waits else {})
+        else:
+            shown = render.status_tables(exp, timeline, now, None)
+    except NotLean:
+        return False
+    if as_json:
+        print_json(shown)
+        return True
+    for table in shown:
+        out.print(table)
+    if no_serve:
+        out.print(NO_SERVE)
+    return True
