@@ -7,6 +7,7 @@ from datetime import datetime
 
 from core.budget import PROJECT, USER, BudgetConfig, BudgetStatus, Limit, month_window, thresholds_crossed
 from core.cost import Prices
+from core.mrkdwn import escape, mention
 from core.ports import Clock, UnitOfWork
 
 
@@ -22,7 +23,8 @@ class BudgetAlert:
     def text(self, prices: Prices) -> str:
         """The alert as one line."""
         icon = ":rotating_light:" if self.threshold >= 100 else ":warning:"
-        return (f"{icon} {self.scope} *{self.name}* has spent {prices.format(self.spent)} of its "
+        name = mention(self.name) if self.scope == USER else f"*{escape(self.name)}*"  # a user is a person
+        return (f"{icon} {self.scope} {name} has spent {prices.format(self.spent)} of its "
                 f"{prices.format(self.limit)} budget for {self.month} ({self.threshold}% reached)")
 
 

@@ -31,7 +31,7 @@ def request_blocks(event: ev.ApprovalRequested) -> tuple[str, list[Any]]:
     ]
     for b in event.budgets:
         lines.append(
-            f"• {b['scope']} *{escape(b['name'])}*: {money(b['spent'], event.currency)} spent this month + "
+            f"• {b['scope']} {_budget_name(b['scope'], b['name'])}: {money(b['spent'], event.currency)} spent this month + "
             f"{money(b['committed'], event.currency)} committed to running experiments, "
             f"of {money(b['limit'], event.currency)}"
         )
@@ -49,6 +49,11 @@ def request_blocks(event: ev.ApprovalRequested) -> tuple[str, list[Any]]:
     context = ContextBlock(elements=[MarkdownTextObject(text=f"Expires {expires} if nobody answers.")])
     fallback = f"Approval needed: {event.experiment_name} ({money(event.projected_cost, event.currency)})"
     return fallback, [SectionBlock(text=MarkdownTextObject(text=text)), buttons, context]
+
+
+def _budget_name(scope: str, name: str) -> str:
+    """A user's budget names a person (a mention); a project's is its name in bold."""
+    return mention(name) if scope == "user" else f"*{escape(name)}*"
 
 
 def decision_blocks(request: ev.ApprovalRequested, decision: ev.Event) -> tuple[str, list[Any]]:

@@ -12,8 +12,8 @@ __all__ = ["ELLIPSIS", "SECTION_LIMIT", "SLACK_USER_ID", "date_token", "escape",
 
 ELLIPSIS = "…"
 # Where core's sentences name a person: "approved by U012AB3CD", "only U012AB3CD (the owner)",
-# "asked U012AB3CD to keep". Only there: an id-like word elsewhere (a log line) pings nobody.
-_PERSON = re.compile(rf"\b(by|only|asked) ({SLACK_USER_ID.pattern})\b")
+# "asked U012AB3CD to keep", a budget's "user U012AB3CD". Only there: an id-like word elsewhere (a log line) pings nobody.
+_PERSON = re.compile(rf"\b(by|only|asked|user) ({SLACK_USER_ID.pattern})\b")
 # Advice for whoever runs expbot, e.g. "(set EXPBOT_LOCAL_GPUS)": a Slack user cannot act on it.
 _OPERATOR_ADVICE = re.compile(r" ?\((?:[^()]*\s)?EXPBOT_[A-Z0-9_]+[^()]*\)")
 
