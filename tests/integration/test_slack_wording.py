@@ -70,3 +70,19 @@ def test_approvals_name_the_approver_and_an_expiry_says_how_long_as_expbot_write
     assert reason == "approval request expired after 1s", reason
     told = wait_for(lambda: (t := thread_text(slack_bot)) and "expired" in t and t, what="the expiry in the thread")
     assert "approval request expired after 1s" in told and "0:00" not in told
+
+
+def test_a_users_budget_names_the_user_as_a_mention(tmp_path, slack_api):
+    config = tmp_path / "expbot.toml"
+    config.write_text('[budgets]\nusers = { UOWNER = 10.0 }\nalert_thresholds = [50]\n'
+                      'channels = { nlp = "C0NLP" }\n')
+    bot = SlackBot(tmp_path / "data", slack_api, config_file=str(config), slack_approvers="UAPPROVER",
+                   slack_approvals_channel=APPROVALS)
+    try:
+        bot.slash(OVER_BUDGET.format(name="mine"))
+        request = wait_for(lambda: slack_api.messages(APPROVALS), what="the approval request")[0]
+        assert "user <@UOWNER>" in str(request.blocks) and "*UOWNER*" not in str(request.blocks)
+        told = wait_for(lambda: (t := thread_text(bot)) and "waiting for approval" in t and t, what="the thread")
+        assert "user <@UOWNER>:" in told and "user UOWNER" not in told
+    finally:
+        bot.close()

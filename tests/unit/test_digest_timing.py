@@ -79,3 +79,12 @@ def test_the_digest_fires_at_its_minute_in_its_time_zone() -> None:
     fire = trigger.get_next_fire_time(None, datetime(2026, 11, 22, 3, 0, tzinfo=timezone.utc))
     assert fire == datetime(2026, 11, 22, 9, 30, tzinfo=ZoneInfo("Asia/Kolkata"))
     assert fire.astimezone(timezone.utc) == datetime(2026, 11, 22, 4, 0, tzinfo=timezone.utc)
+
+
+def test_a_budget_alert_names_a_user_as_a_mention_and_a_project_in_bold() -> None:
+    from core.budget_alerts import BudgetAlert
+
+    user = BudgetAlert("user", "U012ABCDEF", "2026-11", 80, 400.0, 500.0).text(Prices())
+    assert "user <@U012ABCDEF> has spent $400.00 of its $500.00" in user
+    project = BudgetAlert("project", "a<b", "2026-11", 100, 5.0, 5.0).text(Prices())
+    assert "project *a&lt;b* has spent" in project
