@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 
+import bot.cli_params  # noqa: F401  (plain values without pydantic: read commands stay fast)
+
 if TYPE_CHECKING:  # the wiring is imported by the commands that use it, never by `--help`
     from bot.bootstrap import Expbot
 
