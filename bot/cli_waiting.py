@@ -37,7 +37,7 @@ def approvers_text(settings: Any) -> str:
         return "nobody: no approvers are configured (EXPBOT_SLACK_APPROVERS)"
     named = ", ".join(people)
     if group:
-        named += (" and " if named else "") + f"members of the Slack user group {group} (in Slack)"
+        named += (" and " if named else "") + f"members of the Slack user group {group}"
     return named
 
 
