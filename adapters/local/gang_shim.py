@@ -97,10 +97,10 @@ def main(argv: list[str]) -> None:
     attempt_dir, cgroup, command = shim._parse(argv)
     shim._contain(cgroup)  # before anything else runs, so every rank is inside
     pids: dict[int, int] = {}
-    state = {"done": False, "early": []}
+    state = {"done": False, "starting": True, "early": []}
 
     def on_signal(signo: int, _frame: object) -> None:
-        if not pids:
+        if state["starting"]:  # kept until every rank runs, then passed to all of them
             state["early"].append(signo)
         elif not state["done"] and not os.path.exists(os.path.join(attempt_dir, shim.STOP_MARKER)):
             for pid in list(pids):
@@ -125,6 +125,7 @@ def main(argv: list[str]) -> None:
         shim._say("expbot: empty command")
         shim._finish(attempt_dir, 127, "empty command")
     _start_ranks(attempt_dir, cgroup, command, ranks, pids)
+    state["starting"] = False
     if state["early"]:
         on_signal(state["early"][0], None)  # a signal came while the ranks were being started
     left = dict(pids)
