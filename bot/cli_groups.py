@@ -70,6 +70,7 @@ def group_members(views: Any, name: str) -> list[Experiment]:
 def show_group(reader: Any, name: str, as_json: bool) -> bool:
     """Print sweep `name`'s summary (True), or nothing when `name` is not a sweep (False)."""
     from bot import render
+    from bot.cli_waiting import WAITS_FOR_SERVE, waiting_notes
     from core.durations import format_duration
 
     with reader.reading() as views:
@@ -79,11 +80,14 @@ def show_group(reader: Any, name: str, as_json: bool) -> bool:
     now, currency = reader.now(), reader.settings.prices().currency
     counts = Counter(str(m.state) for m in members)
     cost = sum(m.cost(now) for m in members)
+    # What the waiting members wait for (an approver, a serve): the sweep's request is its first member's.
+    waiting = next((m for m in members if m.state in WAITS_FOR_SERVE), None)
     if as_json:
         print_json({"group": name, "launch_id": members[0].launch_id, "counts": dict(counts), "cost": round(cost, 6),
                     "currency": currency,
                     "members": [render.experiment_dict(m, now) | {"values": m.spec.sweep_values,
-                                                                  "cost": round(m.cost(now), 6)} for m in members]})
+                                                                  "cost": round(m.cost(now), 6)} for m in members]}
+                   | (waiting_notes(reader, waiting, as_json=True) if waiting else {}))
         return True
     from rich.table import Table
 
@@ -99,6 +103,8 @@ def show_group(reader: Any, name: str, as_json: bool) -> bool:
         table.add_row(m.name, str(m.state), values_text(m), str(len(m.attempts)), format_duration(m.runtime(now)),
                       money(m.cost(now), currency), m.state_reason)
     out.print(table)
+    for line in waiting_notes(reader, waiting) if waiting else []:
+        out.print(line)
     return True
 
 

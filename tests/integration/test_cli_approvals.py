@@ -78,6 +78,8 @@ def test_an_approver_denies_a_whole_sweep_with_a_reason(expbot):
     said = expbot.cli("launch", "grid", "--sweep", "lr=1,2", *OVER_BUDGET, "--", "python", "-c", "pass").stdout
     assert "sweep grid: 2 experiments" in said and "$100.00" in said
     assert "waiting for approval" in expbot.cli("status", "grid-2").stdout  # the request is the sweep's
+    whole = expbot.cli("status", "grid").stdout
+    assert "projected to cost up to $100.00" in whole and "`expbot approve grid`" in whole
     denied = as_user(expbot, "UBOSS", "deny", "grid", "--reason", "too dear this month").stdout
     assert "denied sweep grid (2 experiments): too dear this month" in denied
     sweep = json.loads(expbot.cli("status", "grid", "--json").stdout)

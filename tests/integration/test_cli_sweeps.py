@@ -53,11 +53,12 @@ def test_the_launch_lists_each_member_with_its_values_and_ls_status_take_the_gro
     listed = expbot.cli("ls", "--group", "sw").stdout
     assert re.findall(r"\b(sw-\d|sw-lookalike)\b", listed) == [name for name, _ in MEMBERS], listed
     summary = group(expbot, "sw")
-    assert summary["counts"] == {"QUEUED": 4}
+    assert summary["counts"] == {"QUEUED": 4} and summary["serve_running"] is False
     assert [(m["name"], m["values"]) for m in summary["members"]] == [
         (name, dict(v.split("=") for v in values.split())) for name, values in MEMBERS]
     text = expbot.cli("status", "sw").stdout
     assert "sweep sw: 4 experiments launched by ana - 4 QUEUED" in text
+    assert "no `expbot serve` is running for this database: it will start when one does" in text
     for name, values in MEMBERS:
         assert re.search(rf"{name}\s.*QUEUED.*{values}", text), text
 
@@ -67,7 +68,7 @@ def test_the_launch_lists_each_member_with_its_values_and_ls_status_take_the_gro
     wait_for(lambda: group(expbot, "sw")["cost"] > 0, 30, "the sweep to cost something")
     costs = group(expbot, "sw")
     assert costs["cost"] == pytest.approx(sum(m["cost"] for m in costs["members"]), abs=1e-3)
-    assert "4 RUNNING" in expbot.cli("status", "sw").stdout
+    assert "4 RUNNING" in expbot.cli("status", "sw").stdout and "serve_running" not in costs  # nothing waits
     assert expbot.status("sw-2")["name"] == "sw-2"  # a member is still an experiment of its own
 
 
