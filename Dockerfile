@@ -26,9 +26,10 @@ COPY adapters ./adapters
 COPY bot ./bot
 COPY migrations ./migrations
 COPY examples ./examples
-# expbot itself, without resolving anything again (--no-deps); `pip check` fails the build when the
-# lock misses a dependency. Numeric user and group, matching the Deployment's runAsUser/runAsGroup.
-RUN pip install --no-cache-dir --no-deps . \
+# expbot itself, without resolving or fetching anything again: --no-deps, and built by the lock's own
+# setuptools and wheel (--no-build-isolation); `pip check` fails the build when the lock misses a
+# dependency. Numeric user and group, matching the Deployment's runAsUser/runAsGroup.
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && pip check \
     && groupadd --gid 10001 expbot \
     && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin expbot \

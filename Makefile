@@ -62,12 +62,13 @@ browser:
 	  fi
 
 # The image's dependencies, pinned with hashes (requirements.lock, used by the Dockerfile): resolved
-# from pyproject.toml in a throwaway venv, for the image's Python (3.11). Run after changing dependencies.
+# from pyproject.toml in a throwaway venv, for the image's Python (3.11), with the build backend's own
+# requirements (setuptools, wheel) so that building expbot in the image fetches nothing. Run after changing dependencies.
 LOCK_VENV := $(or $(TMPDIR),/tmp)/expbot-lock-venv
 lock:
 	$(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install --quiet pip-tools==7.6.2
 	CUSTOM_COMPILE_COMMAND='make lock' $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
-	  --output-file requirements.lock pyproject.toml
+	  --all-build-deps --allow-unsafe --output-file requirements.lock pyproject.toml
 
 lint: install-test
 	$(BIN)/lint-imports

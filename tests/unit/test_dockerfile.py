@@ -98,6 +98,7 @@ def test_dependencies_install_from_the_lock_in_a_layer_before_the_source():
     assert install < source
     project = next(s for s in ops[source:] if s.startswith("RUN pip install"))
     assert "--no-deps" in project and "pip check" in project  # nothing resolved again after the lock
+    assert "--no-build-isolation" in project  # built by the lock's setuptools, not whatever is newest
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:
@@ -138,7 +139,8 @@ def test_the_build_context_is_only_what_the_dockerfile_copies():
 def test_the_lock_satisfies_pyproject_and_pins_every_package_with_hashes():
     pins = _locked()
     assert pins, "requirements.lock holds no pins"
-    for requirement in _dependencies():
+    build = [Requirement(r) for r in tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]]
+    for requirement in _dependencies() + build:
         name = canonicalize_name(requirement.name)
         assert name in pins, f"{requirement} is not in requirements.lock: run `make lock`"
         version = pins[name][0]
