@@ -7,6 +7,7 @@ import os
 import pty
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -99,3 +100,14 @@ def test_stop_takes_the_whole_sweep_after_asking_and_refuses_to_guess_without_a_
     assert stopped.stdout.count(": STOPPED") == 4 and group(expbot, "sw")["counts"] == {"STOPPED": 4}
     assert expbot.status("bystander")["state"] == "RUNNING"
     assert "nothing to stop" in expbot.cli("stop", "sw", "--yes").stdout
+
+
+@pytest.mark.parametrize("args", [("status", "sw"), ("status", "sw", "--json"), ("ls", "--group", "sw")])
+def test_reading_a_sweep_loads_neither_alembic_nor_the_wiring(expbot, args):
+    from tests.integration.test_cli_newcomer import _LOADED  # the modules a read command must not load
+
+    launch_sweep(expbot)
+    done = subprocess.run([sys.executable, "-c", _LOADED, *args], cwd=REPO, env=expbot.env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "sw-4" in done.stdout and done.stdout.strip().splitlines()[-1] == "HEAVY:", done.stdout
