@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.cli_shared import err, out, print_json
 from core.errors import ExpbotError
-from core.model import ACTIVE, Experiment
+from core.model import ACTIVE, Experiment, State
 
 _STOP_SLACK_SECONDS = 15.0  # beyond the grace: serve's next pass, and the kill itself
 
@@ -21,7 +21,6 @@ def values_text(exp: Experiment) -> str:
 def print_launched(bot: Any, result: Any) -> None:
     """What `launch` made: the experiment, or the sweep and each member with its values; then what it waits for."""
     from bot.cli_waiting import NO_SERVE, approval_lines, approval_request, budgets_now, serve_missing
-    from core.model import State
 
     exps = result.experiments
     note = " (already launched)" if result.duplicate else ""
@@ -129,7 +128,7 @@ def stop_group(bot: Any, name: str, *, reason: str, by: str, yes: bool, wait: bo
         except ExpbotError as e:  # it ended meanwhile: say so, stop the others
             out.print(f"  {member.name}: {e}")
             continue
-        out.print(f"  {exp.name}: {exp.state}" + ("" if exp.state == "STOPPING" else f" ({exp.state_reason})"))
+        out.print(f"  {exp.name}: {exp.state}" + ("" if exp.state == State.STOPPING else f" ({exp.state_reason})"))
         if not exp.is_terminal:
             stopping.append(exp)
     grace = bot.settings.stop_grace_seconds
