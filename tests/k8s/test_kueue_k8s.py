@@ -1,5 +1,6 @@
 """Acceptance with a real Kueue on the control plane (#14): quota admission of a whole gang, a gang
-waiting with Kueue's own reason, and Kueue's preemption of an admitted Job as infrastructure.
+waiting with Kueue's own reason, Kueue's preemption of an admitted Job as infrastructure, and
+deploy/kubernetes/kueue's Role granting exactly the Workload reads expbot makes.
 
 Each test has its own ClusterQueue (16 a100 GPUs: one 2 x 8 gang) and LocalQueue, so what an earlier
 test left behind uses no quota of its.
@@ -7,6 +8,7 @@ test left behind uses no quota of its.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,12 +17,15 @@ import pytest
 from kubernetes import client
 
 from adapters.k8s import names
+from core import commands
 from core.model import FailureClass, State
 from tests.cluster.kueue import GROUP, HIGH_PRIORITY, VERSION, Kueue, kueue_dir
 from tests.cluster.nodes import GPU_RESOURCE, GPU_TOLERATIONS, GPU_TYPE_LABEL
 from tests.cluster.processes import ControlPlaneError
 from tests.k8s.cluster_helpers import lifecycle
 from tests.k8s.harness import World, running_expbot
+from tests.k8s.rbac_audit import granted, load, recording, token_kubeconfig
+from tests.k8s.test_deploy_rbac import BASE, NS, admin, deployed, kubectl, rendered  # noqa: F401
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.slow
@@ -140,3 +145,26 @@ def test_kueue_preempting_an_admitted_gang_is_an_infrastructure_restart(k8s_api,
                                                       field_selector="status.phase=Running").items) == 2,
                  timeout=30, what="the urgent Job's two pods running")
         assert not attempt_pods(w, exp.id, 2), "the next attempt waits for Kueue with no pod"
+
+
+def test_the_kueue_role_grants_exactly_the_workload_reads_expbot_makes(
+        k8s_cluster, kueue, admin, deployed, kubectl, tmp_path: Path) -> None:  # noqa: F811
+    """As the deployed ServiceAccount with the base Role and deploy/kubernetes/kueue, an experiment in
+    Kueue's queue: every Kueue request is granted by the kueue Role, and it grants nothing unused."""
+    env = os.environ | {"KUBECONFIG": str(k8s_cluster.kubeconfig)}
+    subprocess.run([kubectl, "apply", "-k", str(BASE / "kueue")], env=env, check=True, capture_output=True, timeout=60)
+    kueue.gpu_queues(admin, {"a100": 16}, cluster_queue="cq-least-privilege")
+    name = kueue.local_queue(admin, NS, name="least-privilege", cluster_queue="cq-least-privilege")
+    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))
+    token = client.CoreV1Api(admin).create_namespaced_service_account_token("expbot", NS, request).status.token
+    kubeconfig = token_kubeconfig(Path(k8s_cluster.kubeconfig), token, tmp_path / "sa.kubeconfig")
+    with recording(token) as seen, running_expbot(tmp_path, kubeconfig, NS, admin, pod_behaviour=RUNNING,
+                                                  kubernetes=settings(name)) as w:
+        exp = w.launch("queued-least-priv --gpus 8 --gpu-type a100 -- python train.py")
+        w.wait_state(exp.name, State.RUNNING, timeout=45)
+        w.bot.bus.handle(commands.StopExperiment(name=exp.name, by="alice"))
+        w.wait_state(exp.name, State.STOPPED, timeout=45)
+    used = {a for a in seen.accesses if a.group == GROUP}
+    assert used == granted(load(BASE / "kueue" / "role.yaml"), "Role")
+    base_and_kueue = granted(load(BASE / "rbac.yaml"), "Role") | used
+    assert {a for a in seen.accesses if a.namespaced} <= base_and_kueue
