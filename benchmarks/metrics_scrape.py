@@ -1,8 +1,8 @@
 """Benchmark: one /metrics scrape's store reads (bot.telemetry.store) over many attempts, SQLite and PostgreSQL.
 
-The store metrics are computed at every scrape from all attempts ever (spend and GPU-hours counters,
-latency histograms), so a scrape's cost grows with the history. Seeds the digest benchmark's history
-(200,000 experiments x up to 5 attempts over 60 days), then times generate_latest() of a registry
+Spend and GPU-hours of the days before today are summed at the first scrape and kept; every scrape
+reads today's attempts and counts experiments and attempts by state, class and budget. Seeds the
+digest benchmark's history (200,000 experiments x up to 5 attempts over 60 days), then times generate_latest() of a registry
 holding only the store collector (median of 5). Target: under 1 s per scrape (a 15-30 s scrape interval).
 Run: .venv/bin/python benchmarks/metrics_scrape.py [--experiments 200000] [--db sqlite,postgres] [--smoke]
 """
@@ -45,9 +45,16 @@ def measure(url: str, n_experiments: int) -> bool:
         print(f"{name}: seeded {count:,} attempt rows in {seconds:.1f} s (not part of the target)")
         factory = make_session_factory(engine)
         budgets = BudgetConfig(projects={f"project-{n:02d}": 50_000.0 for n in range(0, PROJECTS, 2)})
+        clock = SystemClock()
+        collector = StoreCollector(factory, lambda: SqlUnitOfWork(factory), clock, budgets,
+                                   SqlIdleStates(factory).total_idle_gpu_hours)
+        # The first read after a start sums every day before today (then kept): timed on its own, without
+        # the scrape's time limit, which it may exceed on a long history (that scrape says expbot_store_up 0).
+        began = time.perf_counter()
+        collector._read(clock.now())  # noqa: SLF001
+        cold = time.perf_counter() - began
         registry = CollectorRegistry(auto_describe=True)
-        registry.register(StoreCollector(factory, lambda: SqlUnitOfWork(factory), SystemClock(), budgets,
-                                         SqlIdleStates(factory).total_idle_gpu_hours))
+        registry.register(collector)
         timings, text = [], b""
         for _ in range(RUNS):
             began = time.perf_counter()
@@ -59,6 +66,7 @@ def measure(url: str, n_experiments: int) -> bool:
         print(f"{name}: one scrape of the store metrics ({series} series, {len(text):,} bytes): median "
               f"{median * 1000:.0f} ms (runs: {', '.join(f'{t * 1000:.0f}' for t in timings)} ms); "
               f"target {TARGET_SECONDS * 1000:.0f} ms")
+        print(f"{name}: the first read after a start (every day before today, then kept): {cold * 1000:.0f} ms")
         return median < TARGET_SECONDS
     finally:
         engine.dispose()

@@ -3,7 +3,8 @@
 Counters computed from the store (spend, GPU-hours, attempts, restarts) are the same on every
 replica and survive restarts: dashboards take `max without (instance, pod)` across replicas, never a sum.
 Spend and GPU-hours are what the digest computes: the days before today (in the budgets' time zone)
-are read once a day and kept, and only today's attempts are read at each scrape, as the digest does.
+are read at the first scrape and kept (each day that ends is added to them), and only today's attempts
+are read at each scrape, as the digest does.
 """
 from __future__ import annotations
 
@@ -85,14 +86,12 @@ class StoreCollector:
 
     def _usage(self, session: Any, now: datetime) -> list[Any]:
         today = day_window(now.astimezone(ZoneInfo(self._budgets.timezone)).date(), self._budgets.timezone)[0]
-        if self._closed is None or self._closed[0] != today:  # reads run one at a time (_read_in_time)
-            # Once a day (and at the first scrape): every attempt's part before today.
-            self._closed = (today, {(u.project, u.owner, u.gpu_type): (u.cost, u.gpu_hours)
-                                    for u in q.usage(session, _EPOCH, today, now)})
-        totals = dict(self._closed[1])
-        for u in q.usage(session, today, max(now, today), now):
-            cost, hours = totals.get((u.project, u.owner, u.gpu_type), (0.0, 0.0))
-            totals[(u.project, u.owner, u.gpu_type)] = (cost + u.cost, hours + u.gpu_hours)
+        # Reads run one at a time (_read_in_time), so the kept part needs no lock of its own.
+        if self._closed is None:  # the first scrape: every attempt's part before today
+            self._closed = (today, _add({}, q.usage(session, _EPOCH, today, now)))
+        elif self._closed[0] != today:  # a new day: the day that ended joins the kept part
+            self._closed = (today, _add(dict(self._closed[1]), q.usage(session, self._closed[0], today, now)))
+        totals = _add(dict(self._closed[1]), q.usage(session, today, max(now, today), now))
         labels = ["project", "user", "gpu_type"]
         spend = CounterMetricFamily("expbot_spend", "Spend so far (running attempts up to now), as the digest prices it",
                                     labels=labels)
@@ -116,6 +115,14 @@ class StoreCollector:
             used = spent.get(limit.name, 0.0)
             family.add_metric([limit.name], used / limit.monthly if limit.monthly > 0 else float(used > 0))
         return family
+
+
+def _add(totals: dict[Key, tuple[float, float]], rows: list[q.Usage]) -> dict[Key, tuple[float, float]]:
+    """`totals` with each row's spend and GPU-hours added to its label set's."""
+    for u in rows:
+        cost, hours = totals.get((u.project, u.owner, u.gpu_type), (0.0, 0.0))
+        totals[(u.project, u.owner, u.gpu_type)] = (cost + u.cost, hours + u.gpu_hours)
+    return totals
 
 
 def _experiments(session: Any) -> list[Any]:

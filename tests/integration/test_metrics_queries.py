@@ -1,6 +1,8 @@
 """The store aggregates behind /metrics, on SQLite and PostgreSQL: the figures of known attempts."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from adapters.db import metrics_queries as q
@@ -50,3 +52,41 @@ def test_attempts_restarts_and_experiments(session):
 def test_outbox_backlog_counts_undelivered_events_from_the_oldest(session):
     count, oldest = q.outbox_backlog(session)
     assert count > 0 and oldest == T0
+
+
+def _spend(collector) -> dict[tuple[str, str, str], float]:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    registry = CollectorRegistry()
+    registry.register(collector)
+    families = text_string_to_metric_families(generate_latest(registry).decode())
+    return {(s.labels["project"], s.labels["user"], s.labels["gpu_type"]): s.value
+            for f in families if f.name == "expbot_spend" for s in f.samples if s.name == "expbot_spend_total"}
+
+
+def test_the_spend_counter_keeps_past_days_and_adds_each_day_that_ends(sql_store: Store):
+    from adapters.db.uow import SqlUnitOfWork
+    from bot.telemetry.store import StoreCollector
+    from core.budget import BudgetConfig
+    from tests.fakes.clock import FakeClock
+
+    # 2.0/h from 23:00 on day 1 to 01:00 on day 3 (26 h); 4.0/h from 22:00 on day 2, still running.
+    day1 = T0.replace(hour=0)
+    sql_store.save(ran("long", [(day1.replace(hour=23), day1.replace(hour=23) + timedelta(hours=26), 2.0)], owner="alice"),
+                   ran("late", [(day1 + timedelta(days=1, hours=22), None, 4.0)], finish=False, owner="bob"))
+    assert sql_store.engine is not None
+    factory = make_session_factory(sql_store.engine)
+    clock = FakeClock(day1 + timedelta(days=1, hours=23))  # day 2, 23:00
+
+    def collector() -> StoreCollector:
+        return StoreCollector(factory, lambda: SqlUnitOfWork(factory), clock, BudgetConfig(), lambda: 0.0)
+
+    kept = collector()
+    first = _spend(kept)
+    assert sum(first.values()) == pytest.approx(2.0 * 24 + 4.0 * 1)
+    clock.advance(hours=3)  # day 3, 02:00: day 2 has ended and joins the kept part
+    later = _spend(kept)
+    assert later == pytest.approx(_spend(collector()))  # the same as read afresh
+    assert sum(later.values()) == pytest.approx(2.0 * 26 + 4.0 * 4)
+    assert all(later[key] >= first[key] for key in first)  # a counter: never down
