@@ -224,3 +224,29 @@ def test_a_bad_gang_timeout_is_one_line_naming_the_key(tmp_path):
     with pytest.raises(ExpbotError) as refused:
         load_settings(config_file=path, backend="kubernetes").k8s_config()
     assert "gang_timeout" in str(refused.value) and "\n" not in str(refused.value)
+
+
+# ------------------------------------------------------------------------------ the watch cache
+def test_the_cache_keeps_every_pod_of_a_gang_and_kueues_workload_of_its_job():
+    from adapters.k8s.cache import ClusterCache
+
+    cache = ClusterCache()
+    job = job_raw()
+    job["spec"]["completions"] = 2
+    cache.apply("jobs", "ADDED", job)
+    for index in (1, 0):
+        raw = pod_raw(suffix=f"{index}-abcde")
+        raw["metadata"]["annotations"] = {names.COMPLETION_INDEX: str(index)}
+        cache.apply("pods", "ADDED", raw)
+    assert [p.index for p in cache.gang((EID, 1))] == [0, 1]
+    cache.wait_for_change(0)
+    why = "insufficient unused quota for nvidia.com/gpu in flavor a100"
+    cache.apply("workloads", "ADDED", {
+        "metadata": {"name": "job-x", "ownerReferences": [{"kind": "Job", "name": names.job_name(EID, 1)}]},
+        "status": {"conditions": [condition("QuotaReserved", "False", "Pending", why)]}})
+    assert cache.wait_for_change(0) == {EID}, "a Workload's change wakes its experiment's supervision"
+    assert cache.workload(names.job_name(EID, 1)).waiting == why
+    cache.replace("pods", [])  # both pods vanished between two lists: deleted, not forgotten
+    assert all(p.deleted for p in cache.gang((EID, 1)))
+    cache.apply("jobs", "DELETED", job)
+    assert cache.gang((EID, 1)) == []
