@@ -7,8 +7,9 @@ through what the backend does (submit, status through the watch, a multi-node ga
 headless Service taken down and resumed, logs, stop, release, node evidence and cordoning), and the
 recorded permissions must equal deploy/kubernetes/rbac.yaml's Role (namespaced) and
 deploy/kubernetes/node-health's ClusterRole (cluster-wide). With a real Kueue ([kubernetes]
-queue_name) a second run must use exactly deploy/kubernetes/kueue's Role on top. A new API call in
-adapters/k8s fails here until a Role grants it; a grant nothing uses fails here until it is removed.
+queue_name), tests/k8s/test_kueue_k8s.py does the same for deploy/kubernetes/kueue's Role with the
+same recorder. A new API call in adapters/k8s fails here until a Role grants it; a grant nothing
+uses fails here until it is removed.
 """
 from __future__ import annotations
 
@@ -31,7 +32,6 @@ from tests.polling import wait_for
 
 pytestmark = pytest.mark.slow
 NODE_HEALTH = BASE / "node-health"
-KUEUE = BASE / "kueue"
 SPARE_NODE = "expbot-least-privilege-test"
 
 
@@ -145,49 +145,4 @@ def test_the_role_grants_exactly_what_serve_uses(k8s_cluster, admin, deployed, n
     cluster_role = granted(load(NODE_HEALTH / "clusterrole.yaml"), "ClusterRole")
     problems = _difference({a for a in used if a.namespaced}, role, "deploy/kubernetes/rbac.yaml")
     problems += _difference({a for a in used if not a.namespaced}, cluster_role, "deploy/kubernetes/node-health")
-    assert not problems, "\n".join(problems)
-
-
-# --- with Kueue ([kubernetes] queue_name) ----------------------------------------------------------
-@pytest.fixture(scope="module")
-def kueue(k8s_cluster: Any, kubectl: str, deployed: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
-    """A real Kueue, a LocalQueue in expbot's namespace (its name), and deploy/kubernetes/kueue applied."""
-    from tests.cluster.kueue import Kueue, kueue_dir
-    from tests.cluster.processes import ControlPlaneError
-
-    api = k8s_cluster.api_client()
-    try:
-        try:
-            controller = Kueue(kueue_dir(), Path(k8s_cluster.kubeconfig), tmp_path_factory.mktemp("kueue")).start(api)
-        except ControlPlaneError:
-            # Right after its CRDs are installed, Kueue may start before the API server serves them
-            # ("no matches for kind Workload") and exit; a second start finds them.
-            controller = Kueue(kueue_dir(), Path(k8s_cluster.kubeconfig), tmp_path_factory.mktemp("kueue")).start(api)
-    except (ControlPlaneError, OSError) as exc:
-        api.close()
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Kueue unavailable (CI=true): {exc}", pytrace=False)
-        pytest.skip(f"Kueue unavailable: {exc}")
-    env = os.environ | {"KUBECONFIG": str(k8s_cluster.kubeconfig)}
-    try:
-        controller.gpu_queues(api, {"a100": 16}, cluster_queue="cq-least-privilege")
-        queue = controller.local_queue(api, NS, name="least-privilege", cluster_queue="cq-least-privilege")
-        subprocess.run([kubectl, "apply", "-k", str(KUEUE)], env=env, check=True, capture_output=True, timeout=60)
-        yield queue
-    finally:
-        controller.stop()
-        api.close()
-
-
-def test_with_kueue_the_workload_role_is_exactly_what_serve_adds(k8s_cluster, admin, deployed, kueue, tmp_path):  # noqa: F811
-    queued = f'shared_storage_class = "shared-rwx"\nqueue_name = "{kueue}"'
-    with _serve_as_service_account(k8s_cluster, admin, tmp_path, queued) as (world, seen):
-        exp = world.launch("least-priv-queued --gpus 8 --gpu-type a100 -- python train.py")
-        world.wait_state(exp.name, State.RUNNING, timeout=60)  # admitted by Kueue
-        world.bot.bus.handle(commands.StopExperiment(name=exp.name, by="alice"))
-        world.wait_state(exp.name, State.STOPPED, timeout=45)
-    used = seen.accesses
-    role, kueue_role = granted(load(BASE / "rbac.yaml"), "Role"), granted(load(KUEUE / "role.yaml"), "Role")
-    problems = [f"used but granted by neither rbac.yaml nor kueue/role.yaml: {a}" for a in sorted(used - role - kueue_role)]
-    problems += [f"granted by deploy/kubernetes/kueue but never used: {a}" for a in sorted(kueue_role - used)]
     assert not problems, "\n".join(problems)
