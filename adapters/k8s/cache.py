@@ -19,6 +19,7 @@ class ClusterCache:
         self.pods: dict[Key, PodView] = {}
         self.gangs: dict[Key, dict[str, PodView]] = {}  # every pod of an attempt, by name (a gang has several)
         self.workloads: dict[str, WorkloadView] = {}  # Kueue's Workload of a Job, by the Job's name
+        self._by_name: dict[str, Key] = {}  # Job name -> attempt, for the Workloads' owners
         self._lock = threading.Lock()
         self._changed_ids: set[str] = set()
         self._changed = threading.Event()
@@ -135,8 +136,10 @@ class ClusterCache:
             self.workloads.pop(view.job_name, None)
         else:
             self.workloads[view.job_name] = view
-        owner = next((k for k, job in self.jobs.items() if job.name == view.job_name), None)
-        if owner is not None:
+        if view.job_name not in self._by_name:  # rebuilt only on a miss: a Job new since the last one
+            self._by_name = {job.name: k for k, job in self.jobs.items()}
+        owner = self._by_name.get(view.job_name)
+        if owner is not None and owner in self.jobs:
             self._mark(owner[0])
 
     def _mark(self, experiment_id: str) -> None:
