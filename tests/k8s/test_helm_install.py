@@ -1,6 +1,6 @@
 """deploy/helm/expbot on the control plane: the rendered chart applied, checked as the API server
 stores it, and the backend run as the chart's ServiceAccount by impersonation (as
-tests/k8s/test_deploy_rbac.py does for the kustomize base).
+tests/k8s/test_deploy_rbac.py does for the kustomize base); and helm's own install, upgrade and uninstall.
 """
 from __future__ import annotations
 
@@ -115,3 +115,26 @@ def test_the_whole_backend_runs_as_the_chart_service_account(k8s_cluster, instal
         assert finished.state == State.SUCCEEDED, finished.state_reason
         wait_for(lambda: not w.pvc_exists(done.id), timeout=15, what="the PVC to be released")
         assert w.bot.backend.logs(done.id, 1) == ""  # pods/log allowed; KWOK pods have no log
+
+
+def test_helm_itself_installs_upgrades_and_uninstalls_the_release(k8s_cluster, helm, admin):  # noqa: F811
+    """`helm install` (its own apply and release record), an upgrade that changes the config, `helm uninstall`."""
+    from tests.k8s.cluster_helpers import fresh_namespace
+    from tests.k8s.helm_chart import CHART, run
+
+    with fresh_namespace(admin, prefix="helm") as namespace:
+        kube = ["--kubeconfig", str(k8s_cluster.kubeconfig), "--namespace", namespace]
+        out = run(helm, "install", "bot", str(CHART), *kube, "--set", "image.tag=0.1.0")
+        assert out.returncode == 0, out.stderr
+        apps = client.AppsV1Api(admin)
+        first = apps.read_namespaced_deployment("bot-expbot", namespace).spec.template.metadata.annotations
+        assert client.CoreV1Api(admin).read_namespaced_service_account("bot-expbot", namespace)
+        out = run(helm, "upgrade", "bot", str(CHART), *kube, "--reuse-values", "--set", "settings.EXPBOT_LOG_LEVEL=DEBUG")
+        assert out.returncode == 0, out.stderr
+        second = apps.read_namespaced_deployment("bot-expbot", namespace).spec.template.metadata.annotations
+        assert second["checksum/config"] != first["checksum/config"]  # the settings changed: the pods roll
+        out = run(helm, "uninstall", "bot", *kube, "--wait")
+        assert out.returncode == 0, out.stderr
+        with pytest.raises(ApiException) as gone:
+            apps.read_namespaced_deployment("bot-expbot", namespace)
+        assert gone.value.status == 404
