@@ -6,7 +6,9 @@ command goes on as before (bot/cli_store.py). tests/integration/test_cli_lean.py
 """
 from __future__ import annotations
 
-from bot.cli_lean_store import LeanReader, NotLean, database_path
+from pathlib import Path
+
+from bot.cli_lean_store import LeanReader, NotLean, database_path, store_paths
 from bot.cli_shared import out, print_json
 
 # core.model.ACTIVE and bot.cli_waiting's words, spelled out: importing them loads pydantic (a test keeps them equal).
@@ -50,14 +52,14 @@ def lean_status(name: str, as_json: bool) -> bool:
     from bot import render
 
     try:
-        reader = LeanReader(database_path())
+        database, runs = store_paths()
+        reader = LeanReader(database)
         try:
             exp = reader.find(name)
             if exp.state == "PENDING_APPROVAL":
                 raise NotLean("an approval's numbers come from the budgets")
             attempt = exp.current_attempt
-            if attempt is not None and attempt.state != "ENDED":
-                raise NotLean("a live attempt's process comes from the backend")
+            process = None if attempt is None or attempt.state == "ENDED" else local_process(runs, exp.id, attempt.number)
             timeline = reader.timeline(exp.id)
             now = _now()
             waits = exp.state in WAITS_FOR_SERVE
@@ -65,9 +67,9 @@ def lean_status(name: str, as_json: bool) -> bool:
         finally:
             reader.close()
         if as_json:
-            shown = render.experiment_dict(exp, now, timeline, None) | ({"serve_running": not no_serve} if waits else {})
+            shown = render.experiment_dict(exp, now, timeline, process) | ({"serve_running": not no_serve} if waits else {})
         else:
-            shown = render.status_tables(exp, timeline, now, None)
+            shown = render.status_tables(exp, timeline, now, process)
     except NotLean:
         return False
     if as_json:
@@ -78,3 +80,21 @@ def lean_status(name: str, as_json: bool) -> bool:
     if no_serve:
         out.print(NO_SERVE)
     return True
+
+
+def local_process(runs: Path, experiment_id: str, attempt: int) -> dict | None:
+    """A live local attempt's pid and process group, as LocalRunner.process_info gives them (a test compares)."""
+    from adapters.local import containment
+    from adapters.local.files import LAUNCH_FILE, read_json
+
+    if not experiment_id.isalnum():
+        raise NotLean("an experiment id the runner refuses")
+    record = read_json(runs / experiment_id / f"attempt-{int(attempt)}" / LAUNCH_FILE)
+    if record is None or record.get("pid") is None:
+        return None
+    return {
+        "pid": int(record["pid"]), "pgid": int(record["pgid"]),
+        "mechanism": record.get("mechanism", "process group"), "cgroup": record.get("cgroup"),
+        "running": containment.shim_alive(record),
+        **{key: record[key] for key in ("nodes", "master_port") if key in record},
+    }

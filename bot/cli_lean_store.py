@@ -55,6 +55,11 @@ class NotLean(Exception):
 
 def database_path(environ: os._Environ[str] | dict[str, str] = os.environ) -> Path:
     """The SQLite file the settings name, resolved as bot/config.py does, or NotLean when that needs Settings."""
+    return store_paths(environ)[0]
+
+
+def store_paths(environ: os._Environ[str] | dict[str, str] = os.environ) -> tuple[Path, Path]:
+    """The SQLite file and the local runner's runs directory (Settings.runs_dir), or NotLean."""
     values: dict[str, str] = {}
     for key, value in environ.items():
         upper = key.upper()
@@ -83,7 +88,7 @@ def database_path(environ: os._Environ[str] | dict[str, str] = os.environ) -> Pa
         path = Path(match[1]).resolve()
     if not path.is_file():
         raise NotLean("no database file")  # a fresh install: the full path says what that means
-    return path
+    return path, (data_dir / "runs").resolve()
 
 
 def connect(path: Path) -> sqlite3.Connection:
