@@ -6,6 +6,7 @@ control plane.
 """
 from __future__ import annotations
 
+import json
 import tomllib
 
 import pytest
@@ -131,6 +132,13 @@ def test_backend_namespace_and_settings(helm, tmp_path):
     assert "replicaCount must be 1" in refusal(helm, "backend=local")
     assert "only EXPBOT_* settings" in refusal(helm, "settings.LOG_LEVEL=DEBUG")
     assert "/slack/mode" in refusal(helm, "slack.mode=rtm")  # the schema's check
+
+
+def test_a_misspelt_value_is_refused_and_every_value_is_typed(helm):
+    assert "additional properties 'replicas' not allowed" in refusal(helm, "replicas=3")  # replicaCount
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(values) <= set(schema["properties"]), set(values) - set(schema["properties"])
 
 
 def test_the_toml_config_is_a_value_and_a_change_rolls_the_pods(helm, tmp_path):
