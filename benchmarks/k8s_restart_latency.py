@@ -47,17 +47,18 @@ TARGET_P50_S, TARGET_P99_S = 2.0, 5.0
 
 # --- shared with benchmarks/k8s_scale.py ------------------------------------------------------
 @contextlib.contextmanager
-def test_cluster(kubeconfig: Path | None, workdir: Path, qps: int = 0) -> Iterator[ControlPlane | ExternalCluster]:
+def test_cluster(kubeconfig: Path | None, workdir: Path, qps: int = 0, scheduler_profile: dict[str, Any] | None = None
+                 ) -> Iterator[ControlPlane | ExternalCluster]:
     """The cluster at `kubeconfig`, or a fresh test control plane (with its 4 fake GPU nodes) under workdir.
 
     qps: raise the controllers' and the scheduler's client limits to this, burst twice that (0: the
     defaults, 20 and 50; the controller-manager's 20 are shared by every controller, and the PV
     controller's 3 writes per claim binding then cap the whole cluster at ~7 new pods a second).
-    """
+    scheduler_profile: a fresh control plane's kube-scheduler profile (tests/cluster/scheduler_config.py)."""
     if kubeconfig is not None:
         yield ExternalCluster(kubeconfig)
         return
-    cluster = ControlPlane(default_bin_dir(REPO), workdir / "k8s", kube_api_qps=qps or None)
+    cluster = ControlPlane(default_bin_dir(REPO), workdir / "k8s", kube_api_qps=qps or None, scheduler_profile=scheduler_profile)
     t0 = time.monotonic()
     cluster.start()
     print(f"control plane up in {time.monotonic() - t0:.1f} s ({workdir / 'k8s'})", flush=True)

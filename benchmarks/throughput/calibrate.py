@@ -4,7 +4,8 @@ One scenario of the replay (calibration.py: seed 1's first 100 experiments, node
 24 simulated hours) is run twice: by the simulation's expbot arm, and by a whole expbot
 (tests/k8s/harness.py: bootstrap, SQLite, the Kubernetes backend, leading) on the KWOK test control
 plane with 16 fake 8-GPU nodes named as the simulation's (node-00..node-15) plus 8 spot nodes, time
-compressed by --compression (kwok_world.py). Every duration the real side sees is divided by it:
+compressed by --compression (kwok_world.py). Its kube-scheduler bin-packs GPUs as the simulation does
+(scheduler_profile(); a --kubeconfig cluster keeps its own scheduler). Every duration the real side sees is divided by it:
 arrivals, run lengths, failure times, spot windows, the person's delays, --max-runtime,
 --stall-timeout, EXPBOT_BACKOFF_*, EXPBOT_STOP_GRACE_SECONDS. The control plane's own latencies are
 not (pod start ~0.3 s, a restart ~1 s: x180 that is minutes of simulated time).
@@ -68,16 +69,33 @@ image_pull_grace = 5
     return path
 
 
+NODES = {f"node-{n:02d}": "calib" for n in range(16)} | {f"spot-{n}": "spot" for n in range(SPOT_NODES)}
+
+
+def scheduler_profile() -> dict[str, Any]:
+    """Place as the simulation does (sim.World._fit): the fullest node that fits, ties to the lowest node-NN.
+
+    kube-scheduler's defaults spread pods (LeastAllocated) and break ties at random, so the same node
+    incident met different pods in the two worlds; GPU clusters bin-pack with MostAllocated instead.
+    """
+    from tests.cluster.scheduler_config import binpack_profile
+
+    return binpack_profile(list(NODES))
+
+
 def add_nodes(api: Any) -> None:
-    """node-00..node-15 (the simulation's names) and spot-0..7, 8 GPUs each; waits until Ready."""
+    """node-00..node-15 (the simulation's names) and spot-0..7, 8 GPUs each; waits until Ready and untainted."""
     from tests.cluster.nodes import gpu_node_manifest, node_is_ready
+    from tests.cluster.scheduler_config import only_gpu_taints
     from tests.polling import wait_for
 
     core = client.CoreV1Api(api)
-    wanted = {f"node-{n:02d}": "calib" for n in range(16)} | {f"spot-{n}": "spot" for n in range(SPOT_NODES)}
-    for name, kind in wanted.items():
+    for name, kind in NODES.items():
         core.create_node(gpu_node_manifest(name, kind))
-    wait_for(lambda: sum(node_is_ready(n) for n in core.list_node().items if n.metadata.name in wanted) == len(wanted),
+    # The node lifecycle controller lifts its not-ready taint only after Ready: a pod placed before
+    # that could not go to the node the simulation chose.
+    wait_for(lambda: sum(node_is_ready(n) and only_gpu_taints(n) for n in core.list_node().items
+                         if n.metadata.name in NODES) == len(NODES),
              timeout=120, what="calibration nodes Ready", interval=0.5)
 
 
@@ -91,7 +109,7 @@ def real_run(scenario: Scenario, compression: float, kubeconfig: Path | None, wo
     timings: dict[str, float] = {}
     t0 = time.monotonic()
     with contextlib.ExitStack() as stack:
-        cluster = stack.enter_context(test_cluster(kubeconfig, work, qps=200))
+        cluster = stack.enter_context(test_cluster(kubeconfig, work, qps=200, scheduler_profile=scheduler_profile()))
         api = cluster.api_client()
         stack.callback(api.close)
         add_nodes(api)

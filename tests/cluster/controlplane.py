@@ -61,6 +61,7 @@ from tests.cluster.nodes import (
 )
 from tests.cluster.pki import make_certificates, write_kubeconfig
 from tests.cluster.processes import ControlPlaneError, Process, free_ports
+from tests.cluster.scheduler_config import scheduler_args
 
 __all__ = [
     "DEFAULT_STAGE_DELAYS_MS", "EXPBOT_STAGES", "GPUS_PER_NODE", "GPU_NODES", "GPU_RESOURCE", "GPU_TAINTS",
@@ -82,6 +83,8 @@ class ControlPlane:
     they keep theirs: 20 QPS (burst 30) for the controller-manager, shared by every controller, so
     that the PV controller's 3 writes per claim binding cap the cluster at ~7 new pods a second; 50
     (burst 100) for the scheduler.
+    scheduler_profile: a kube-scheduler profile (tests/cluster/scheduler_config.py, e.g. ``binpack_profile()``)
+    run through ``--config``; unset, the scheduler keeps its default scoring (LeastAllocated, random ties).
     """
 
     COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -89,7 +92,7 @@ class ControlPlane:
 
     def __init__(self, bin_dir: Path, workdir: Path, *, stage_delays_ms: dict[str, tuple[int, int | None]] | None = None,
                  stages_dir: Path | None = None, kube_api_qps: float | None = None,
-                 kube_api_burst: int | None = None) -> None:
+                 kube_api_burst: int | None = None, scheduler_profile: dict[str, Any] | None = None) -> None:
         if kube_api_qps is not None and kube_api_qps <= 0:
             raise ValueError(f"kube_api_qps must be positive, not {kube_api_qps}")
         if kube_api_burst is not None and kube_api_burst <= 0:
@@ -102,6 +105,7 @@ class ControlPlane:
         if kube_api_burst is None and kube_api_qps is not None:
             kube_api_burst = max(1, round(2 * kube_api_qps))
         self.kube_api_burst = kube_api_burst
+        self.scheduler_profile = scheduler_profile
         self.pki = self.workdir / "pki"
         self.logs = self.workdir / "logs"
         self._kubeconfig = self.workdir / "kubeconfig"
@@ -294,6 +298,10 @@ class ControlPlane:
                 specs[name].append(f"--kube-api-qps={self.kube_api_qps}")
             if self.kube_api_burst is not None:
                 specs[name].append(f"--kube-api-burst={self.kube_api_burst}")
+        if self.scheduler_profile is not None:
+            specs["kube-scheduler"] = scheduler_args(specs["kube-scheduler"], self.workdir / "kube-scheduler.yaml",
+                                                     self.scheduler_profile, kubeconfig, self.kube_api_qps,
+                                                     self.kube_api_burst)
         env = {"HOME": str(self.workdir)}  # kwok reads ~/.kwok/kwok.yaml when present: keep the user's out
         self.processes = {name: Process(name, args, self.logs / f"{name}.log", env=env) for name, args in specs.items()}
 
