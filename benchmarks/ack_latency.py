@@ -32,7 +32,6 @@ sys.path.insert(0, str(REPO))
 from benchmarks.stats import percentile  # noqa: E402
 
 from tests.integration.slack_harness import SIGNING_SECRET, sign  # noqa: E402
-from tests.slack.fake_slack_api import FakeSlackApi  # noqa: E402
 
 
 TARGET_P99_MS = 50.0
@@ -48,6 +47,20 @@ def _on_gc(phase, info):
         _pauses.append((info["generation"], time.thread_time() - _began[0], time.time()))
 gc.callbacks.append(_on_gc)
 atexit.register(lambda: json.dump(_pauses, open(os.environ["EXPBOT_BENCH_GC"], "w")))
+"""
+
+
+# The local Slack Web API runs in a process of its own: in the load generator's process, its request
+# threads (serve's replies and thread posts) took the GIL from the threads timing the acks.
+FAKE_SLACK = """
+import json, sys
+from tests.slack.fake_slack_api import FakeSlackApi
+api = FakeSlackApi(bot_token="xoxb-bench").start()
+count = int(sys.argv[1])
+print(json.dumps({"base_url": api.base_url, "triggers": [api.new_trigger_id() for _ in range(count)],
+                  "response_urls": [api.new_response_url() for _ in range(count)]}), flush=True)
+sys.stdin.read()  # until the benchmark closes it
+api.stop()
 """
 
 
@@ -90,17 +103,19 @@ def main() -> int:
 def one_run(rate: float, seconds: float) -> Run:
     """Start a fresh serve, fire signed launches at it, wait for them to be stored, stop it."""
     data = Path(tempfile.mkdtemp(prefix="expbot-ack-"))
-    api = FakeSlackApi(bot_token="xoxb-bench").start()
+    total = int(rate * seconds)
+    slack = subprocess.Popen([sys.executable, "-c", FAKE_SLACK, str(total)], cwd=REPO, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    api = json.loads(slack.stdout.readline())
     env = os.environ | {
         "EXPBOT_DATA_DIR": str(data), "EXPBOT_LOCAL_GPUS": "1", "EXPBOT_SLACK_BOT_TOKEN": "xoxb-bench",
-        "EXPBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET, "EXPBOT_SLACK_API_URL": api.base_url,
+        "EXPBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET, "EXPBOT_SLACK_API_URL": api["base_url"],
         "EXPBOT_HTTP_HOST": "127.0.0.1", "EXPBOT_HTTP_PORT": "0", "EXPBOT_LOG_LEVEL": "INFO",
         "EXPBOT_BENCH_GC": str(data / "gc.json"),
     }
     log_path = data / "serve.log"
     serve = subprocess.Popen([sys.executable, "-c", GC_PROBE + "\nfrom bot.cli import main; main()", "serve"],
                              cwd=REPO, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
-    total = int(rate * seconds)
     try:
         port = wait_for_port(serve, log_path)
         began = time.time()
@@ -111,7 +126,7 @@ def one_run(rate: float, seconds: float) -> Run:
         serve.send_signal(signal.SIGTERM)
         serve.wait(timeout=60)
         kill_attempts(data)
-        api.stop()
+        slack.communicate()  # closes its stdin: it stops
     pauses = json.loads((data / "gc.json").read_text()) if (data / "gc.json").exists() else []
     full = [cpu * 1000 for gen, cpu, at in pauses if gen == 2 and began <= at <= ended]  # not start-up's
     return Run(total, errors, stored, [v * 1000 for v in latencies], full)
@@ -142,7 +157,7 @@ def wait_for_port(serve: subprocess.Popen, log_path: Path) -> int:
     raise SystemExit("expbot serve did not start listening")
 
 
-def fire(url: str, api: FakeSlackApi, rate: float, seconds: float) -> tuple[list[float], int]:
+def fire(url: str, api: dict, rate: float, seconds: float) -> tuple[list[float], int]:
     """Open loop: request i leaves at start + i/rate whether or not earlier ones were answered."""
     total = int(rate * seconds)
     latencies: list[float] = []
@@ -153,8 +168,8 @@ def fire(url: str, api: FakeSlackApi, rate: float, seconds: float) -> tuple[list
     def one(i: int, due: float) -> None:
         nonlocal errors
         form = (f"command=%2Fexperiment&text=launch+bench-{i}+--gpus+1+--+sleep+600&user_id=UBENCH&"
-                f"channel_id=CBENCH&trigger_id={api.new_trigger_id()}&response_url="
-                f"{api.new_response_url()}&team_id=T1&api_app_id=A1")
+                f"channel_id=CBENCH&trigger_id={api['triggers'][i]}&response_url="
+                f"{api['response_urls'][i]}&team_id=T1&api_app_id=A1")
         ts = str(int(time.time()))
         delay = due - time.monotonic()
         if delay > 0:
