@@ -46,11 +46,15 @@ def attempts_started(session: Session) -> int:
 
 def attempts_ended(session: Session) -> dict[str, int]:
     """Attempts that ended, by failure class ('none' for those that succeeded or were stopped)."""
-    cls = sa.func.coalesce(ATTEMPT.c.failure_class, _NONE)
+    # Grouped by the bare column, so that the (failure_class, ended_at) index alone answers.
     rows = session.execute(
-        sa.select(cls, sa.func.count()).where(ATTEMPT.c.ended_at.is_not(None)).group_by(cls)
+        sa.select(ATTEMPT.c.failure_class, sa.func.count())
+        .where(ATTEMPT.c.ended_at.is_not(None)).group_by(ATTEMPT.c.failure_class)
     ).all()
-    return {str(name): int(n) for name, n in rows}
+    counts: dict[str, int] = {}
+    for name, n in rows:
+        counts[name or _NONE] = counts.get(name or _NONE, 0) + int(n)
+    return counts
 
 
 def restarts_by_budget(session: Session) -> dict[str, int]:

@@ -27,6 +27,7 @@ class ExperimentRow(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("idempotency_key"),
         sa.Index("ix_experiment_state_updated_at", "state", "updated_at"),  # the digest's outcome counts
+        sa.Index("ix_experiment_state_project", "state", "project"),  # /metrics counts from the index alone
         # One active experiment per name, whoever launches it at the same moment; ended names are free.
         sa.Index(ACTIVE_NAME_INDEX, "name", unique=True,
                  sqlite_where=_IS_ACTIVE, postgresql_where=_IS_ACTIVE),
@@ -63,6 +64,7 @@ class AttemptRow(SQLModel, table=True):
         # interval and its price from the index alone.
         sa.Index("ix_attempt_ended_at", "ended_at", "started_at", "experiment_id", "hourly_rate", "gpus"),
         sa.Index("ix_attempt_created_at", "created_at"),  # restarts per day
+        sa.Index("ix_attempt_failure_class_ended_at", "failure_class", "ended_at"),  # /metrics: ended by class
     )
 
     experiment_id: str = Field(

@@ -328,7 +328,7 @@ def test_migrations_build_exactly_the_declared_schema(db_url: str) -> None:
     assert current_revision(db_url) is None
     upgrade(db_url)
     upgrade(db_url)  # idempotent: already at head
-    assert current_revision(db_url) == head_revision() == "0008"
+    assert current_revision(db_url) == head_revision() == "0009"
     engine = make_engine(db_url)
     try:
         with engine.connect() as conn:
