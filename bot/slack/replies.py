@@ -40,7 +40,7 @@ TIMELINE_LINES = 15
 STATUS_ATTEMPTS = 20
 SUBCOMMANDS = (
     ("launch NAME [options] -- COMMAND", "start an experiment (`launch` alone opens a form)"),
-    ("list", "your running, queued and recent experiments"),
+    ("list [--all] [--project P]", "your running and queued experiments (`--all`: everyone's, ended ones too)"),
     ("status NAME", "details, attempts and timeline of one experiment"),
     ("stop NAME", "stop an experiment (it is not restarted)"),
     ("logs NAME", "the latest log lines of an experiment"),
@@ -66,12 +66,14 @@ def help_blocks(usage: str, unknown: str | None = None, suggestion: str | None =
     return text, blocks
 
 
-def experiment_list(experiments: list[Experiment], now: datetime, title: str) -> Message:
-    """The /experiment list message: one section per experiment, within 50 blocks."""
+NO_EXPERIMENTS = "No experiments yet. Start one with `/experiment launch`."
+
+
+def experiment_list(experiments: list[Experiment], now: datetime, title: str, empty: str = NO_EXPERIMENTS) -> Message:
+    """The /experiment list message: one section per experiment, within 50 blocks; `empty` when none."""
     blocks: list[Block] = [HeaderBlock(text=truncate(title, 150))]
     if not experiments:
-        text = "No experiments yet. Start one with `/experiment launch`."
-        return text, blocks + [section(text)]
+        return empty, blocks + [section(empty)]
     for exp in experiments[:LIST_ITEMS]:
         reason = reason_text(exp)
         line = experiment_line(exp, now)

@@ -115,7 +115,7 @@ class SlashCommands:
                 project=project, limit=200,
             )
         title = "All experiments" if everyone else (f"Project {project}" if project else "Your running and queued experiments")
-        text, list_blocks = replies.experiment_list(found, self.bot.clock.now(), title)
+        text, list_blocks = replies.experiment_list(found, self.bot.clock.now(), title, _empty_list(everyone, project))
         respond(text=text, blocks=list_blocks, response_type="ephemeral")
 
     def status(self, respond, name: str) -> None:
@@ -242,3 +242,14 @@ def _member_id(word: str) -> str:
         "Copy member ID), e.g. `budget set user U012AB3CD 500`; a command-line user's budget is set "
         "with `expbot budget user NAME AMOUNT`"
     )
+
+
+def _empty_list(everyone: bool, project: str | None) -> str:
+    """What an empty /experiment list says: without --all, ended experiments were left out, not absent."""
+    if everyone and not project:
+        return replies.NO_EXPERIMENTS
+    if everyone:
+        return f"No experiments in project {escape(project or '')}."
+    where = f" in project {escape(project)}" if project else ""
+    also = f" --project {escape(project)}" if project else ""
+    return f"Nothing running or queued{where}. `/experiment list --all{also}` shows ended ones too."
