@@ -52,11 +52,15 @@ def avoided_gpus(nodes: Collection[str]) -> set[int]:
 
 def waiting_reason(wanted: int, in_use: int, total: int) -> str:
     """Why an attempt waits for GPUs."""
-    return f"waiting for {wanted} free GPUs ({in_use} of {total} in use)"
+    return f"waiting for {wanted} free {_gpus(wanted)} ({in_use} of {total} in use)"
 
 
 def fits_reason(wanted: int, total: int) -> str | None:
     """Why an attempt can never start here, or None."""
     if wanted > total:
-        return f"needs {wanted} GPUs but this machine has {total} (set EXPBOT_LOCAL_GPUS)"
+        return f"needs {wanted} {_gpus(wanted)} but this machine has {total} (set EXPBOT_LOCAL_GPUS)"
     return None
+
+
+def _gpus(count: int) -> str:
+    return "GPU" if count == 1 else "GPUs"

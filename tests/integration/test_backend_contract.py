@@ -104,7 +104,7 @@ def test_attempts_queue_for_gpus(make: Callable[..., Driver]) -> None:
     assert d.backend.submit(launch(d, "exp-b", gpus=1)).started
     waiting = d.backend.submit(launch(d, "exp-c", gpus=1))
     assert not waiting.started
-    assert waiting.reason == "waiting for 1 free GPUs (2 of 2 in use)"
+    assert waiting.reason == "waiting for 1 free GPU (2 of 2 in use)"
     assert d.backend.status("exp-c", 1) is None  # nothing was created
     d.started("exp-a", 1)
     d.finish("exp-a", 1, 0)

@@ -102,7 +102,7 @@ def test_concurrent_attempts_get_distinct_gpus(make_runner: Callable[..., LocalR
     for eid, out in outs.items():
         assert runner.submit(launch(eid, (PY, "-c", DUMP_ENV, str(out), str(release)), gpus=2)).started
     waiting = runner.submit(launch("exp-c", SLEEP, gpus=1))
-    assert (waiting.started, waiting.reason) == (False, "waiting for 1 free GPUs (4 of 4 in use)")
+    assert (waiting.started, waiting.reason) == (False, "waiting for 1 free GPU (4 of 4 in use)")
     wait_for(lambda: all(out.exists() for out in outs.values()))
     got = [set(json.loads(out.read_text())["env"]["CUDA_VISIBLE_DEVICES"].split(",")) for out in outs.values()]
     assert got[0].isdisjoint(got[1]) and got[0] | got[1] == {"0", "1", "2", "3"}
@@ -114,6 +114,7 @@ def test_concurrent_attempts_get_distinct_gpus(make_runner: Callable[..., LocalR
 def test_check_fits_says_how_to_give_it_more_gpus(make_runner: Callable[..., LocalRunner]) -> None:
     runner = make_runner(gpus=2)
     assert runner.check_fits(launch("exp-a", SLEEP, gpus=3).spec) == "needs 3 GPUs but this machine has 2 (set EXPBOT_LOCAL_GPUS)"
+    assert make_runner(gpus=0).check_fits(launch("exp-b", SLEEP, gpus=1).spec).startswith("needs 1 GPU but")
 
 
 def test_output_log_has_stdout_and_stderr(make_runner: Callable[..., LocalRunner]) -> None:
@@ -220,7 +221,7 @@ def test_a_new_runner_sees_earlier_attempts(make_runner: Callable[..., LocalRunn
     assert (status(second, "exp-done").phase, status(second, "exp-done").exit_code) == (AttemptPhase.EXITED, 4)
     assert status(second, "exp-lost").phase == AttemptPhase.RUNNING
     busy = second.submit(launch("exp-other", SLEEP, gpus=1))
-    assert (busy.started, busy.reason) == (False, "waiting for 1 free GPUs (1 of 1 in use)")
+    assert (busy.started, busy.reason) == (False, "waiting for 1 free GPU (1 of 1 in use)")
     os.killpg(pgid(second, "exp-lost"), signal.SIGKILL)
     assert ended(second, "exp-lost").phase == AttemptPhase.LOST
     release.touch()
