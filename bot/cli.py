@@ -73,7 +73,7 @@ def list_experiments(
     """List experiments (active ones unless --all)."""
     from bot.cli_lean import lean_ls
 
-    if group is None and lean_ls(all_, owner, project, limit, as_json):
+    if lean_ls(all_, owner, project, group, limit, as_json):
         return  # the embedded store, read without SQLAlchemy or pydantic (bot/cli_lean_store.py)
     from bot import render
     from bot.cli_store import open_reader

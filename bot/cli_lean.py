@@ -23,16 +23,19 @@ def _now():  # noqa: ANN202 - the store's clock, as the full path's Reader uses 
     return SystemClock().now()
 
 
-def lean_ls(all_: bool, owner: str | None, project: str | None, limit: int, as_json: bool) -> bool:
+def lean_ls(all_: bool, owner: str | None, project: str | None, group: str | None, limit: int,
+            as_json: bool) -> bool:
     """Print what `expbot ls` prints (True), or nothing when the full path must answer (False)."""
     from bot import render
 
     try:
         reader = LeanReader(database_path())
         try:
-            exps = reader.listing(None if all_ else ACTIVE_STATES, owner, project, limit)
+            exps = reader.listing(None if all_ else ACTIVE_STATES, owner, project, group, limit)
         finally:
             reader.close()
+        if group is not None:  # as bot.cli_groups.in_launch_order: G-1, G-2, ... G-10, newest launch first
+            exps.sort(key=lambda e: (-e.created_at.timestamp(), len(e.name), e.name))
         now = _now()
         shown = ([render.experiment_dict(e, now) for e in exps] if as_json
                  else render.experiments_table(exps, now) if exps else None)

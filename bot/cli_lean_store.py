@@ -232,14 +232,14 @@ class LeanReader:
                 found[row["experiment_id"]].attempts.append(_attempt(row))
         return list(found.values())
 
-    def listing(self, states: tuple[str, ...] | None, owner: str | None, project: str | None,
+    def listing(self, states: tuple[str, ...] | None, owner: str | None, project: str | None, group: str | None,
                 limit: int) -> list[ExperimentView]:
         """What `ls` lists (as SqlRepository.list)."""
         where, params = [], []
         if states is not None:
             where.append(f"state IN ({', '.join('?' * len(states))})")
             params += states
-        for column, value in (("owner", owner), ("project", project)):
+        for column, value in (("owner", owner), ("project", project), ("group_name", group)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)

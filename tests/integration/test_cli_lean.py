@@ -57,7 +57,7 @@ def _seed(data_dir: Path) -> tuple[datetime, dict[str, str]]:
     bot = bootstrap(load_settings(data_dir=data_dir, local_gpus=0), migrate=True)
     t = datetime.now(timezone.utc)
     _launch(bot, "queued-one --project nlp --max-runtime 90m -- python train.py --lr 0.1")
-    _launch(bot, "sw --sweep lr=0.1,0.01 --project vision -- python train.py", owner="bo")
+    _launch(bot, "sw --sweep lr=0.1,0.01 --sweep seed=1,2,3,4,5,6 --project vision -- python train.py", owner="bo")
     _launch(bot, "gang --nodes 2 --max-restarts 5 -- torchrun train.py")
     for name in ("pending", "failed", "restarted", "restarting", "running", "stopped", "succeeded"):
         _launch(bot, f"{name} --max-runtime 3h -- python {name}.py")
@@ -121,7 +121,8 @@ def store(tmp_path_factory):
 
 NAMES = ("queued-one", "sw-1", "gang", "failed", "restarted", "restarting", "running", "stopped", "succeeded")
 LISTINGS = (["ls"], ["ls", "--all"], ["ls", "--json"], ["ls", "--all", "--json"], ["ls", "--owner", "bo"],
-            ["ls", "--project", "nlp", "--all"], ["ls", "--all", "--limit", "3"], ["ls", "--owner", "nobody"])
+            ["ls", "--project", "nlp", "--all"], ["ls", "--all", "--limit", "3"], ["ls", "--owner", "nobody"],
+            ["ls", "--group", "sw"], ["ls", "--group", "sw", "--json"], ["ls", "-g", "nothing", "--all"])
 
 
 @pytest.mark.parametrize("args", [*LISTINGS, *(["status", n] for n in NAMES), *(["status", n, "--json"] for n in NAMES)],
