@@ -161,3 +161,11 @@ def test_the_console_script_agrees_with_the_full_path(store):
     for args in (["status", "failed", "--json"], ["status", "succeeded", "--json"]):
         lean, full = run(*args), run(*args, EXPBOT_CLI_FULL_READ="1")
         assert lean.returncode == 0 and (lean.stdout, lean.stderr) == (full.stdout, full.stderr)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["ls", "--limit", "5", "--owner", "ana"]], ids=" ".join)
+def test_help_and_plain_options_load_no_pydantic(store, args):
+    """typer would coerce every value through pydantic: plain values are taken as they are (bot/cli_params.py)."""
+    data_dir, frozen, _ = store
+    code, stdout, _, loaded = _run(data_dir, frozen, args, full=False)
+    assert code == 0 and stdout and loaded == ""
