@@ -8,7 +8,7 @@ from typer.models import OptionInfo
 from bot.cli_params import _TYPERS, PlainRuntimeParam, plain_value
 
 INFOS = [OptionInfo(), OptionInfo(min=1, max=10_000), OptionInfo(min=1), OptionInfo(max=5)]
-VALUES = ["", "x", " 7", "0", "1", "50", "007", "10000", "10001", "999999999", "1e3", "-1", "+5", "1_0", "٣",
+VALUES = ["", "x", "ab\udcff", " 7", "0", "1", "50", "007", "10000", "10001", "999999999", "1e3", "-1", "+5", "1_0", "٣",
           0, 1, 50, 10_001, -3, True, False, None, 2.0]
 
 
