@@ -49,7 +49,6 @@ def _change(bot, name: str, change) -> None:
 
 def _seed(data_dir: Path) -> tuple[datetime, dict[str, str]]:
     """Every kind of experiment `ls` and `status` show; returns a time after all of it, and names to ids."""
-    from adapters.db.rows import ACTIVE_STATES  # noqa: F401  (the rows load before bootstrap, as in serve)
     from bot.bootstrap import bootstrap
     from bot.config import load_settings
     from core.model import FailureClass
