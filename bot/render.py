@@ -67,6 +67,12 @@ def experiment_dict(
     return data
 
 
+def _state(exp: Experiment) -> str:
+    # "SUCCEEDED - succeeded" says it twice: a reason is shown only when it adds something.
+    reason = exp.state_reason
+    return f"{exp.state} - {reason}" if reason and reason.lower() != str(exp.state).lower() else f"{exp.state}"
+
+
 def _gpus(exp: Experiment) -> str:
     # "-" for a one-node CPU-only run (the table's quiet default); a gang always says its nodes.
     return gpus_label(exp.spec.gpus, exp.spec.gpu_type, exp.spec.nodes) if exp.spec.gpus or exp.spec.nodes > 1 else "-"
@@ -101,7 +107,7 @@ def status_tables(exp: Experiment, timeline: list[Event], now: datetime, process
     summary.add_column("field", style="bold")
     summary.add_column("value", overflow="fold")
     rows = [
-        ("state", f"{exp.state}" + (f" - {exp.state_reason}" if exp.state_reason else "")),
+        ("state", _state(exp)),
         ("owner / project", f"{exp.owner} / {exp.spec.project}"),
         ("command", shlex.join(exp.spec.command)),
         ("gpus", _gpus(exp)),
