@@ -1,6 +1,7 @@
 """expbot's HTTP endpoint under a production WSGI server (waitress): Slack, progress reports, probes."""
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -56,7 +57,8 @@ class HttpServer:
         try:
             self._server = create_server(app, host=host, port=port, threads=threads, ident="expbot")
         except OSError as e:  # e.g. the port is taken, or the host does not resolve
-            raise ExpbotError(f"cannot listen for HTTP on {host}:{port}: {e.strerror or e}") from e
+            hint = " (EXPBOT_HTTP_PORT picks another port)" if e.errno == errno.EADDRINUSE else ""
+            raise ExpbotError(f"cannot listen for HTTP on {host}:{port}: {e.strerror or e}{hint}") from e
         self._stopping = threading.Event()
         # Held while the wake-up byte is written and while the loop closes its channels: the trigger
         # writes to a stored fd number, which after the close may belong to another file.

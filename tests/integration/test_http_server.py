@@ -59,7 +59,8 @@ def test_stop_ends_the_loop_even_when_the_wake_up_fails(thread_errors, monkeypat
 def test_a_taken_port_is_one_clear_error() -> None:
     first = HttpServer(routes(None), "127.0.0.1", 0, threads=1)
     try:
-        with pytest.raises(ExpbotError, match=rf"cannot listen for HTTP on 127.0.0.1:{first.port}: .*in use"):
+        taken = rf"cannot listen for HTTP on 127.0.0.1:{first.port}: .*in use \(EXPBOT_HTTP_PORT picks another port\)"
+        with pytest.raises(ExpbotError, match=taken):
             HttpServer(routes(None), "127.0.0.1", first.port, threads=1)
     finally:
         first.stop()
