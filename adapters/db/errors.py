@@ -1,6 +1,8 @@
 """A sick database (read-only, locked, full, gone) becomes one DatabaseUnavailable, at the engine."""
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, ExceptionContext
 
@@ -56,11 +58,20 @@ def translate_errors(engine: Engine, label: str, *, discard_spoilt: bool = True)
         if ctx.is_pre_ping:
             return None  # pre-ping reconnects by itself; a failure after that is reported then
         reason = " ".join(str(ctx.original_exception).split())  # drivers explain over several lines
-        if password:
-            reason = reason.replace(str(password), "***")
-        return DatabaseUnavailable(f"{label} {what}: {reason}")
+        return DatabaseUnavailable(f"{label} {what}: {hide_password(reason, password)}")
 
     event.listen(engine, "handle_error", on_error)
+
+
+def hide_password(text: str, password: object) -> str:
+    """`text` with the password masked wherever it stands as a whole word (in a URL, after `password=`).
+
+    Only whole words: a short password masked inside other words made the driver's explanation
+    unreadable ('***ort 1 failed' for the password 'p'), and a word containing it is not the password.
+    """
+    if not password:
+        return text
+    return re.sub(rf"(?<![A-Za-z0-9]){re.escape(str(password))}(?![A-Za-z0-9])", "***", text)
 
 
 def database_problem(error: BaseException) -> tuple[str, bool] | None:

@@ -6,7 +6,7 @@ import sqlite3
 import pytest
 from sqlalchemy.engine import make_url
 
-from adapters.db.errors import database_label, database_problem
+from adapters.db.errors import database_label, database_problem, hide_password
 
 
 class PgError(Exception):
@@ -49,3 +49,14 @@ def test_anything_else_is_left_alone(error):
 def test_the_label_names_the_file_or_the_url_without_its_password_and_the_setting():
     assert database_label(make_url("sqlite:////d/expbot.db"), "EXPBOT_DATA_DIR") == "the database /d/expbot.db (EXPBOT_DATA_DIR)"
     assert database_label(make_url("postgresql+psycopg://ana:pw@db/x")) == "the database postgresql+psycopg://ana:***@db/x"
+
+
+@pytest.mark.parametrize("text, password, shown", [
+    ('connection to server at "127.0.0.1", port 1 failed: Connection refused', "p",
+     'connection to server at "127.0.0.1", port 1 failed: Connection refused'),  # was '***ort 1 failed'
+    ("dsn postgresql://ana:s3cret-pw@db/x failed", "s3cret-pw", "dsn postgresql://ana:***@db/x failed"),
+    ("host=db password=hunter2 user=ana", "hunter2", "host=db password=*** user=ana"),
+    ("no password here", None, "no password here"),
+])
+def test_the_password_is_masked_where_it_stands_alone_and_nowhere_else(text, password, shown):
+    assert hide_password(text, password) == shown
