@@ -1,22 +1,24 @@
-"""What the sandbox Slack holds: messages, ephemerals, views, files, DMs. IN MEMORY ONLY.
+"""What the sandbox Slack holds: messages, ephemerals, views, files, DMs.
 
-A restart of `expbot serve` starts an empty sandbox (the experiments themselves are in the
-database, and their next events post fresh messages). Every change bumps `seq`, which the page
-polls to know when to redraw.
+Held in memory and saved to the data directory after each change (bot/sandbox/store.py), so a
+restart of `expbot serve` keeps every experiment's parent message and thread. Every change bumps
+`seq`, which the page polls to know when to redraw.
 """
 from __future__ import annotations
 
-import itertools
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 # A page redrawn from all of it stays quick, and a serve left running for weeks stays small: past
 # these, the oldest go (a local stand-in, not an archive).
 MAX_MESSAGES = 2000
 MAX_FILES = 100
+MAX_VIEWS = 200  # closed modals past this go first; App Homes and open modals stay
+MAX_RESPONSE_URLS = 500  # Slack's expire after 30 minutes; the newest are plenty
 
 
 @dataclass
@@ -70,23 +72,39 @@ class SandboxState:
         self.dms: dict[str, str] = {}  # user -> the bot's DM channel with them
         self.triggers: dict[str, tuple[str, float]] = {}  # trigger_id -> (user, issued)
         self.response_urls: dict[str, dict[str, Any]] = {}  # key -> channel, ts, user
-        self._ids = itertools.count(1)
-        self._epoch = int(time.time())
+        # Ids and message ts count on from what a restored state saved, so they never repeat.
+        self.next_id = 1
+        self.epoch = int(time.time())
+        # The page redraws when seq differs from what it saw: a restart must not start where an
+        # earlier serve's page already is.
+        self.seq = time.time_ns() // 1_000_000
+        self.on_change: Callable[[], None] | None = None  # the store's cue to save
 
     def changed(self) -> None:
         """Something the page shows changed."""
         self.seq += 1
+        self.save_later()
+
+    def save_later(self) -> None:
+        """Something worth keeping across a restart changed."""
+        if self.on_change is not None:
+            self.on_change()
+
+    def _next(self) -> int:
+        with self.lock:
+            n, self.next_id = self.next_id, self.next_id + 1
+            return n
 
     def new_id(self, prefix: str) -> str:
         """A fresh Slack-shaped id (V..., F..., D...)."""
-        return f"{prefix}{next(self._ids):08d}"
+        return f"{prefix}{self._next():08d}"
 
     def post(self, channel: str, user: str, text: str, blocks: list[dict] | None, *, thread_ts: str | None = None,
              ephemeral_to: str | None = None, files: list[str] | None = None) -> Message:
         """Add a message; its ts orders it, as in Slack."""
         with self.lock:
-            n = next(self._ids)
-            ts = f"{self._epoch + n // 1_000_000}.{n % 1_000_000:06d}"
+            n = self._next()
+            ts = f"{self.epoch + n // 1_000_000}.{n % 1_000_000:06d}"
             msg = Message(channel, ts, user, text, blocks, thread_ts or None, ephemeral_to, list(files or []))
             self.messages.append(msg)
             del self.messages[:-MAX_MESSAGES]
@@ -119,7 +137,7 @@ class SandboxState:
 
     def new_trigger(self, user: str) -> str:
         """A trigger_id as Slack sends with an interaction: opens one modal for that user."""
-        trigger = f"{next(self._ids)}.{self._epoch}.{secrets.token_hex(8)}"
+        trigger = f"{self._next()}.{self.epoch}.{secrets.token_hex(8)}"
         with self.lock:
             self.triggers[trigger] = (user, time.monotonic())
         return trigger
@@ -136,6 +154,9 @@ class SandboxState:
         key = secrets.token_hex(12)
         with self.lock:
             self.response_urls[key] = {"channel": channel, "ts": ts, "user": user}
+            for old in list(self.response_urls)[:-MAX_RESPONSE_URLS]:  # oldest first: dicts keep their order
+                del self.response_urls[old]
+        self.save_later()
         return key
 
     def open_view(self, user: str, view: dict) -> View:
@@ -143,6 +164,9 @@ class SandboxState:
         with self.lock:
             record = View(self.new_id("V"), user, str(view.get("type")), view, secrets.token_hex(6))
             self.views[record.id] = record
+            closed = [v.id for v in self.views.values() if v.type == "modal" and not v.open]
+            for old in closed[:max(0, len(self.views) - MAX_VIEWS)]:
+                del self.views[old]
             self.changed()
             return record
 

@@ -76,7 +76,9 @@ class WebApi:
         _content(args)
         thread_ts = args.get("thread_ts") or None
         if thread_ts and self.state.find(channel, thread_ts) is None:
-            raise ApiError("thread_not_found")
+            # As Slack does with a thread_ts that names no message (here: one gone past MAX_MESSAGES):
+            # the reply is posted in the channel; no error, so nothing retries it forever.
+            thread_ts = None
         msg = self.state.post(channel, BOT_USER, args.get("text") or "", args.get("blocks"), thread_ts=thread_ts)
         return {"channel": channel, "ts": msg.ts, "message": {"type": "message", "text": msg.text, "ts": msg.ts}}
 
@@ -172,6 +174,7 @@ class WebApi:
         if channel:
             self.state.post(channel, BOT_USER, args.get("initial_comment") or "", None,
                             thread_ts=args.get("thread_ts"), files=ids)
+        self.state.save_later()  # the titles
         return {"files": [{"id": r.id, "name": r.name, "title": r.title} for r in records]}  # type: ignore[union-attr]
 
     def uploaded(self, file_id: str, content: bytes) -> bool:
@@ -181,7 +184,8 @@ class WebApi:
             if record is None or record.content is not None:
                 return False
             record.content = content
-            return True
+        self.state.save_later()
+        return True
 
     def respond(self, key: str, payload: dict) -> bool:
         """A POST to a response_url (Bolt's respond()): ephemeral, in channel, replace or delete the original."""

@@ -13,6 +13,7 @@ from bot.sandbox.config import SandboxSettings, SandboxWiring, is_loopback, wiri
 from bot.sandbox.delivery import Deliverer
 from bot.sandbox.page import SandboxApp, Wsgi
 from bot.sandbox.state import SandboxState
+from bot.sandbox.store import SandboxStore
 from bot.sandbox.webapi import WebApi
 from core.errors import ExpbotError
 
@@ -25,6 +26,7 @@ class Sandbox:
 
     wiring: SandboxWiring
     state: SandboxState
+    store: SandboxStore
 
     @property
     def settings(self) -> Settings:
@@ -46,6 +48,7 @@ class Sandbox:
         app = SandboxApp(self.state, WebApi(self.state, w.bot_token, w.base),
                          Deliverer(self.state, w.base, w.signing_secret), slack, w.token)
         publish(w)  # `expbot digest` posts here too, as it would to Slack
+        self.store.start()  # serve holds the data directory now: no other serve writes it
         log.info("no Slack token configured: try expbot's Slack experience at %s", self.url)
         if not is_loopback(w.settings.http_host) and not w.token:
             log.warning("the Slack sandbox listens on %s but EXPBOT_SANDBOX_TOKEN is not set: "
@@ -61,4 +64,9 @@ def open_sandbox(settings: Settings) -> Sandbox | None:
         raise ExpbotError("\n".join(f"EXPBOT_SANDBOX_{str(err['loc'][0]).upper()}: {err['msg']}"
                                      for err in e.errors())) from None
     wiring = wiring_for(settings, sandbox)
-    return Sandbox(wiring, SandboxState()) if wiring else None
+    if wiring is None:
+        return None
+    state = SandboxState()
+    store = SandboxStore(state, settings.data_dir)
+    store.load()  # the page as the last serve left it: its threads take this serve's replies
+    return Sandbox(wiring, state, store)
