@@ -252,7 +252,8 @@ def main() -> None:
     from bot.cli_usage import USAGE_ERRORS, cut_long_words, name_arguments, report_usage_error
 
     try:
-        name_arguments(typer.main.get_command(app))(standalone_mode=False)
+        # Outside standalone mode typer hands Ctrl-C (as 130) and typer.Exit back as a return value.
+        code = name_arguments(typer.main.get_command(app))(standalone_mode=False)
     except ExpbotError as e:
         err.print(f"error: {cut_long_words(str(e))}", markup=False, highlight=False)
         sys.exit(2)
@@ -265,6 +266,8 @@ def main() -> None:
         where = _record_internal_error(error_id)
         err.print(f"error: internal error (id {error_id}); details are in {where}", markup=False)
         sys.exit(1)
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        sys.exit(code)  # else an interrupted `stop` exited 0, as if it had succeeded
 
 
 def _record_internal_error(error_id: str) -> str:
