@@ -42,7 +42,7 @@ def run_forever(bot: Expbot, stop: threading.Event | None = None, on_ready: Call
     log.info(
         "expbot serving: database %s, %s, Slack %s",
         shown_url(bot.settings.resolved_database_url()), _describe_backend(bot),
-        "on" if bot.settings.slack_enabled else "off (no EXPBOT_SLACK_BOT_TOKEN)",
+        _describe_slack(bot),
     )
     if on_ready:
         on_ready({"http_port": getattr(stop_http, "port", None)})
@@ -247,6 +247,14 @@ def _describe_backend(bot: Expbot) -> str:
         election = f", leader election on Lease {settings.lease_name}" if bot.elector else ""
         return f"Kubernetes namespace {namespace}{election}"
     return f"local runner in {settings.runs_dir()} with {settings.resolved_local_gpus()} GPU(s)"
+
+
+def _describe_slack(bot: Expbot) -> str:
+    settings = bot.settings
+    if not settings.slack_enabled:
+        return "off (no EXPBOT_SLACK_BOT_TOKEN)"
+    # Another Web API than Slack's (the sandbox page's, a test's) is named: "on" alone would claim Slack.
+    return f"on through the Web API at {settings.slack_api_url} (not slack.com)" if settings.slack_api_url else "on"
 
 
 def _handle_signals(stop: threading.Event) -> None:

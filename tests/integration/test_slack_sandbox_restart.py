@@ -72,6 +72,8 @@ def test_messages_and_threads_survive_a_restart_and_the_old_thread_takes_new_rep
                     and m["ts"] != parent["ts"]]  # not posted beside the thread instead
         said = _newest_log(expbot).read_text()
         assert "Traceback" not in said and "will retry" not in said, said
+        # Serve's start-up line tells the sandbox from Slack.
+        assert f"Slack on through the Web API at {after}/api/ (not slack.com)" in said, said
     finally:
         gate.write_text("")
         expbot.kill_serve()
