@@ -7,107 +7,40 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import Session
 
+from adapters.db.row_mapping import (
+    ATTEMPT_PREFIX, attempt_from_row, attempt_values, experiment_from_row, experiment_values,
+)
 from adapters.db.rows import AttemptRow, ExperimentRow
 from core.errors import ConcurrentUpdate
 from core.ports import NodeFault
-from core.model import ACTIVE, Attempt, AttemptState, Experiment, FailureClass, State
-from core.spec import ExperimentSpec
+from core.model import ACTIVE, Attempt, Experiment, State
 
 EXPERIMENT = ExperimentRow.__table__
 ATTEMPT = AttemptRow.__table__
-_ATTEMPT_PREFIX = "attempt_"
 
 
-# --- mapping -----------------------------------------------------------------------------------
-def experiment_values(exp: Experiment, version: int) -> dict[str, Any]:
-    """The experiment's columns, stamped with `version`."""
-    return {
-        "id": exp.id,
-        "name": exp.spec.name,
-        "group_name": exp.spec.group,
-        "owner": exp.owner,
-        "project": exp.spec.project,
-        "state": str(exp.state),
-        "state_reason": exp.state_reason,
-        "spec": exp.spec.model_dump(mode="json"),
-        "idempotency_key": exp.idempotency_key,
-        "created_at": exp.created_at,
-        "updated_at": exp.updated_at,
-        "next_attempt_at": exp.next_attempt_at,
-        "user_restarts": exp.user_restarts,
-        "infra_restarts": exp.infra_restarts,
-        "free_restarts": exp.free_restarts,
-        "stopped_by": exp.stopped_by,
-        "stop_requested_at": exp.stop_requested_at,
-        "launch_id": exp.launch_id,
-        "channel": exp.channel,
-        "version": version,
-    }
-
-
-def attempt_values(experiment_id: str, attempt: Attempt) -> dict[str, Any]:
-    """One attempt's columns."""
-    return {
-        "experiment_id": experiment_id,
-        "number": attempt.number,
-        "state": str(attempt.state),
-        "created_at": attempt.created_at,
-        "started_at": attempt.started_at,
-        "ended_at": attempt.ended_at,
-        "exit_code": attempt.exit_code,
-        "reason": attempt.reason,
-        "failure_class": None if attempt.failure_class is None else str(attempt.failure_class),
-        "resumed_from": attempt.resumed_from,
-        "gpus": attempt.gpus,
-        "hourly_rate": attempt.hourly_rate,
-        "node": attempt.node,
-    }
-
-
-def _experiment_from_row(row: RowMapping) -> Experiment:
-    return Experiment(
-        id=row["id"],
-        spec=ExperimentSpec.model_validate(row["spec"]),
-        owner=row["owner"],
-        created_at=row["created_at"],
-        state=State(row["state"]),
-        state_reason=row["state_reason"],
-        updated_at=row["updated_at"],
-        idempotency_key=row["idempotency_key"],
-        next_attempt_at=row["next_attempt_at"],
-        user_restarts=row["user_restarts"],
-        infra_restarts=row["infra_restarts"],
-        free_restarts=row["free_restarts"],
-        stopped_by=row["stopped_by"],
-        stop_requested_at=row["stop_requested_at"],
-        launch_id=row["launch_id"],
-        channel=row["channel"],
-        version=row["version"],
+def _statement(where: Sequence[sa.ColumnElement[bool]], newest_first: bool, limit: int | None) -> sa.Select:
+    """The experiments matching `where` joined with all their attempts, in one statement."""
+    # One statement: no N+1 queries, and on PostgreSQL one consistent snapshot (rows and attempts agree).
+    order = [EXPERIMENT.c.created_at, EXPERIMENT.c.id]
+    inner = (
+        sa.select(EXPERIMENT)
+        .where(*where)
+        .order_by(*(c.desc() if newest_first else c.asc() for c in order))
+        .limit(limit)
+        .subquery("e")
+    )
+    outer_order = [inner.c.created_at, inner.c.id]
+    return (
+        sa.select(inner, *(c.label(ATTEMPT_PREFIX + c.name) for c in ATTEMPT.c))
+        .select_from(inner.outerjoin(ATTEMPT, ATTEMPT.c.experiment_id == inner.c.id))
+        .order_by(*(c.desc() if newest_first else c.asc() for c in outer_order), ATTEMPT.c.number)
     )
 
 
-def _attempt_from_row(row: RowMapping) -> Attempt:
-    def col(name: str) -> Any:
-        return row[_ATTEMPT_PREFIX + name]
-
-    failure = col("failure_class")
-    return Attempt(
-        number=col("number"),
-        created_at=col("created_at"),
-        state=AttemptState(col("state")),
-        started_at=col("started_at"),
-        ended_at=col("ended_at"),
-        exit_code=col("exit_code"),
-        reason=col("reason"),
-        failure_class=None if failure is None else FailureClass(failure),
-        resumed_from=col("resumed_from"),
-        gpus=col("gpus"),
-        hourly_rate=col("hourly_rate"),
-        node=col("node"),
-    )
+_FIRST_BY: dict[str, sa.Select] = {}  # column -> the newest experiment where it equals :value
 
 
 # --- repository --------------------------------------------------------------------------------
@@ -127,15 +60,15 @@ class SqlRepository:
 
     def get(self, experiment_id: str) -> Experiment | None:
         """The experiment with this id, or None."""
-        return self._first(EXPERIMENT.c.id == experiment_id)
+        return self._first_where("id", experiment_id)
 
     def get_by_name(self, name: str) -> Experiment | None:
         """The newest experiment with this name, or None."""
-        return self._first(EXPERIMENT.c.name == name)
+        return self._first_where("name", name)
 
     def get_by_idempotency_key(self, key: str) -> Experiment | None:
         """The experiment stored with exactly this idempotency key, or None."""
-        return self._first(EXPERIMENT.c.idempotency_key == key)
+        return self._first_where("idempotency_key", key)
 
     def by_id_prefix(self, prefix: str, limit: int = 2) -> list[Experiment]:
         """At most `limit` experiments whose id starts with `prefix` (two tell an ambiguous prefix)."""
@@ -183,40 +116,32 @@ class SqlRepository:
         return self._query([EXPERIMENT.c.state.in_([str(s) for s in ACTIVE])], newest_first=False)
 
     # --- loading -------------------------------------------------------------------------------
-    def _first(self, condition: sa.ColumnElement[bool]) -> Experiment | None:
-        found = self._query([condition], newest_first=True, limit=1)
+    def _first_where(self, column: str, value: str) -> Experiment | None:
+        # The statement is built once per column: building one (a subquery and its proxies) cost
+        # more than running it, on every supervisor reconcile and every Slack lookup.
+        stmt = _FIRST_BY.get(column)
+        if stmt is None:
+            stmt = _FIRST_BY[column] = _statement([EXPERIMENT.c[column] == sa.bindparam("value")], True, 1)
+        found = self._load(stmt, {"value": value})
         return found[0] if found else None
 
     def _query(
         self, where: Sequence[sa.ColumnElement[bool]], *, newest_first: bool, limit: int | None = None
     ) -> list[Experiment]:
-        # One statement for the experiments and all their attempts: no N+1 queries, and on
-        # PostgreSQL one statement is one consistent snapshot (rows and attempts agree).
-        order = [EXPERIMENT.c.created_at, EXPERIMENT.c.id]
-        inner = (
-            sa.select(EXPERIMENT)
-            .where(*where)
-            .order_by(*(c.desc() if newest_first else c.asc() for c in order))
-            .limit(limit)
-            .subquery("e")
-        )
-        outer_order = [inner.c.created_at, inner.c.id]
-        stmt = (
-            sa.select(inner, *(c.label(_ATTEMPT_PREFIX + c.name) for c in ATTEMPT.c))
-            .select_from(inner.outerjoin(ATTEMPT, ATTEMPT.c.experiment_id == inner.c.id))
-            .order_by(*(c.desc() if newest_first else c.asc() for c in outer_order), ATTEMPT.c.number)
-        )
+        return self._load(_statement(where, newest_first, limit), {})
+
+    def _load(self, stmt: sa.Select, params: dict[str, Any]) -> list[Experiment]:
         loaded: dict[str, Experiment] = {}
         fresh: set[str] = set()
-        for row in self._session.execute(stmt).mappings():
+        for row in self._session.execute(stmt, params).mappings():
             exp_id = row["id"]
             if exp_id not in loaded:
                 known = self.seen.get(exp_id)  # loaded before: keep that object (identity map)
-                loaded[exp_id] = known if known is not None else _experiment_from_row(row)
+                loaded[exp_id] = known if known is not None else experiment_from_row(row)
                 if known is None:
                     fresh.add(exp_id)
-            if exp_id in fresh and row[_ATTEMPT_PREFIX + "number"] is not None:
-                loaded[exp_id].attempts.append(_attempt_from_row(row))
+            if exp_id in fresh and row[ATTEMPT_PREFIX + "number"] is not None:
+                loaded[exp_id].attempts.append(attempt_from_row(row))
         for exp_id in fresh:
             self._track(loaded[exp_id])
         return list(loaded.values())
