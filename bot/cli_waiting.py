@@ -61,8 +61,12 @@ def approval_lines(request: ApprovalRequested | None, budgets: list[dict[str, An
         verdict = "would overrun it" if b["would_overrun"] else "fits it now"
         lines.append(f"  {b['scope']} {b['name']}: budget {money(b['limit'], cur)}, {money(b['spent'], cur)} spent "
                      f"this month, {money(b['committed'], cur)} committed to running experiments - {verdict}")
-    lines.append(f"who may approve: {approvers_text(settings)} (`expbot approve {request.experiment_name}`"
-                 f" or `expbot deny {request.experiment_name}`)")
+    name = request.experiment_name
+    if settings.slack_approver_ids() or settings.slack_approver_group:
+        lines.append(f"who may approve: {approvers_text(settings)} (`expbot approve {name}` or `expbot deny {name}`)")
+    else:  # naming commands nobody may run helps nobody: say what makes someone an approver
+        lines.append(f"who may approve: {approvers_text(settings)}: list a user there (their EXPBOT_USER, or "
+                     f"login name) and they may `expbot approve {name}` or `expbot deny {name}`")
     lines.append(f"denied unless approved by {request.expires_at.isoformat(timespec='seconds')}")
     return lines
 
