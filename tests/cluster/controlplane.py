@@ -298,12 +298,15 @@ class ControlPlane:
                 specs[name].append(f"--kube-api-qps={self.kube_api_qps}")
             if self.kube_api_burst is not None:
                 specs[name].append(f"--kube-api-burst={self.kube_api_burst}")
-        if self.scheduler_profile is not None:
-            specs["kube-scheduler"] = scheduler_args(specs["kube-scheduler"], self.workdir / "kube-scheduler.yaml",
-                                                     self.scheduler_profile, kubeconfig, self.kube_api_qps,
-                                                     self.kube_api_burst)
         env = {"HOME": str(self.workdir)}  # kwok reads ~/.kwok/kwok.yaml when present: keep the user's out
         self.processes = {name: Process(name, args, self.logs / f"{name}.log", env=env) for name, args in specs.items()}
+        if self.scheduler_profile is not None:
+            self._configure_scheduler()
+
+    def _configure_scheduler(self) -> None:
+        proc = self.processes["kube-scheduler"]
+        proc.args = scheduler_args(proc.args, self.workdir / "kube-scheduler.yaml", self.scheduler_profile or {},
+                                   str(self._kubeconfig), self.kube_api_qps, self.kube_api_burst)
 
     def _mark(self, t0: float, what: str) -> None:
         self.startup_seconds[what] = round(time.monotonic() - t0, 2)
