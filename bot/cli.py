@@ -91,7 +91,7 @@ def list_experiments(
     if as_json:
         print_json([render.experiment_dict(e, now) for e in exps])
     elif not exps:
-        out.print("no experiments" + ("" if all_ else " running (try --all)"))
+        out.print(render.empty_listing(all_, owner, project, group))
     else:
         out.print(render.experiments_table(exps, now))
 

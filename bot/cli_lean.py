@@ -44,7 +44,7 @@ def lean_ls(all_: bool, owner: str | None, project: str | None, group: str | Non
     if as_json:
         print_json(shown)
     elif shown is None:
-        out.print("no experiments" + ("" if all_ else " running (try --all)"))
+        out.print(render.empty_listing(all_, owner, project, group))
     else:
         out.print(shown)
     return True

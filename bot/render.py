@@ -67,6 +67,13 @@ def experiment_dict(
     return data
 
 
+def empty_listing(all_: bool, owner: str | None = None, project: str | None = None, group: str | None = None) -> str:
+    """What `expbot ls` says when nothing matches, naming the filters ('no experiments of sweep sw ...')."""
+    filters = (("of sweep", group), ("owned by", owner), ("in project", project))
+    where = "".join(f" {label} {value}" for label, value in filters if value is not None)
+    return f"no experiments{where}" + ("" if all_ else " running (try --all)")
+
+
 def _state(exp: Experiment) -> str:
     # "SUCCEEDED - succeeded" says it twice: a reason is shown only when it adds something.
     reason = exp.state_reason
