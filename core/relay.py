@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from core.errors import DatabaseUnavailable
 from core.events import Event
 from core.ports import Clock, Notifier, UnitOfWork
 
@@ -30,6 +31,9 @@ def deliver_pending(
     for event in pending:
         try:
             notifier.notify(event)
+        except DatabaseUnavailable as e:  # the notifier's own records (Slack threads): one line, it names the cause
+            log.warning("delivering %s %s failed; will retry: %s", event.kind, event.event_id, e, extra=_about(event))
+            break
         except Exception:
             log.warning("delivering %s %s failed; will retry", event.kind, event.event_id, exc_info=True,
                         extra=_about(event))

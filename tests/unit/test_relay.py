@@ -69,3 +69,17 @@ def test_a_failed_delivery_is_logged_naming_its_experiment(caplog):
     deliver_pending(lambda: FakeUnitOfWork(db), Recorder(failing={"b"}), FakeClock())
     (record,) = [r for r in caplog.records if r.getMessage().startswith("delivering")]
     assert (record.experiment, record.experiment_id) == ("b", "b")  # the JSON log format's fields
+
+
+def test_a_sick_database_under_the_notifier_is_one_line_and_retried(caplog):
+    from core.errors import DatabaseUnavailable
+
+    class SickThreads(Recorder):
+        def notify(self, event: Event) -> None:
+            raise DatabaseUnavailable("the database /d/expbot.db is read-only: attempt to write a readonly database")
+
+    db = outbox_with("a")
+    assert deliver_pending(lambda: FakeUnitOfWork(db), SickThreads(), FakeClock()) == 0
+    [record] = caplog.records
+    assert record.exc_info is None and "will retry: the database /d/expbot.db is read-only" in record.getMessage()
+    assert deliver_pending(lambda: FakeUnitOfWork(db), Recorder(), FakeClock()) == 1  # still pending, delivered now
