@@ -20,7 +20,7 @@ from core import commands
 from core.events import Event, ExperimentLaunched, LaunchApproved, StopRequested
 from core.failures import FailureLog
 from core.idle_job import HangWatch, check_idle
-from core.relay import deliver_pending
+from core.relay import DeliveryRetry, deliver_pending
 
 log = logging.getLogger("expbot.serve")
 _RELAY_BATCH = 100
@@ -177,11 +177,13 @@ def _relay(bot: Expbot, stop: threading.Event, woken: threading.Event) -> None:
         _wake_supervisor(bot, event)
 
     failures = FailureLog(log, "outbox relay round")
+    retry = DeliveryRetry()  # a refused event is tried again with backoff, its refusal logged once a try
     while True:
         last_round = stop.is_set()
         woken.clear()
         try:
-            while deliver_pending(bot.uow_factory, bot.notifier, bot.clock, _RELAY_BATCH, observe=start_at_once) == _RELAY_BATCH:
+            while deliver_pending(bot.uow_factory, bot.notifier, bot.clock, _RELAY_BATCH, observe=start_at_once,
+                                  retry=retry) == _RELAY_BATCH:
                 pass  # a full batch: more are waiting
         except Exception as e:  # e.g. a sick database: the next round retries
             failures.failed(e)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from core.events import Event, ExperimentQueued
-from core.relay import deliver_pending
+from core.relay import DeliveryRetry, deliver_pending
 from tests.fakes.clock import FakeClock
 from tests.fakes.store import FakeDatabase, FakeUnitOfWork
 
@@ -81,5 +81,31 @@ def test_a_sick_database_under_the_notifier_is_one_line_and_retried(caplog):
     db = outbox_with("a")
     assert deliver_pending(lambda: FakeUnitOfWork(db), SickThreads(), FakeClock()) == 0
     [record] = caplog.records
-    assert record.exc_info is None and "will retry: the database /d/expbot.db is read-only" in record.getMessage()
+    assert record.exc_info is None and "failed (1 in a row): the database /d/expbot.db is read-only" in record.getMessage()
     assert deliver_pending(lambda: FakeUnitOfWork(db), Recorder(), FakeClock()) == 1  # still pending, delivered now
+
+
+def refusals(caplog) -> list:
+    return [r for r in caplog.records if r.getMessage().startswith("delivering") and r.experiment == "a"]
+
+
+def test_a_refused_event_is_retried_with_backoff_and_its_traceback_shown_once(caplog):
+    db, clock, retry = outbox_with("a", "b"), FakeClock(), DeliveryRetry()
+    notifier = Recorder(failing={"a"})
+    tries, t0 = [], clock.now()
+    for _ in range(40):  # 40 relay rounds, a second apart
+        before = len(refusals(caplog))
+        deliver_pending(lambda: FakeUnitOfWork(db), notifier, clock, retry=retry)
+        if len(refusals(caplog)) > before:
+            tries.append(round((clock.now() - t0).total_seconds()))
+        clock.advance(seconds=1)
+    assert tries == [0, 1, 3, 7, 15, 31]  # 1 s, 2 s, 4 s, ... apart: not every round
+    lines = refusals(caplog)
+    assert [r.exc_info is not None for r in lines] == [True] + [False] * 5  # the traceback once
+    assert "(6 in a row)" in lines[-1].getMessage() and "next try in 32s" in lines[-1].getMessage()
+    assert notifier.seen == []  # b waits behind a: order is kept
+    notifier.failing.clear()
+    clock.advance(seconds=40)
+    assert deliver_pending(lambda: FakeUnitOfWork(db), notifier, clock, retry=retry) == 2
+    assert notifier.seen == ["a", "b"]
+    assert any(r.getMessage().endswith("after 6 failed tries") for r in caplog.records)
