@@ -1,7 +1,10 @@
 """A sick database (read-only, locked, full, gone) becomes one DatabaseUnavailable, at the engine."""
 from __future__ import annotations
 
+import gc
 import re
+import time
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, ExceptionContext
@@ -44,6 +47,7 @@ def database_label(url: URL, setting: str | None = None) -> str:
 def translate_errors(engine: Engine, label: str, *, discard_spoilt: bool = True) -> None:
     """Make `engine` raise DatabaseUnavailable for a sick database, and discard spoilt connections."""
     password = engine.url.password
+    discard_all = _discard_all_together(engine) if discard_spoilt and engine.dialect.name == "sqlite" else None
 
     def on_error(ctx: ExceptionContext) -> DatabaseUnavailable | None:
         problem = database_problem(ctx.original_exception)
@@ -55,12 +59,48 @@ def translate_errors(engine: Engine, label: str, *, discard_spoilt: bool = True)
             # away: the next unit of work opens fresh ones, which work once the database does.
             ctx.is_disconnect = True
             ctx.invalidate_pool_on_disconnect = True
+            if discard_all is not None:
+                discard_all()
         if ctx.is_pre_ping:
             return None  # pre-ping reconnects by itself; a failure after that is reported then
         reason = " ".join(str(ctx.original_exception).split())  # drivers explain over several lines
         return DatabaseUnavailable(f"{label} {what}: {hide_password(reason, password)}")
 
     event.listen(engine, "handle_error", on_error)
+
+
+def _discard_all_together(engine: Engine) -> Any:
+    """A function that closes every connection of `engine` opened until now: idle ones at once, busy ones when returned.
+
+    SQLite shares one -shm per database file per process: a connection opened while one opened
+    read-only is still open is read-only too, for life. Replacing the spoilt connections one at a
+    time (SQLAlchemy recycles idle ones at checkout, next to the others) never ends; closing them
+    all together does, once the file is writable again. A closed sqlite3 connection whose
+    statements a garbage cursor still holds stays open inside SQLite (sqlite3_close_v2), so the
+    next fresh connection is preceded by one garbage collection.
+    """
+    spoilt_until, collect = [0.0], [False]
+
+    def stamp(_dbapi: Any, record: Any) -> None:
+        record.info["expbot_opened"] = time.monotonic()
+
+    def before_connect(*_args: Any) -> None:
+        if collect[0]:
+            collect[0] = False
+            gc.collect()
+
+    def close_if_spoilt(dbapi: Any, record: Any) -> None:
+        if dbapi is not None and record.info.get("expbot_opened", 0.0) <= spoilt_until[0]:
+            record.invalidate()  # closed now, reopened at its next checkout
+
+    def discard_all() -> None:
+        spoilt_until[0], collect[0] = time.monotonic(), True
+        engine.dispose(close=True)  # the idle ones; the busy ones are closed as they come back
+
+    event.listen(engine, "do_connect", before_connect)
+    event.listen(engine, "connect", stamp)
+    event.listen(engine, "checkin", close_if_spoilt)
+    return discard_all
 
 
 def hide_password(text: str, password: object) -> str:
