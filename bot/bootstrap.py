@@ -27,6 +27,7 @@ from core.ports import ClusterBackend, Clock, UnitOfWork
 from core.errors import ExpbotError
 from core.idle import IdleConfig
 from core.node_health import NodeHealthConfig
+from core.reconciler import HourlyRates
 from core.supervisor import Supervisor
 from bot.container import Expbot
 
@@ -49,6 +50,20 @@ def database_errors(url: str) -> Iterator[None]:
     except (SQLAlchemyError, CommandError, ImportError, ValueError) as e:
         reason = " ".join(str(getattr(e, "orig", None) or e).split())  # drivers explain over several lines
         raise ExpbotError(f"cannot open the database {shown_url(url)} (EXPBOT_DATABASE_URL): {reason}") from e
+
+
+def _supervisor(settings: Settings, uow_factory: Callable[[], UnitOfWork], backend: ClusterBackend, clock: Clock,
+                prices: HourlyRates) -> Supervisor:
+    """The supervisor as the settings configure it."""
+    return Supervisor(
+        uow_factory, backend, clock, backoff=settings.backoff(),
+        stop_grace=timedelta(seconds=settings.stop_grace_seconds), prices=prices,
+        catalog=settings.failure_catalog(), max_excluded_nodes=settings.max_excluded_nodes,
+        node_health=NodeHealthConfig(settings.node_health_experiments,
+                                     timedelta(hours=settings.node_health_window_hours)),
+        cordon_node=_cordoner(backend),
+        xids=_xid_evidence(settings),
+    )
 
 
 def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
@@ -78,15 +93,7 @@ def bootstrap(settings: Settings, *, migrate: bool = True) -> Expbot:
         # Refreshed by serve's scheduler, never here: a CLI command must not wait on Prometheus.
         prices = PriceBook(prices, OpenCostPrices(settings.prometheus_url))
     idle_states, idle_config = SqlIdleStates(session_factory), settings.idle_config()
-    supervisor = Supervisor(
-        uow_factory, backend, clock, backoff=settings.backoff(),
-        stop_grace=timedelta(seconds=settings.stop_grace_seconds), prices=prices,
-        catalog=settings.failure_catalog(), max_excluded_nodes=settings.max_excluded_nodes,
-        node_health=NodeHealthConfig(settings.node_health_experiments,
-                                     timedelta(hours=settings.node_health_window_hours)),
-        cordon_node=_cordoner(backend),
-        xids=_xid_evidence(settings),
-    )
+    supervisor = _supervisor(settings, uow_factory, backend, clock, prices)
     notifier, slack_client, telemetry = (_slack_notifier(settings, uow_factory, session_factory, clock, idle_config)
                                          if settings.slack_enabled else (ConsoleNotifier(), None, None))
     if settings.slack_enabled:

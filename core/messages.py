@@ -73,6 +73,12 @@ def describe(event: ev.Event) -> str:
             # The default reason is "stopped by X" already: do not say who twice.
             said = "" if event.reason in ("", f"stopped by {event.by}") else f": {event.reason}"
             return f"stopped by {event.by}{said}"
+    return _describe_governance(event)
+
+
+def _describe_governance(event: ev.Event) -> str:
+    """describe() for the approval and idle-GPU events."""
+    match event.kind:
         case "ApprovalRequested":
             over = "; ".join(
                 f"{b['scope']} {b['name']}: {money(b['spent'], event.currency)} spent + "
