@@ -86,18 +86,10 @@ def lean_status(name: str, as_json: bool) -> bool:
 
 
 def local_process(runs: Path, experiment_id: str, attempt: int) -> dict | None:
-    """A live local attempt's pid and process group, as LocalRunner.process_info gives them (a test compares)."""
+    """A live local attempt's pid and process group, as LocalRunner.process_info gives them (the same function)."""
     from adapters.local import containment
     from adapters.local.files import LAUNCH_FILE, read_json
 
     if not experiment_id.isalnum():
         raise NotLean("an experiment id the runner refuses")
-    record = read_json(runs / experiment_id / f"attempt-{int(attempt)}" / LAUNCH_FILE)
-    if record is None or record.get("pid") is None:
-        return None
-    return {
-        "pid": int(record["pid"]), "pgid": int(record["pgid"]),
-        "mechanism": record.get("mechanism", "process group"), "cgroup": record.get("cgroup"),
-        "running": containment.shim_alive(record),
-        **{key: record[key] for key in ("nodes", "master_port") if key in record},
-    }
+    return containment.process_info(read_json(runs / experiment_id / f"attempt-{int(attempt)}" / LAUNCH_FILE))

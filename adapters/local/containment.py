@@ -171,3 +171,16 @@ def remove(cgroup: str | None) -> bool:
         except OSError:
             return False  # still populated: removed by a later look
     return True
+
+
+def process_info(record: dict | None) -> dict | None:
+    """Where an attempt runs, from its launch record: {pid, pgid, mechanism ('cgroup' | 'subreaper'), cgroup,
+    running, and a gang's nodes and master_port}; None before it started."""
+    if record is None or record.get("pid") is None:
+        return None
+    return {
+        "pid": int(record["pid"]), "pgid": int(record["pgid"]),
+        "mechanism": record.get("mechanism", "process group"), "cgroup": record.get("cgroup"),
+        "running": shim_alive(record),
+        **{key: record[key] for key in ("nodes", "master_port") if key in record},
+    }

@@ -167,15 +167,7 @@ class LocalRunner:
     def process_info(self, experiment_id: str, attempt: int) -> dict | None:
         """Where an attempt runs: {pid, pgid, mechanism ('cgroup' | 'subreaper'), cgroup, running, and a gang's
         nodes and master_port}; None before it started."""
-        record = read_json(self.attempt_dir(experiment_id, attempt) / LAUNCH_FILE)
-        if record is None or record.get("pid") is None:
-            return None
-        return {
-            "pid": int(record["pid"]), "pgid": int(record["pgid"]),
-            "mechanism": record.get("mechanism", "process group"), "cgroup": record.get("cgroup"),
-            "running": containment.shim_alive(record),
-            **{key: record[key] for key in ("nodes", "master_port") if key in record},
-        }
+        return containment.process_info(read_json(self.attempt_dir(experiment_id, attempt) / LAUNCH_FILE))
 
     def latest_checkpoint(self, experiment_id: str, pattern: str) -> str | None:
         """Absolute path of the newest file matching the glob in the checkpoint dir, or None."""
