@@ -87,7 +87,13 @@ def _discard_all_together(engine: Engine) -> Any:
     def before_connect(*_args: Any) -> None:
         if collect[0]:
             collect[0] = False
+            # Frozen objects (serve freezes what start-up built) are never collected: the start-up
+            # connections' garbage among them too. Thawed for this one collection, frozen again.
+            frozen = gc.get_freeze_count() > 0
+            gc.unfreeze()
             gc.collect()
+            if frozen:
+                gc.freeze()
 
     def close_if_spoilt(dbapi: Any, record: Any) -> None:
         if dbapi is not None and record.info.get("expbot_opened", 0.0) <= spoilt_until[0]:
