@@ -8,11 +8,11 @@ compressed by --compression (kwok_world.py). Its kube-scheduler bin-packs GPUs a
 (scheduler_profile(); a --kubeconfig cluster keeps its own scheduler). Every duration the real side sees is divided by it:
 arrivals, run lengths, failure times, spot windows, the person's delays, --max-runtime,
 --stall-timeout, EXPBOT_BACKOFF_*, EXPBOT_STOP_GRACE_SECONDS. The control plane's own latencies are
-not (pod start ~0.3 s, a restart ~1 s: x180 that is minutes of simulated time).
+not (pod start ~0.3 s, a restart ~1 s: x120 that is minutes of simulated time).
 
 Prints both sides' figures and whether the counted ones agree within 10%.
 Run: .venv/bin/python benchmarks/throughput/calibrate.py [--quick] [--seed S] [--experiments N]
---quick: seed 12, 8 experiments, 3 simulated hours (about a minute plus the control plane's start).
+--quick: seed 12, 8 experiments, 3 simulated hours (90 s plus the control plane's start).
 """
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ from kubernetes import client  # noqa: E402
 from benchmarks.throughput.calibration import FULL, HOURS, QUICK, Scenario, comparison, describe, figures, simulate  # noqa: E402
 from benchmarks.throughput.replay import SpotTrace  # noqa: E402
 
-COMPRESSION = 180.0  # one real second is three simulated minutes: 24 h in 8 min
+# One real second is two simulated minutes: 24 h in 12 min. At x180 (8 min) the control plane's
+# uncompressed latencies delayed restarts enough to move later pods to other nodes (README).
+COMPRESSION = 120.0
 SPOT_NODES = 8
 
 
@@ -53,7 +55,7 @@ def write_config(path: Path) -> Path:
     path.write_text(f"""
 [launch]
 default_image = "busybox:1.36"
-min_runtime = 1  # seconds: runtimes are compressed (an hour is 20 s at x180)
+min_runtime = 1  # seconds: runtimes are compressed (an hour is 30 s at x120)
 [gpu_types.a100]
 price_per_hour = 2.5
 node_selector = {{ "{GPU_TYPE_LABEL}" = "calib" }}
