@@ -1,6 +1,7 @@
 """Schema migrations, run in code: the one way expbot's schema is created or changed."""
 from __future__ import annotations
 
+import time
 from importlib.resources import files
 
 from alembic import command
@@ -10,11 +11,13 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Engine
 
 from adapters.db.engine import SQLITE_BEGIN, make_engine, normalise_url
+from core.errors import DatabaseUnavailable
 
 # Same as alembic.ini; '%' doubled because Config goes through ConfigParser interpolation.
 FILE_TEMPLATE = "%%(year)d_%%(month).2d_%%(day).2d_%%(rev)s_%%(slug)s"
 # Any fixed number: PostgreSQL advisory lock that serialises concurrent upgrades (replicas).
 _PG_MIGRATION_LOCK = 7_261_530_041
+_LOCKED_TRIES = 5  # a start-up upgrade refused because another process holds the fresh file's lock
 
 
 def alembic_config(url: str | URL) -> Config:
@@ -40,6 +43,18 @@ def upgrade(target: str | URL | Engine, revision: str = "head") -> None:
 
     Safe to run repeatedly and concurrently.
     """
+    for attempt in range(_LOCKED_TRIES):
+        try:
+            return _upgrade(target, revision)
+        except DatabaseUnavailable as e:
+            # Two processes opening a fresh SQLite file at once (serve and a CLI launch): switching
+            # it to WAL can be refused at once, busy timeout or not. The other one is done soon.
+            if "is locked" not in str(e) or attempt == _LOCKED_TRIES - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def _upgrade(target: str | URL | Engine, revision: str) -> None:
     engine, owned = _engine(target)
     cfg = alembic_config(engine.url)
     try:

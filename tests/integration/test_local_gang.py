@@ -51,10 +51,16 @@ def gang(eid: str, out: Path, mode: str, nodes: int = 2, gpus: int = 2, attempt:
     return AttemptLaunch(eid, eid, attempt, spec, "ana", None, timedelta(hours=1))
 
 
+def _read_all(files: list[Path]) -> list[dict] | None:
+    try:
+        return [json.loads(f.read_text()) for f in files]
+    except (FileNotFoundError, json.JSONDecodeError):  # not written yet, or being written
+        return None
+
+
 def ranks(out: Path, nodes: int) -> list[dict]:
     files = [out / f"rank-{r}.json" for r in range(nodes)]
-    wait_for(lambda: all(f.exists() for f in files), 20, f"{nodes} ranks started")
-    return [json.loads(f.read_text()) for f in files]
+    return wait_for(lambda: _read_all(files), 20, f"{nodes} ranks started")
 
 
 def ended(runner: LocalRunner, eid: str) -> AttemptStatus:
